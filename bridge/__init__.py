@@ -1,0 +1,1 @@
+"""EmoFace bridge: rig mappings, the frame protocol, real-time transports and the CLI."""

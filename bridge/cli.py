@@ -1,0 +1,71 @@
+"""The ``emoface`` command line: a thin layer over library calls, one module per subcommand.
+
+Each module in ``COMMAND_MODULES`` has ``register(subparsers)``, which adds its parser and sets
+``func`` to a function ``(args) -> int``. Heavy imports (torch, transformers) happen inside those
+functions, so ``emoface receive`` or ``emoface mapping validate`` start instantly without torch.
+The library raises; this module turns any ``EmoFaceError``/``ValueError``/``OSError`` into one
+line on stderr and exit code 1 (the traceback only with ``--verbose``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+
+from emoface_core import __version__
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "bridge.commands.bake",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="emoface",
+        description="EmoFace: speech to MetaHuman face animation, baked or streamed live.",
+    )
+    parser.add_argument("--version", action="version", version=f"emoface {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log more and show tracebacks on errors"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (also used as the console-script entry point)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("emoface: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError, ImportError) as e:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"emoface: error: {one_line(e)}", file=sys.stderr)
+        return 1
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

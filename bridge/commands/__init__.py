@@ -1,0 +1,1 @@
+"""One module per ``emoface`` subcommand; each has ``register(subparsers)``."""

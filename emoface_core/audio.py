@@ -1,0 +1,129 @@
+"""Audio loading: any file soundfile reads -> mono float32 at 16 kHz, and the 60 fps frame grid.
+
+The model sees audio the way the authors' release fed it: 16 kHz mono, normalised to zero mean
+and unit variance (the wav2vec2 processor's default). Frame counts follow the release:
+``int(samples / sample_rate * 60)`` of the *source* file, computed in integers so that no
+floating-point rounding can add or drop a frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emoface_core.errors import AudioError
+
+SAMPLE_RATE = 16_000  # Hz, what wav2vec2 was trained on
+FPS = 60  # animation frames per second, the dataset's rate
+SAMPLES_PER_FRAME = SAMPLE_RATE / FPS  # 266.67 samples of 16 kHz audio per frame
+NORM_EPS = 1e-7  # the wav2vec2 feature extractor's variance epsilon
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Decoded audio ready for the engines.
+
+    Attributes:
+        samples: mono float32 at ``SAMPLE_RATE``, not normalised, shape ``[S]``.
+        source_sample_rate: the file's own rate, kept for the frame count.
+        source_n_samples: the file's own length in samples (per channel).
+        path: where it came from, for messages and metadata ("" for in-memory audio).
+    """
+
+    samples: np.ndarray
+    source_sample_rate: int = SAMPLE_RATE
+    source_n_samples: int = -1
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.source_n_samples < 0:
+            object.__setattr__(self, "source_n_samples", int(self.samples.shape[0]))
+
+    @property
+    def n_frames(self) -> int:
+        """Frames at 60 fps, as the release counts them."""
+        return frame_count(self.source_n_samples, self.source_sample_rate)
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the source audio in seconds."""
+        return self.source_n_samples / self.source_sample_rate
+
+    @classmethod
+    def from_array(cls, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Audio:
+        """Wrap in-memory samples (``[S]`` or ``[S, C]``, any rate) as 16 kHz mono audio."""
+        mono = to_mono(np.asarray(samples))
+        return cls(
+            samples=resample(mono, sample_rate, SAMPLE_RATE),
+            source_sample_rate=sample_rate,
+            source_n_samples=int(mono.shape[0]),
+        )
+
+
+def frame_count(n_samples: int, sample_rate: int) -> int:
+    """Return ``int(n_samples / sample_rate * FPS)`` computed exactly in integers."""
+    return (int(n_samples) * FPS) // int(sample_rate)
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """Average the channels of ``[S, C]`` audio; ``[S]`` passes through. Returns float32."""
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    elif samples.ndim != 1:
+        raise AudioError(f"audio must be [samples] or [samples, channels], got {samples.shape}")
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def resample(samples: np.ndarray, from_hz: int, to_hz: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample with a polyphase filter (scipy), exact ratio, float32 out."""
+    if from_hz == to_hz:
+        return samples.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(from_hz), int(to_hz))
+    out = resample_poly(samples.astype(np.float64), to_hz // g, from_hz // g)
+    return out.astype(np.float32)
+
+
+def normalize(samples: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance, as ``Wav2Vec2FeatureExtractor(do_normalize=True)`` does."""
+    x = samples.astype(np.float32, copy=False)
+    return ((x - x.mean()) / np.sqrt(x.var() + NORM_EPS)).astype(np.float32)
+
+
+def load_audio(path: str | Path) -> Audio:
+    """Load any file that soundfile reads (wav, flac, ogg, ...) as 16 kHz mono float32.
+
+    Args:
+        path: the audio file.
+
+    Returns:
+        The decoded ``Audio``.
+
+    Raises:
+        AudioError: the file is missing, empty, truncated or not audio; the message names it.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises several types for bad files
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise AudioError(f"{path}: not a readable audio file ({reason})") from e
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: the audio file holds no samples")
+    if not np.all(np.isfinite(data)):
+        raise AudioError(f"{path}: the audio holds NaN or infinite samples")
+    mono = to_mono(data)
+    return Audio(
+        samples=resample(mono, int(rate)),
+        source_sample_rate=int(rate),
+        source_n_samples=int(mono.shape[0]),
+        path=str(path),
+    )

@@ -1,0 +1,73 @@
+"""Choosing an engine: the EmoFace network when weights are configured, else the procedural one.
+
+``auto`` looks for a checkpoint in this order: the ``--checkpoint`` flag, the ``EMOFACE_CHECKPOINT``
+environment variable, then ``~/.cache/emoface/emoface_model.pth`` (``DEFAULT_CHECKPOINT``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from emoface_core.engine import Engine
+from emoface_core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENGINE_CHOICES = ("auto", "emoface", "procedural")
+CHECKPOINT_ENV = "EMOFACE_CHECKPOINT"
+DEFAULT_CHECKPOINT = Path.home() / ".cache" / "emoface" / "emoface_model.pth"
+
+
+def find_checkpoint(checkpoint: str | Path | None = None) -> Path | None:
+    """The configured checkpoint path (flag, then environment, then default location), if any."""
+    if checkpoint:
+        return Path(checkpoint)
+    if os.environ.get(CHECKPOINT_ENV):
+        return Path(os.environ[CHECKPOINT_ENV])
+    if DEFAULT_CHECKPOINT.is_file():
+        return DEFAULT_CHECKPOINT
+    return None
+
+
+def load_engine(
+    name: str = "auto",
+    *,
+    checkpoint: str | Path | None = None,
+    wav2vec2: str | Path | None = None,
+    device: str | None = None,
+    **options: object,
+) -> Engine:
+    """Build the engine ``name`` ("auto", "emoface" or "procedural").
+
+    Args:
+        name: which engine; "auto" picks "emoface" when a checkpoint is configured.
+        checkpoint: EmoFace weights (a released ``*_model.pth`` or a project checkpoint).
+        wav2vec2: unused by released checkpoints (their wav2vec2 weights are inside); kept for
+            project checkpoints saved without the encoder.
+        device: "cpu", "cuda" or None for CUDA when available.
+        **options: engine-specific options (e.g. ``chunk_s`` for the network).
+
+    Raises:
+        ConfigError: unknown engine name, or "emoface" without a checkpoint.
+        CheckpointError: the checkpoint cannot be loaded.
+    """
+    if name not in ENGINE_CHOICES:
+        raise ConfigError(f"unknown engine {name!r}; choose from {', '.join(ENGINE_CHOICES)}")
+    path = find_checkpoint(checkpoint)
+    if name == "auto":
+        name = "emoface" if path is not None else "procedural"
+    if name == "procedural":
+        from emoface_core.procedural import ProceduralEngine
+
+        return ProceduralEngine(**options)  # type: ignore[arg-type]
+    if path is None:
+        raise ConfigError(
+            "the emoface engine needs weights: download the authors' checkpoint "
+            "(SJTU-Lucy/EmoFace release, e.g. 1000_model.pth) and pass --checkpoint PATH, set "
+            f"{CHECKPOINT_ENV}, or put it at {DEFAULT_CHECKPOINT}"
+        )
+    from emoface_core.neural import NeuralEngine
+
+    return NeuralEngine.from_checkpoint(path, device=device, **options)  # type: ignore[arg-type]
