@@ -1,0 +1,256 @@
+"""The EmoFace network (paper 3.1): wav2vec2 audio encoder + emotion encoder + Audio2Rig transformer.
+
+Submodule names match the authors' release (``embed``, ``emotion``, ``audio_encoder``, ``encoder``,
+``in_fn``, ``out_fn``, ``pos_encoder``) so released state dicts load key for key.
+
+Data flow, shapes in ``[B, T, C]`` at 60 fps::
+
+    audio [B, S] (16 kHz, normalised)
+      -> wav2vec2 conv feature extractor (frozen)          [B, T50, 512]  (50 fps)
+      -> linear interpolation to T frames (align_corners)   [B, T, 512]
+      -> wav2vec2 feature projection + transformer          [B, T, 768]
+      -> in_fn + positional encoding + emotion code         [B, T, 512]
+      -> Audio2Rig: 10 transformer encoder layers           [B, T, 512]
+      -> out_fn                                             [B, T, 174]
+
+The emotion enters as per-frame weights over the 7 emotions ``[B, T, 7]``: the code of a frame is
+the weighted sum of the 7 emotion codes. One-hot weights give exactly the release's code; other
+weights give intensities and cross-fades (see ``emoface_core.emotion``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from emoface_core.config import ModelConfig
+
+MIN_SAMPLES = 400  # receptive field of wav2vec2's conv stack (25 ms); shorter input is padded
+
+
+class PositionalEncoding(nn.Module):
+    """Sinusoidal table ``pe`` of shape ``[max_positions, 1, d_model]`` (the release's layout)."""
+
+    def __init__(self, d_model: int, max_positions: int = 5000, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        position = torch.arange(max_positions, dtype=torch.float32).unsqueeze(1)
+        div_term = torch.exp(
+            torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model)
+        )
+        pe = torch.zeros(max_positions, d_model)
+        pe[:, 0::2] = torch.sin(position * div_term)
+        pe[:, 1::2] = torch.cos(position * div_term)
+        self.register_buffer("pe", pe.unsqueeze(1))
+
+    def forward(self, x: torch.Tensor, *, per_frame: bool, start: int = 0) -> torch.Tensor:
+        """Add positions to ``x [B, T, D]``: ``pe[0]`` everywhere when ``per_frame``, else ``pe[t]``."""
+        if per_frame:
+            x = x + self.pe[0]
+        else:
+            n = x.shape[1]
+            if start + n > self.pe.shape[0]:
+                raise ValueError(
+                    f"sequence of {start + n} frames exceeds the positional table "
+                    f"({self.pe.shape[0]} frames); infer in shorter windows"
+                )
+            x = x + self.pe[start : start + n, 0]
+        return self.dropout(x)
+
+
+class EmoFaceModel(nn.Module):
+    """EmoFace: audio + emotion -> 174 controller values per frame."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        from transformers import Wav2Vec2Model
+
+        self.config = config
+        w2v_config = config.wav2vec2_config()
+        self.embed = nn.Embedding(config.n_emotions, config.emotion_embed_dim)
+        self.emotion = nn.Sequential(
+            nn.Linear(config.emotion_embed_dim, config.emotion_hidden_dim),
+            nn.LeakyReLU(0.2),
+            nn.Linear(config.emotion_hidden_dim, config.d_model),
+        )
+        self.audio_encoder = Wav2Vec2Model(w2v_config)
+        self.audio_encoder.feature_extractor._freeze_parameters()
+        layer = nn.TransformerEncoderLayer(
+            d_model=config.d_model,
+            nhead=config.n_heads,
+            dim_feedforward=config.ff_dim,
+            dropout=config.dropout,
+        )
+        self.encoder = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+        self.in_fn = nn.Linear(w2v_config.hidden_size, config.d_model)
+        self.out_fn = nn.Linear(config.d_model, config.n_controllers)
+        self.pos_encoder = PositionalEncoding(config.d_model, config.max_positions, config.dropout)
+        nn.init.zeros_(self.out_fn.weight)  # the release starts from a zero output
+        nn.init.zeros_(self.out_fn.bias)
+        self._fused_cache: tuple[tuple, list] | None = None
+
+    @property
+    def per_frame(self) -> bool:
+        """True for the release's decoder semantics (every frame decoded on its own)."""
+        return self.config.decoder_mode == "per_frame"
+
+    def extract_features(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """Frozen conv features resampled to the 60 fps grid, exactly as the release does.
+
+        Args:
+            audio: normalised 16 kHz audio ``[B, S]``.
+            n_frames: output frames T.
+
+        Returns:
+            ``[B, T, C_conv]`` (C_conv = 512 for wav2vec2-base).
+        """
+        feats = self.conv_features(audio)  # [B, C, T50]
+        feats = F.interpolate(feats, size=n_frames, mode="linear", align_corners=True)
+        return feats.transpose(1, 2)
+
+    def conv_features(
+        self,
+        audio: torch.Tensor,
+        norm_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """wav2vec2's conv stack: ``[B, S] -> [B, C_conv, T50]``.
+
+        wav2vec2-base normalises its first conv layer per channel over the *whole input*
+        (GroupNorm with one group per channel). ``norm_stats`` (from ``conv_norm_stats`` over a
+        whole clip) replaces those window-local statistics, so a window of a long clip gets
+        exactly the features the whole clip would give it.
+        """
+        if audio.shape[-1] < MIN_SAMPLES:
+            audio = F.pad(audio, (0, MIN_SAMPLES - audio.shape[-1]))
+        x = audio[:, None]
+        for i, layer in enumerate(self.audio_encoder.feature_extractor.conv_layers):
+            norm = getattr(layer, "layer_norm", None)
+            if i == 0 and norm_stats is not None and isinstance(norm, nn.GroupNorm):
+                mean, var = norm_stats
+                h = layer.conv(x)
+                h = (h - mean) * torch.rsqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None]
+                x = layer.activation(h)
+            else:
+                x = layer(x)
+        return x
+
+    def conv_norm_stats(
+        self, audio: torch.Tensor, block_frames: int = 100_000
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per-channel mean and variance ``[B, C, 1]`` of the first conv layer over all of ``audio``.
+
+        Computed block by block in float64, so a 10-minute clip needs no more memory than a
+        30-second one. Returns None when the feature extractor has no per-input GroupNorm.
+        """
+        layer = self.audio_encoder.feature_extractor.conv_layers[0]
+        if not isinstance(getattr(layer, "layer_norm", None), nn.GroupNorm):
+            return None
+        conv = layer.conv
+        kernel, stride = conv.kernel_size[0], conv.stride[0]
+        n_out = (audio.shape[-1] - kernel) // stride + 1
+        total = torch.zeros(audio.shape[0], conv.out_channels, 1, dtype=torch.float64, device=audio.device)
+        total_sq = torch.zeros_like(total)
+        for j0 in range(0, n_out, block_frames):
+            j1 = min(n_out, j0 + block_frames)
+            h = conv(audio[:, None, j0 * stride : (j1 - 1) * stride + kernel]).double()
+            total += h.sum(dim=2, keepdim=True)
+            total_sq += (h * h).sum(dim=2, keepdim=True)
+        mean = total / n_out
+        var = (total_sq / n_out - mean * mean).clamp_min(0.0)
+        return mean.float(), var.float()
+
+    def conv_output_length(self, n_samples: int) -> int:
+        """Frames the conv stack produces for ``n_samples`` of audio."""
+        length = max(n_samples, MIN_SAMPLES)
+        for layer in self.audio_encoder.feature_extractor.conv_layers:
+            length = (length - layer.conv.kernel_size[0]) // layer.conv.stride[0] + 1
+        return length
+
+    def conv_receptive_field(self) -> int:
+        """Samples that one conv frame depends on (400 for wav2vec2-base: 25 ms)."""
+        field = 1
+        for layer in reversed(self.audio_encoder.feature_extractor.conv_layers):
+            field = (field - 1) * layer.conv.stride[0] + layer.conv.kernel_size[0]
+        return field
+
+    def conv_stride(self) -> int:
+        """Samples between consecutive conv frames (320 for wav2vec2-base: 50 fps)."""
+        stride = 1
+        for layer in self.audio_encoder.feature_extractor.conv_layers:
+            stride *= layer.conv.stride[0]
+        return stride
+
+    def encode_features(self, features: torch.Tensor) -> torch.Tensor:
+        """wav2vec2 feature projection and transformer: ``[B, T, C_conv] -> [B, T, hidden]``."""
+        hidden, _ = self.audio_encoder.feature_projection(features)
+        if self.training:
+            hidden = self.audio_encoder._mask_hidden_states(hidden)  # SpecAugment, as in training
+        return self.audio_encoder.encoder(hidden).last_hidden_state
+
+    def emotion_codes(self) -> torch.Tensor:
+        """The 7 emotion codes ``[7, d_model]`` (emotion encoder applied to every embedding)."""
+        return self.emotion(self.embed.weight)
+
+    def decode(
+        self, hidden: torch.Tensor, emotion_weights: torch.Tensor, *, start_frame: int = 0
+    ) -> torch.Tensor:
+        """Audio2Rig: ``hidden [B, T, H]`` and ``emotion_weights [B, T, 7]`` -> ``[B, T, 174]``.
+
+        Args:
+            hidden: wav2vec2 output.
+            emotion_weights: per-frame weights over the emotions (rows sum to 1).
+            start_frame: position of the first frame (temporal mode, windowed inference).
+        """
+        x = self.pos_encoder(self.in_fn(hidden), per_frame=self.per_frame, start=start_frame)
+        x = x + emotion_weights.to(x.dtype) @ self.emotion_codes()
+        b, t, d = x.shape
+        if self.per_frame:
+            if not self.training and not torch.is_grad_enabled():
+                x = self._per_frame_fast(x.reshape(b * t, d))
+            else:
+                # Sequence length 1, batch B*T: exactly the release's (batch_first=False) call.
+                x = self.encoder(x.reshape(1, b * t, d))
+            x = x.reshape(b, t, d)
+        else:
+            x = self.encoder(x.transpose(0, 1)).transpose(0, 1)
+        return self.out_fn(x)
+
+    def forward(
+        self, audio: torch.Tensor, emotion_weights: torch.Tensor, n_frames: int
+    ) -> torch.Tensor:
+        """Audio ``[B, S]`` + emotion weights ``[B, T, 7]`` -> controller values ``[B, T, 174]``."""
+        hidden = self.encode_features(self.extract_features(audio, n_frames))
+        return self.decode(hidden, emotion_weights)
+
+    def _per_frame_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame Audio2Rig with each layer's attention folded into one matrix.
+
+        Attention over a single frame returns that frame's value, so a layer's attention block is
+        ``out_proj(v_proj(x))``: one affine map ``W_o W_v x + (W_o b_v + b_o)``. The query and key
+        projections and the softmax drop out. Same result up to float rounding (~1e-6).
+        """
+        for layer, (w, b) in zip(self.encoder.layers, self._fused_attention()):
+            x = layer.norm1(x + F.linear(x, w, b))
+            x = layer.norm2(x + layer.linear2(layer.activation(layer.linear1(x))))
+        return x
+
+    def _fused_attention(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        params = [layer.self_attn for layer in self.encoder.layers]
+        key = tuple(
+            (p.in_proj_weight._version, p.in_proj_weight.data_ptr(), p.out_proj.weight._version,
+             p.out_proj.weight.data_ptr(), p.out_proj.weight.dtype)
+            for p in params
+        )
+        if self._fused_cache is None or self._fused_cache[0] != key:
+            d = self.config.d_model
+            fused = []
+            for attn in params:
+                w_v = attn.in_proj_weight[2 * d :]
+                b_v = attn.in_proj_bias[2 * d :]
+                w_o, b_o = attn.out_proj.weight, attn.out_proj.bias
+                fused.append((w_o @ w_v, w_o @ b_v + b_o))
+            self._fused_cache = (key, fused)
+        return self._fused_cache[1]

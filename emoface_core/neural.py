@@ -1,0 +1,64 @@
+"""The EmoFace network as an ``Engine``: a loaded model plus its inference settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emoface_core.audio import Audio
+from emoface_core.emotion import EmotionTimeline
+from emoface_core.inference import DEFAULT_CHUNK_S, DEFAULT_OVERLAP_S, animate
+from emoface_core.model import EmoFaceModel
+
+
+class NeuralEngine:
+    """Runs ``EmoFaceModel`` over whole clips (windowed for long audio)."""
+
+    name = "emoface"
+    wants_smoothing = True
+
+    def __init__(
+        self,
+        model: EmoFaceModel,
+        *,
+        info: dict[str, Any] | None = None,
+        chunk_s: float = DEFAULT_CHUNK_S,
+        overlap_s: float = DEFAULT_OVERLAP_S,
+        precision: str = "auto",
+    ) -> None:
+        self.model = model.eval()
+        self.info = info or {}
+        self.chunk_s = chunk_s
+        self.overlap_s = overlap_s
+        self.precision = precision
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, *, device: str | None = None, **options: Any
+    ) -> NeuralEngine:
+        """Load weights (released or project checkpoint) and wrap them."""
+        from emoface_core.checkpoint import load_model
+
+        model, info = load_model(path, device=device)
+        return cls(model, info=info, **options)
+
+    def infer(self, audio: Audio, timeline: EmotionTimeline) -> np.ndarray:
+        """Raw network output ``[audio.n_frames, 174]``."""
+        return animate(
+            self.model, audio, timeline,
+            chunk_s=self.chunk_s, overlap_s=self.overlap_s, precision=self.precision,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Engine facts for metadata."""
+        device = next(self.model.parameters()).device
+        return {
+            "name": self.name,
+            "checkpoint": self.info.get("path"),
+            "checkpoint_kind": self.info.get("kind"),
+            "decoder_mode": self.model.config.decoder_mode,
+            "device": str(device),
+            "precision": self.precision,
+        }

@@ -1,0 +1,101 @@
+"""Shared fixtures: generated audio, tiny real models, and the reference sample in ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_SAMPLE = REPO_ROOT.parent / "shared" / "emoface_sample"
+
+# A wav2vec2 small enough to run in milliseconds: 64 wide (one 64-wide head, as the release
+# loader infers heads from width), 2 layers, a 3-layer conv stack of stride 20 (800 Hz frames).
+TINY_WAV2VEC2 = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 1,
+    "intermediate_size": 96,
+    "conv_dim": [32, 32, 32],
+    "conv_kernel": [10, 3, 3],
+    "conv_stride": [5, 2, 2],
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+}
+
+
+def make_sine(
+    duration_s: float = 1.0,
+    sample_rate: int = 16_000,
+    freq_hz: float = 220.0,
+    amplitude: float = 0.5,
+    channels: int = 1,
+) -> np.ndarray:
+    """A sine tone with a slow amplitude wobble and a little noise, float32 ``[S]`` or ``[S, C]``."""
+    t = np.arange(int(round(duration_s * sample_rate))) / sample_rate
+    wobble = 0.6 + 0.4 * np.sin(2 * np.pi * 1.3 * t)
+    noise = 0.02 * np.random.default_rng(0).standard_normal(t.size)
+    x = (amplitude * wobble * np.sin(2 * np.pi * freq_hz * t) + noise).astype(np.float32)
+    return np.repeat(x[:, None], channels, axis=1) if channels > 1 else x
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int = 16_000, subtype: str = "PCM_16") -> Path:
+    """Write samples with soundfile and return the path."""
+    import soundfile as sf
+
+    sf.write(str(path), samples, sample_rate, subtype=subtype)
+    return path
+
+
+def tiny_model_config(decoder_mode: str = "per_frame", **overrides):  # noqa: ANN201
+    """A ``ModelConfig`` with a tiny wav2vec2 and a 2-layer, 64-wide Audio2Rig."""
+    from emoface_core.config import ModelConfig
+
+    values = dict(d_model=64, n_heads=4, n_layers=2, ff_dim=128, decoder_mode=decoder_mode,
+                  wav2vec2=dict(TINY_WAV2VEC2))
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+def tiny_model(decoder_mode: str = "per_frame", seed: int = 0):  # noqa: ANN201
+    """A tiny ``EmoFaceModel`` with random weights and a non-zero output layer, in eval mode."""
+    import torch
+
+    from emoface_core.model import EmoFaceModel
+
+    torch.manual_seed(seed)
+    model = EmoFaceModel(tiny_model_config(decoder_mode))
+    torch.nn.init.normal_(model.out_fn.weight, std=0.05)
+    return model.eval()
+
+
+@pytest.fixture
+def shared_sample() -> Path:
+    """The CC BY-NC reference clip folder; skips when ../shared is not beside the repo."""
+    if not (SHARED_SAMPLE / "angry_gd04_001_021.wav").is_file():
+        pytest.skip(f"reference sample not found at {SHARED_SAMPLE} (../shared is absent)")
+    return SHARED_SAMPLE
+
+
+@pytest.fixture
+def sine_wav(tmp_path: Path) -> Path:
+    """A 1.5 s 16 kHz sine clip."""
+    return write_wav(tmp_path / "sine.wav", make_sine(1.5))
+
+
+@pytest.fixture
+def tiny_release_checkpoint(tmp_path: Path) -> Path:
+    """A checkpoint file in the authors' release layout (bare state dict, weight_g/weight_v)."""
+    import torch
+    from transformers import Wav2Vec2Config
+
+    from emoface_core.release_reference import ReleaseEmoFace, release_state_dict
+
+    torch.manual_seed(7)
+    ref = ReleaseEmoFace(Wav2Vec2Config(**TINY_WAV2VEC2), d_model=64, nhead=4, num_layers=2,
+                         dim_feedforward=128).eval()
+    torch.nn.init.normal_(ref.out_fn.weight, std=0.05)
+    path = tmp_path / "tiny_release_model.pth"
+    torch.save(release_state_dict(ref), path)
+    return path
