@@ -19,6 +19,9 @@ from emoface_core import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.bake",
+    "bridge.commands.dataset",
+    "bridge.commands.eval",
+    "bridge.commands.train",
 )
 
 
