@@ -22,6 +22,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.dataset",
     "bridge.commands.eval",
     "bridge.commands.train",
+    "bridge.commands.stream",
+    "bridge.commands.receive",
+    "bridge.commands.mapping",
 )
 
 

@@ -545,6 +545,10 @@ class Decoder:
         except ProtocolError:
             self.stats.n_malformed += 1
             return None
+        return self.accept(message)
+
+    def accept(self, message: Message) -> Message | None:
+        """Classify a message decoded elsewhere (e.g. from OSC); ``feed`` without the bytes."""
         if self.subjects is not None and message.subject not in self.subjects:
             self.stats.n_other_subject += 1
             return None

@@ -1,0 +1,156 @@
+"""Frame pacing: a ``FrameClock`` that releases frame ``i`` at ``anchor + i / fps``.
+
+Every deadline is computed from the one anchor taken at ``start()``, never by adding a frame
+period to the previous wake-up, so sleep overshoot and per-frame work do not accumulate: frame
+36,000 (ten minutes at 60 fps) is due exactly ten minutes after the anchor. The clock and the
+sleep function are injectable; tests and the drift benchmark drive it with a ``FakeClock``
+instead of waiting (lerobot's CycleTimer + FakeClock pattern).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+DEFAULT_LATE_TOLERANCE_FRAMES = 0.25  # later than this counts as "late" (4 ms at 60 fps)
+DEFAULT_SKIP_AFTER_FRAMES = 2.0  # later than this, a frame is skipped, not sent stale
+
+
+@dataclass
+class PacingStats:
+    """What the clock saw; ``FrameClock.stats`` reports overruns at the end of a run.
+
+    Attributes:
+        n_frames: frames waited for (sent or skipped).
+        n_late: frames released later than the tolerance.
+        n_skipped: frames so late they were skipped (``should_skip``).
+        max_late_s: worst lateness.
+        total_late_s: sum of lateness (mean = total / n_frames).
+        last_late_s: lateness of the most recent frame (drift shows up here on long runs).
+    """
+
+    n_frames: int = 0
+    n_late: int = 0
+    n_skipped: int = 0
+    max_late_s: float = 0.0
+    total_late_s: float = 0.0
+    last_late_s: float = 0.0
+
+    @property
+    def mean_late_s(self) -> float:
+        """Average lateness over all frames."""
+        return self.total_late_s / self.n_frames if self.n_frames else 0.0
+
+
+class FrameClock:
+    """Paces a loop to ``fps`` from a fixed anchor (no drift), and measures lateness.
+
+    Args:
+        fps: frames per second.
+        clock: monotonic seconds; default ``time.perf_counter``.
+        sleep: sleeps for the given seconds; default ``time.sleep``.
+        late_tolerance_s: lateness above which a frame counts as late (default 1/4 frame).
+        skip_after_s: lateness above which ``should_skip`` says to drop the frame (default two
+            frames); ``math.inf`` never skips.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+        late_tolerance_s: float | None = None,
+        skip_after_s: float | None = None,
+    ) -> None:
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be a positive number, but {fps!r} is provided")
+        self.fps = float(fps)
+        self.period_s = 1.0 / self.fps
+        self.clock = clock
+        self.sleep = sleep
+        self.late_tolerance_s = (
+            DEFAULT_LATE_TOLERANCE_FRAMES * self.period_s
+            if late_tolerance_s is None
+            else late_tolerance_s
+        )
+        self.skip_after_s = (
+            DEFAULT_SKIP_AFTER_FRAMES * self.period_s if skip_after_s is None else skip_after_s
+        )
+        self.anchor_s: float | None = None
+        self.offset_s = 0.0
+        self.stats = PacingStats()
+
+    def start(self, at_s: float | None = None, *, offset_s: float = 0.0) -> float:
+        """Set the anchor (default: now). Frame ``i`` becomes due at ``anchor + offset + i/fps``.
+
+        Frames whose due time falls before the anchor (a negative offset) are due at the anchor.
+        Returns the anchor.
+        """
+        self.anchor_s = self.clock() if at_s is None else at_s
+        self.offset_s = offset_s
+        self.stats = PacingStats()
+        return self.anchor_s
+
+    def due_s(self, index: int) -> float:
+        """When frame ``index`` is due, on the clock's time line."""
+        if self.anchor_s is None:
+            raise RuntimeError("FrameClock.start() must be called before due_s()/wait()")
+        return max(self.anchor_s, self.anchor_s + self.offset_s + index / self.fps)
+
+    def wait(self, index: int) -> float:
+        """Sleep until frame ``index`` is due; return how late it is now (>= 0), and record it."""
+        due = self.due_s(index)
+        remaining = due - self.clock()
+        if remaining > 0:
+            self.sleep(remaining)
+        late = max(0.0, self.clock() - due)
+        stats = self.stats
+        stats.n_frames += 1
+        stats.last_late_s = late
+        stats.total_late_s += late
+        if late > stats.max_late_s:
+            stats.max_late_s = late
+        if late > self.late_tolerance_s:
+            stats.n_late += 1
+        return late
+
+    def should_skip(self, late_s: float) -> bool:
+        """Whether a frame this late should be dropped (and counts it when so)."""
+        if late_s > self.skip_after_s:
+            self.stats.n_skipped += 1
+            return True
+        return False
+
+
+class FakeClock:
+    """A clock for tests: time moves only when ``sleep`` (or ``advance``) is called.
+
+    Args:
+        start_s: the initial time.
+        oversleep_s: added to every sleep, to model a scheduler that wakes late; a callable
+            gets the requested duration and returns the extra delay.
+    """
+
+    def __init__(
+        self, start_s: float = 1000.0, *, oversleep_s: float | Callable[[float], float] = 0.0
+    ) -> None:
+        self.now_s = start_s
+        self.oversleep_s = oversleep_s
+        self.n_sleeps = 0
+
+    def __call__(self) -> float:
+        """The current fake time."""
+        return self.now_s
+
+    def sleep(self, duration_s: float) -> None:
+        """Advance by the duration plus the modelled oversleep."""
+        extra = self.oversleep_s(duration_s) if callable(self.oversleep_s) else self.oversleep_s
+        self.now_s += max(0.0, duration_s) + extra
+        self.n_sleeps += 1
+
+    def advance(self, duration_s: float) -> None:
+        """Advance without counting a sleep (models work done between frames)."""
+        self.now_s += duration_s

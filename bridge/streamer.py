@@ -1,0 +1,400 @@
+"""Streaming: map 174-channel frames per subject and fan them out to every transport.
+
+Two layers, so live sources reuse the first:
+
+* ``SubjectStream`` is one NPC. ``start_line`` / ``push(frame)`` / ``end_line`` take frames one at
+  a time from anything (a baked clip, a streaming engine, a server handling many NPCs). It maps
+  each frame once per distinct mapping, numbers it (``seq``), re-sends the schema every
+  ``schema_interval_s`` and when the mapping changes, and can cross-fade from the last pose
+  when a new line interrupts the current one (``blend_s``).
+* ``ClipPlayer`` plays finished clips in real time: a ``FrameClock`` releases frame ``i`` at
+  ``anchor + i / fps`` for every subject at once, skips frames that are hopelessly late, and
+  reports frames sent, skipped, late and the worst lateness.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bridge.mapping import Mapping, load_mapping
+from bridge.pacing import FrameClock, PacingStats
+from bridge.protocol import EndReason, Frame, Schema, StreamEnd, StreamStart
+from bridge.transport import Sender
+from emoface_core.audio import FPS
+from emoface_core.controllers import N_CONTROLLERS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCHEMA_INTERVAL_S = 0.5  # a late joiner names frames within half a second
+SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # safe in OSC addresses and ZMQ topics
+
+
+def check_subject(subject: str) -> str:
+    """Return ``subject`` if it is a valid subject name.
+
+    Raises:
+        ValueError: not 1-64 characters of letters, digits, ``_``, ``.`` or ``-``.
+    """
+    if not SUBJECT_PATTERN.match(subject):
+        raise ValueError(
+            f"subject must be 1-64 characters of letters, digits, '_', '.' or '-', "
+            f"but {subject!r} is provided"
+        )
+    return subject
+
+
+@dataclass(frozen=True)
+class Output:
+    """A sender and the mapping whose targets it carries."""
+
+    sender: Sender
+    mapping: Mapping
+
+
+def outputs_for(senders: Sequence[Sender], mapping: Mapping) -> list[Output]:
+    """Pair each sender with ``mapping``, or with the mapping its protocol requires.
+
+    Live Link Face carries ARKit names only, so a ``LiveLinkSender`` gets ``arkit52`` whatever
+    the stream's mapping is.
+    """
+    loaded: dict[str, Mapping] = {}
+    outputs = []
+    for sender in senders:
+        required = sender.required_mapping
+        if required is None or required == mapping.name:
+            outputs.append(Output(sender, mapping))
+            continue
+        if required not in loaded:
+            loaded[required] = load_mapping(required)
+        outputs.append(Output(sender, loaded[required]))
+    return outputs
+
+
+@dataclass
+class _Group:
+    """Outputs sharing one mapping: the frame is mapped once for all of them."""
+
+    mapping: Mapping
+    schema: Schema
+    buffer: np.ndarray
+    senders: list[Sender] = field(default_factory=list)
+
+
+@dataclass
+class SubjectStats:
+    """Counters of one subject.
+
+    Attributes:
+        n_frames: frames pushed (each sent to every output).
+        n_lines: lines started.
+        n_schemas: schema rounds sent.
+        n_refused: (frame, output) pairs a sender dropped or failed.
+    """
+
+    n_frames: int = 0
+    n_lines: int = 0
+    n_schemas: int = 0
+    n_refused: int = 0
+
+
+class SubjectStream:
+    """One subject's stream to any number of outputs, fed one frame at a time.
+
+    Args:
+        subject: the NPC name (letters, digits, ``_.-``).
+        outputs: where frames go, each with its mapping.
+        fps: frame rate announced in schemas and frames.
+        schema_interval_s: how often the schema is repeated while frames flow.
+        clock: monotonic seconds, for the schema timer.
+        wall_clock: Unix seconds, for ``t_capture`` (latency stats on the receiving side).
+    """
+
+    def __init__(
+        self,
+        subject: str,
+        outputs: Sequence[Output],
+        *,
+        fps: float = FPS,
+        schema_interval_s: float = DEFAULT_SCHEMA_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if schema_interval_s <= 0:
+            raise ValueError(
+                f"schema_interval_s must be positive, but {schema_interval_s} is provided"
+            )
+        self.subject = check_subject(subject)
+        self.fps = float(fps)
+        self.schema_interval_s = schema_interval_s
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.stats = SubjectStats()
+        self.seq = 0  # next frame's sequence number
+        self.line_id = 0  # current (or last) line
+        self.frames_in_line = 0
+        self.line_active = False
+        self._groups: list[_Group] = []
+        self._last_schema_s = -np.inf
+        self._raw = np.zeros(N_CONTROLLERS, dtype=np.float32)  # last pushed (blended) frame
+        self._has_last = False
+        self._blend_from = np.zeros(N_CONTROLLERS, dtype=np.float32)
+        self._blend_frames = 0
+        self._blend_done = 0
+        self.set_outputs(outputs)
+
+    @property
+    def outputs(self) -> list[Output]:
+        """The current outputs."""
+        return [Output(s, g.mapping) for g in self._groups for s in g.senders]
+
+    def set_outputs(self, outputs: Sequence[Output]) -> None:
+        """Replace the outputs (e.g. a new mapping); schemas go out again right away."""
+        groups: dict[int, _Group] = {}
+        for output in outputs:
+            key = id(output.mapping)
+            if key not in groups:
+                mapping = output.mapping
+                groups[key] = _Group(
+                    mapping,
+                    mapping.schema(self.subject, self.fps),
+                    np.zeros(mapping.n_targets, dtype=np.float32),
+                )
+            groups[key].senders.append(output.sender)
+        self._groups = list(groups.values())
+        self._last_schema_s = -np.inf
+
+    def set_mapping(self, mapping: Mapping) -> None:
+        """Use ``mapping`` for every output that does not require its own (see ``outputs_for``)."""
+        self.set_outputs(outputs_for([o.sender for o in self.outputs], mapping))
+
+    def send_schema(self) -> None:
+        """Send every output's schema now (also done at line start and periodically)."""
+        for group in self._groups:
+            for sender in group.senders:
+                sender.send_schema(group.schema)
+        self.stats.n_schemas += 1
+        self._last_schema_s = self.clock()
+
+    def start_line(
+        self,
+        *,
+        n_frames: int = 0,
+        info: dict[str, Any] | None = None,
+        blend_s: float = 0.0,
+        t_audio_start: float | None = None,
+    ) -> int:
+        """Begin a line (an utterance); an active line is ended as interrupted first.
+
+        Args:
+            n_frames: frames planned, 0 when unknown (live input).
+            info: JSON-ready facts for receivers (emotion, audio file, engine).
+            blend_s: cross-fade from the last pushed pose over this long (0: cut).
+            t_audio_start: wall-clock time when the line's audio time 0 plays (default now).
+
+        Returns:
+            The new line id.
+        """
+        if self.line_active:
+            self.end_line(EndReason.INTERRUPTED)
+        self.line_id = (self.line_id + 1) & 0xFFFFFFFF or 1
+        self.frames_in_line = 0
+        self.line_active = True
+        self.stats.n_lines += 1
+        self._blend_frames = int(round(blend_s * self.fps)) if self._has_last else 0
+        self._blend_done = 0
+        if self._blend_frames:
+            self._blend_from[:] = self._raw
+        self.send_schema()
+        t0 = self.wall_clock() if t_audio_start is None else t_audio_start
+        for group in self._groups:
+            start = StreamStart(
+                self.subject,
+                self.line_id,
+                group.schema.schema_id,
+                n_frames,
+                self.fps,
+                t0,
+                dict(info or {}),
+            )
+            for sender in group.senders:
+                sender.send_start(start)
+        return self.line_id
+
+    def push(self, values: np.ndarray, t_s: float | None = None) -> int:
+        """Map one frame ``[174]`` and send it to every output (starting a line if none is active).
+
+        Args:
+            values: the 174 channel values of the frame.
+            t_s: its time relative to the line's audio start (default ``frames_in_line / fps``).
+
+        Returns:
+            How many outputs accepted the frame.
+        """
+        if not self.line_active:
+            self.start_line()
+        elif self.clock() - self._last_schema_s >= self.schema_interval_s:
+            self.send_schema()
+        if np.shape(values) != (N_CONTROLLERS,):
+            raise ValueError(
+                f"a frame must be [{N_CONTROLLERS}] values, got shape {np.shape(values)}"
+            )
+        raw = self._raw
+        raw[:] = values  # a copy, so the caller may reuse its array
+        if self._blend_done < self._blend_frames:
+            self._blend_done += 1
+            weight = self._blend_done / (self._blend_frames + 1)
+            raw *= weight
+            raw += (1.0 - weight) * self._blend_from
+        self._has_last = True
+        if t_s is None:
+            t_s = self.frames_in_line / self.fps
+        t_capture = self.wall_clock()
+        accepted = 0
+        for group in self._groups:
+            group.mapping.compiled.apply_into(raw, group.buffer)
+            frame = Frame(
+                self.subject,
+                self.seq,
+                t_s,
+                self.fps,
+                group.buffer,
+                group.schema.schema_id,
+                self.line_id,
+                t_capture,
+            )
+            for sender in group.senders:
+                if sender.send_frame(frame):
+                    accepted += 1
+                else:
+                    self.stats.n_refused += 1
+        self.seq = (self.seq + 1) & 0xFFFFFFFF
+        self.frames_in_line += 1
+        self.stats.n_frames += 1
+        return accepted
+
+    def end_line(self, reason: EndReason = EndReason.FINISHED) -> None:
+        """Announce the end of the active line (no-op when none is active)."""
+        if not self.line_active:
+            return
+        self.line_active = False
+        end = StreamEnd(self.subject, self.line_id, self.frames_in_line, reason, self.wall_clock())
+        for group in self._groups:
+            for sender in group.senders:
+                sender.send_end(end)
+
+    def close(self) -> None:
+        """End an active line as a shutdown (senders are closed by their owner)."""
+        self.end_line(EndReason.SHUTDOWN)
+
+
+@dataclass
+class PlayStats:
+    """Summary of a ``ClipPlayer`` run.
+
+    Attributes:
+        n_frames: frame slots released (each sent to every subject that had a frame).
+        n_skipped: frame slots skipped because they were more than ``skip_after_s`` late.
+        n_lines: lines played per subject (one per loop pass).
+        duration_s: wall time of the run.
+        pacing: the frame clock's lateness statistics.
+    """
+
+    n_frames: int = 0
+    n_skipped: int = 0
+    n_lines: int = 0
+    duration_s: float = 0.0
+    pacing: PacingStats = field(default_factory=PacingStats)
+
+
+class ClipPlayer:
+    """Plays finished clips on one or more subjects, paced together by one ``FrameClock``.
+
+    Args:
+        clips: ``(stream, values [T, 174])`` pairs; clips may differ in length.
+        fps: frame rate of the clips.
+        realtime: pace to the clock; False sends as fast as possible.
+        loops: passes to play; 0 loops until ``stop`` is set or the process is interrupted.
+        audio_offset_s: shifts frames against the audio (positive: frames later).
+        frame_clock: the pacing clock (inject a fake one in tests).
+        stop: returns True to stop early (checked every frame), e.g. ``threading.Event.is_set``.
+        info: passed to every START message.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[tuple[SubjectStream, np.ndarray]],
+        *,
+        fps: float = FPS,
+        realtime: bool = True,
+        loops: int = 1,
+        audio_offset_s: float = 0.0,
+        frame_clock: FrameClock | None = None,
+        stop: Callable[[], bool] | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        if loops < 0:
+            raise ValueError(f"loops must be 0 (forever) or more, but {loops} is provided")
+        for stream, values in clips:
+            if values.ndim != 2 or values.shape[1] != N_CONTROLLERS or len(values) == 0:
+                raise ValueError(
+                    f"{stream.subject}: clip must be [T>0, {N_CONTROLLERS}], got {values.shape}"
+                )
+        self.clips = [(s, np.asarray(v, dtype=np.float32)) for s, v in clips]
+        self.fps = float(fps)
+        self.realtime = realtime
+        self.loops = loops
+        self.audio_offset_s = audio_offset_s
+        self.frame_clock = frame_clock or FrameClock(fps)
+        self.stop = stop or (lambda: False)
+        self.info = info or {}
+        self.stats = PlayStats()
+
+    def run(self) -> PlayStats:
+        """Play; on any exit (end, stop, Ctrl-C) active lines are ended and ``stats`` is final."""
+        clock = self.frame_clock
+        wall_start = time.time()
+        anchor = clock.start(offset_s=self.audio_offset_s)
+        n_slots = max(len(v) for _, v in self.clips)
+        index = 0  # global frame index: deadlines keep counting across loop passes
+        reason = EndReason.SHUTDOWN
+        try:
+            n_pass = 0
+            while self.loops == 0 or n_pass < self.loops:
+                n_pass += 1
+                # Wall time at which this pass's audio time 0 plays (frames shift by the offset).
+                t_audio = time.time() + (anchor + index / self.fps - clock.clock())
+                for stream, values in self.clips:
+                    stream.start_line(n_frames=len(values), info=self.info, t_audio_start=t_audio)
+                self.stats.n_lines += 1
+                for i in range(n_slots):
+                    if self.stop():
+                        return self.stats
+                    skip = False
+                    if self.realtime:
+                        skip = clock.should_skip(clock.wait(index))
+                    index += 1
+                    if skip:
+                        self.stats.n_skipped += 1
+                        continue
+                    for stream, values in self.clips:
+                        if i < len(values):
+                            stream.push(values[i], i / self.fps)
+                            if i == len(values) - 1:
+                                stream.end_line(EndReason.FINISHED)
+                    self.stats.n_frames += 1
+                for stream, _ in self.clips:
+                    stream.end_line(EndReason.FINISHED)  # clips whose last frame was skipped
+            reason = EndReason.FINISHED
+            return self.stats
+        finally:
+            for stream, _ in self.clips:
+                stream.end_line(reason)  # only lines cut short by stop/Ctrl-C/errors are active
+            self.stats.duration_s = time.time() - wall_start
+            self.stats.pacing = clock.stats
