@@ -99,8 +99,13 @@ def child_peak_mb(checkpoint: Path, variant: str, duration_s: float) -> None:
     """
     import threading
 
+    import ctypes
+    import gc
+
     run = build(checkpoint, variant)
     x = speech_like(duration_s)
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand loading leftovers back, so they aren't reused
     baseline = _rss_mb()
     run(speech_like(0.5))  # warm up kernels (its scratch memory counts toward the peak)
     peak = [baseline]
