@@ -426,6 +426,7 @@ def new_mapping(source: str | Path, out_path: str | Path, *, name: str | None = 
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap the user's long flow-style entries
+    yaml.indent(mapping=2, sequence=4, offset=2)  # "  - {...}", as the shipped files write it
     doc = yaml.load(src.read_text(encoding="utf-8"))
     if "name" in doc:
         doc["name"] = new_name
@@ -495,9 +496,11 @@ class _Checker:
         source = self._choice(top, "source", (SOURCE_SET,), SOURCE_SET)
         target_kind = self._choice(top, "target_kind", TARGET_KINDS, "custom")
         unlisted = self._choice(top, "unlisted", UNLISTED_POLICIES, "error")
-        entries = self._entries(top, root, target_kind)
-        if entries is not None:
-            self._cross_check(entries, unlisted, top.get("entries", root).line)
+        indexed = self._entries(top, root, target_kind)
+        if indexed is not None:
+            self._cross_check(indexed, unlisted, root.key_lines.get("entries", root.line))
+        self.problems.sort(key=lambda p: p.line or 0)  # stable: same line keeps check order
+        entries = [e for _, e in indexed] if indexed is not None else None
         if self.problems or entries is None or version is None:
             return None
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -521,7 +524,10 @@ class _Checker:
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             line = mark.line + 1 if mark is not None else None
-            self.add(line, "", f"not valid YAML: {e.problem or e.context}")
+            message = f"not valid YAML: {e.problem or e.context}"
+            if e.context and e.context_mark is not None and e.context_mark is not mark:
+                message += f" ({e.context} that starts at line {e.context_mark.line + 1})"
+            self.add(line, "", message)
             return None
         except yaml.YAMLError as e:
             self.add(None, "", f"not valid YAML: {e}")
@@ -605,7 +611,10 @@ class _Checker:
             return default
         return value
 
-    def _entries(self, top: dict[str, _Node], root: _Node, kind: str) -> list[MappingEntry] | None:
+    def _entries(
+        self, top: dict[str, _Node], root: _Node, kind: str
+    ) -> list[tuple[int, MappingEntry]] | None:
+        """The valid entries with their index in the file (problems recorded for the others)."""
         node = top.get("entries")
         if node is None:
             self.add(root.line, "entries", "missing; list the channel -> target entries")
@@ -617,7 +626,7 @@ class _Checker:
         for i, item in enumerate(node.value):
             entry = self._entry(item, f"entries[{i}]", kind)
             if entry is not None:
-                entries.append(entry)
+                entries.append((i, entry))
         return entries
 
     def _entry(self, item: _Node, where: str, kind: str) -> MappingEntry | None:
@@ -774,12 +783,14 @@ class _Checker:
             return None
         return lo, hi
 
-    def _cross_check(self, entries: list[MappingEntry], unlisted: str, entries_line: int) -> None:
+    def _cross_check(
+        self, entries: list[tuple[int, MappingEntry]], unlisted: str, entries_line: int
+    ) -> None:
         target_lines: dict[str, int] = {}
         mapped: dict[str, int] = {}
         dropped: dict[str, int] = {}
         dropped_at: dict[str, str] = {}
-        for i, e in enumerate(entries):
+        for i, e in entries:
             for name in (e.target, e.positive, e.negative):
                 if name is None:
                     continue
