@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from emoface_core.batch import (
     BakeLine,
     BatchError,
     BatchSettings,
-    InlineRunner,
     _FolderLock,
     collect_lines,
     derive_seed,
@@ -25,6 +23,7 @@ from emoface_core.batch import (
     plan_batch,
     run_batch,
 )
+from emoface_core.batch_workers import InlineRunner
 from emoface_core.controllers import JAW_OPEN, N_CONTROLLERS
 from emoface_core.formats import load_animation
 
@@ -51,9 +50,11 @@ def _settings(out, **kw):
     return BatchSettings(output_dir=out, engine="procedural", **kw)
 
 
-def _run(lines, out, **kw):
-    settings = kw.pop("settings", None) or _settings(out, **{k: kw.pop(k) for k in list(kw) if k in ("formats", "raw", "mapping")})
-    return run_batch(lines, settings, runner=InlineRunner(settings.resolved(), engine=FakeEngine()), **kw)
+def _run(lines, out, formats=("json",), raw=False, mapping=None, **kw):
+    """run_batch in this process with the fake engine."""
+    settings = _settings(out, formats=formats, raw=raw, mapping=mapping)
+    runner = InlineRunner(settings.resolved(), engine=FakeEngine())
+    return run_batch(lines, settings, runner=runner, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -274,12 +275,13 @@ def test_cli_all_good_exits_zero_and_single_file_rules(voice, tiny_ckpt, capsys)
     assert sorted(p.name for p in out.glob("*.json")) == ["l01.json", "l02.json"]
     capsys.readouterr()
     # -o naming a file with a batch input, or an unknown extension, are one-line errors
-    assert _cli("bake", voice / "vo" / "guard", "-o", voice / "x.json", "--checkpoint", tiny_ckpt) == 1
+    ckpt = ("--checkpoint", tiny_ckpt)
+    assert _cli("bake", voice / "vo" / "guard", "-o", voice / "x.json", *ckpt) == 1
     assert "-o names a file, but the inputs are a batch" in capsys.readouterr().err
     wav = voice / "vo" / "guard" / "l01.wav"
     assert _cli("bake", wav, "-o", voice / "x.mp4", "--checkpoint", tiny_ckpt) == 1
     assert "unknown output extension .mp4" in capsys.readouterr().err
-    assert _cli("bake", wav, "-o", voice / "x.json", "--format", "txt", "--checkpoint", tiny_ckpt) == 1
+    assert _cli("bake", wav, "-o", voice / "x.json", "--format", "txt", *ckpt) == 1
     assert "--format applies to an output folder" in capsys.readouterr().err
 
 
@@ -292,7 +294,8 @@ def test_two_workers_match_one(voice, tiny_ckpt):
                                  device="cpu", formats=("txt",))
         reports[jobs] = run_batch(lines, settings, jobs=jobs)
     for jobs, report in reports.items():
-        assert [r.status for r in report.results] == ["done", "done", "failed", "failed", "done"], jobs
+        statuses = [r.status for r in report.results]
+        assert statuses == ["done", "done", "failed", "failed", "done"], jobs
     for name in ("guard/l01", "guard/l02", "merchant/l01"):
         a = np.loadtxt(voice / "out1" / f"{name}.txt", delimiter=",")
         b = np.loadtxt(voice / "out2" / f"{name}.txt", delimiter=",")
