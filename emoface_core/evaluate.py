@@ -83,9 +83,10 @@ class GroupScore:
 
 def jaw_correlation(pred_jaw: np.ndarray, true_jaw: np.ndarray) -> float | None:
     """Pearson r of predicted and true jaw opening ``[T]``; None when either does not move."""
-    if true_jaw.size < 3 or np.ptp(true_jaw) < MIN_JAW_RANGE or np.std(pred_jaw) < 1e-8:
+    pred, true = pred_jaw.astype(np.float64), true_jaw.astype(np.float64)
+    if true.size < 3 or np.ptp(true) < MIN_JAW_RANGE or np.ptp(pred) < 1e-9:
         return None
-    return float(np.corrcoef(pred_jaw.astype(np.float64), true_jaw.astype(np.float64))[0, 1])
+    return float(np.corrcoef(pred, true)[0, 1])
 
 
 def closure_f1(
@@ -366,15 +367,17 @@ def _one_line(error: BaseException) -> str:
 
 def format_table(report: EvalReport, *, per_clip: bool = False) -> str:
     """Render a report as the text table ``emoface eval`` prints."""
+    names = [s.name for s in report.scores] if per_clip else []
+    w = min(48, max([16, *map(len, names)]))  # label column: long enough for clip names
     header = (
-        f"{'':<16} {'clips':>5} {'frames':>7} {'MAE all':>9} {'MAE mouth':>10} "
+        f"{'':<{w}} {'clips':>5} {'frames':>7} {'MAE all':>9} {'MAE mouth':>10} "
         f"{'MAE eye':>9} {'jaw r':>7} {'closure F1':>11}"
     )
     lines = [header, "-" * len(header)]
 
     def row(label: str, n_clips: int, g: GroupScore | ClipScore) -> str:
         return (
-            f"{label[:16]:<16} {n_clips:>5} {g.n_frames:>7} {g.mae_all:>9.5f} "
+            f"{label[:w]:<{w}} {n_clips:>5} {g.n_frames:>7} {g.mae_all:>9.5f} "
             f"{g.mae_mouth:>10.5f} {g.mae_eye:>9.5f} {_opt(g.jaw_corr, 7)} "
             f"{_opt(g.closure_f1, 11)}"
         )
@@ -390,7 +393,7 @@ def format_table(report: EvalReport, *, per_clip: bool = False) -> str:
         lines.append(row("overall", overall.n_clips, overall))
     p = PAPER_EMOFACE
     lines.append(
-        f"{'paper EmoFace':<16} {'':>5} {'':>7} {p['mae_all']:>9.5f} {p['mae_mouth']:>10.5f} "
+        f"{'paper EmoFace':<{w}} {'':>5} {'':>7} {p['mae_all']:>9.5f} {p['mae_mouth']:>10.5f} "
         f"{p['mae_eye']:>9.5f}"
     )
     if report.failures:

@@ -74,7 +74,15 @@ class FeatureCache:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def get(self, key: str) -> np.ndarray | None:
-        """The stored features, or None; a damaged file counts as missing."""
+        """The stored features, or None; a damaged file counts as missing. Counts hits/misses."""
+        value = self._load(key)
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+    def _load(self, key: str) -> np.ndarray | None:
         if key in self._memory:
             return self._memory[key]
         path = self._path(key)
@@ -106,9 +114,7 @@ class FeatureCache:
         """Return the stored value for ``key``, computing and storing it when absent."""
         value = self.get(key)
         if value is not None:
-            self.hits += 1
             return value
-        self.misses += 1
         value = np.ascontiguousarray(compute(), dtype=np.float32)
         self.put(key, value)
         return value

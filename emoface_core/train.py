@@ -306,7 +306,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma
         )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.scaler = _grad_scaler(enabled=self.precision == "fp16")
         self.epoch = 0
         self.best_val_mae: float | None = None
         self.best_epoch: int | None = None
@@ -451,26 +451,21 @@ class Trainer:
     @torch.no_grad()
     def _compute_features(self, pieces: list[_Piece]) -> None:
         assert self.cache is not None
-        by_audio: dict[Path, list[_Piece]] = {}
+        missing: dict[Path, list[_Piece]] = {}  # by audio file, so each is decoded once
         for p in pieces:
             p.cache_key = self.cache.key(p.audio_sha256, p.start_sample, p.end_sample, p.n_frames)
-            by_audio.setdefault(p.audio_path, []).append(p)
-        missing = {
-            a: ps for a, ps in by_audio.items() if any(p.cache_key not in self.cache for p in ps)
-        }
+            if self.cache.get(p.cache_key) is None:
+                missing.setdefault(p.audio_path, []).append(p)
         items = _progress(list(missing.items()), self.config.progress, "features", "clip")
         for audio_path, clip_pieces in items:
-            audio = load_audio(audio_path)
-            samples = normalize(audio.samples)
+            samples = normalize(load_audio(audio_path).samples)  # whole clip, as the release
             for p in clip_pieces:
-                if p.cache_key in self.cache:
-                    continue
                 chunk = samples[: p.n_clip_samples][p.start_sample : p.end_sample]
                 x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device)[None]
                 feats = self.model.extract_features(x, p.n_frames)[0].float().cpu().numpy()
                 self.cache.put(p.cache_key, feats)
-        for p in pieces:  # load disk entries into memory once
-            self._features(p)
+        n_missing = sum(len(ps) for ps in missing.values())
+        log.info("conv features: %d cached, %d computed", len(pieces) - n_missing, n_missing)
 
     # Training
 
@@ -795,6 +790,13 @@ def _resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError("fp16 training needs a CUDA device; use fp32 or bf16 on the CPU")
     return precision
+
+
+def _grad_scaler(enabled: bool) -> Any:
+    """fp16 loss scaling (a no-op when disabled); ``torch.amp.GradScaler`` is torch >= 2.3."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler("cuda", enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)
 
 
 def _seed_everything(seed: int) -> None:
