@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.stream",
     "bridge.commands.receive",
     "bridge.commands.mapping",
+    "bridge.commands.plot",
 )
 
 
