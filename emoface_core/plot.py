@@ -26,43 +26,61 @@ DPI = 110  # a 12 x 11 inch figure comes out about 1300 x 1200 pixels
 # (panel title, [(channel, legend label), ...]); L channels stand for both sides unless the
 # asymmetry is the point (blinks, brows).
 PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("jaw", (
-        ("CTRL_C_jaw-translateY", "open"),
-        ("CTRL_C_jaw_openExtreme-translateY", "open extreme"),
-        ("CTRL_C_jaw-translateX", "side"),
-        ("CTRL_C_jaw_fwdBack-translateY", "back(+)/fwd(-)"),
-    )),
-    ("lips", (
-        ("CTRL_L_mouth_lipsTogetherU-translateY", "together U"),
-        ("CTRL_L_mouth_pressU-translateY", "press U"),
-        ("CTRL_L_mouth_funnelU-translateY", "funnel U"),
-        ("CTRL_L_mouth_purseU-translateY", "purse U"),
-        ("CTRL_L_mouth_upperLipRaise-translateY", "upper lip raise"),
-        ("CTRL_L_mouth_lowerLipDepress-translateY", "lower lip depress"),
-    )),
-    ("mouth corners", (
-        ("CTRL_L_mouth_corner-translateY", "corner up(+)/down(-) L"),
-        ("CTRL_R_mouth_corner-translateY", "corner up(+)/down(-) R"),
-        ("CTRL_L_mouth_cornerPull-translateY", "pull L"),
-        ("CTRL_L_mouth_cornerDepress-translateY", "depress L"),
-        ("CTRL_L_mouth_stretch-translateY", "stretch L"),
-    )),
-    ("brows", (
-        ("CTRL_L_brow_raiseIn-translateY", "raise in L"),
-        ("CTRL_R_brow_raiseIn-translateY", "raise in R"),
-        ("CTRL_L_brow_raiseOut-translateY", "raise out L"),
-        ("CTRL_R_brow_raiseOut-translateY", "raise out R"),
-        ("CTRL_L_brow_down-translateY", "down L"),
-        ("CTRL_R_brow_down-translateY", "down R"),
-    )),
-    ("blinks", (
-        ("CTRL_L_eye_blink-translateY", "blink L"),
-        ("CTRL_R_eye_blink-translateY", "blink R"),
-    )),
-    ("gaze", (
-        ("CTRL_C_eye-translateX", "left(+)/right(-)"),
-        ("CTRL_C_eye-translateY", "up(+)/down(-)"),
-    )),
+    (
+        "jaw",
+        (
+            ("CTRL_C_jaw-translateY", "open"),
+            ("CTRL_C_jaw_openExtreme-translateY", "open extreme"),
+            ("CTRL_C_jaw-translateX", "side"),
+            ("CTRL_C_jaw_fwdBack-translateY", "back(+)/fwd(-)"),
+        ),
+    ),
+    (
+        "lips",
+        (
+            ("CTRL_L_mouth_lipsTogetherU-translateY", "together U"),
+            ("CTRL_L_mouth_pressU-translateY", "press U"),
+            ("CTRL_L_mouth_funnelU-translateY", "funnel U"),
+            ("CTRL_L_mouth_purseU-translateY", "purse U"),
+            ("CTRL_L_mouth_upperLipRaise-translateY", "upper lip raise"),
+            ("CTRL_L_mouth_lowerLipDepress-translateY", "lower lip depress"),
+        ),
+    ),
+    (
+        "mouth corners",
+        (
+            ("CTRL_L_mouth_corner-translateY", "corner up(+)/down(-) L"),
+            ("CTRL_R_mouth_corner-translateY", "corner up(+)/down(-) R"),
+            ("CTRL_L_mouth_cornerPull-translateY", "pull L"),
+            ("CTRL_L_mouth_cornerDepress-translateY", "depress L"),
+            ("CTRL_L_mouth_stretch-translateY", "stretch L"),
+        ),
+    ),
+    (
+        "brows",
+        (
+            ("CTRL_L_brow_raiseIn-translateY", "raise in L"),
+            ("CTRL_R_brow_raiseIn-translateY", "raise in R"),
+            ("CTRL_L_brow_raiseOut-translateY", "raise out L"),
+            ("CTRL_R_brow_raiseOut-translateY", "raise out R"),
+            ("CTRL_L_brow_down-translateY", "down L"),
+            ("CTRL_R_brow_down-translateY", "down R"),
+        ),
+    ),
+    (
+        "blinks",
+        (
+            ("CTRL_L_eye_blink-translateY", "blink L"),
+            ("CTRL_R_eye_blink-translateY", "blink R"),
+        ),
+    ),
+    (
+        "gaze",
+        (
+            ("CTRL_C_eye-translateX", "left(+)/right(-)"),
+            ("CTRL_C_eye-translateY", "up(+)/down(-)"),
+        ),
+    ),
 )
 
 # One colour per emotion, in EMOTIONS order, chosen to read at a glance (sad blue, angry red).
@@ -88,9 +106,7 @@ def _require_matplotlib() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise ImportError(
-            "plotting needs matplotlib: pip install 'emoface[plot]'"
-        ) from None
+        raise ImportError("plotting needs matplotlib: pip install 'emoface[plot]'") from None
     return matplotlib
 
 
@@ -109,9 +125,9 @@ def audio_envelope(samples: np.ndarray, sample_rate: int, n_frames: int, fps: fl
     samples = np.asarray(samples, dtype=np.float32)
     edges = (np.arange(n_frames + 1) * sample_rate / fps).astype(np.int64)
     edges = np.clip(edges, 0, samples.size)
-    rms = np.array([
-        np.sqrt(np.mean(samples[a:b] ** 2)) if b > a else 0.0 for a, b in zip(edges, edges[1:])
-    ])
+    rms = np.array(
+        [np.sqrt(np.mean(samples[a:b] ** 2)) if b > a else 0.0 for a, b in zip(edges, edges[1:])]
+    )
     peak = rms.max() if rms.size else 0.0
     return rms / peak if peak > 0 else rms
 
@@ -164,19 +180,32 @@ def build_figure(animation: Animation, inputs: PlotInputs | None = None) -> Any:
     return fig
 
 
-def _draw_emotion(ax: Any, timeline: EmotionTimeline | None, n_frames: int, fps: float,
-                  t: np.ndarray) -> None:
+def _draw_emotion(
+    ax: Any, timeline: EmotionTimeline | None, n_frames: int, fps: float, t: np.ndarray
+) -> None:
     ax.set_ylabel("emotion", rotation=0, ha="right", va="center")
     ax.set_ylim(0, 1)
     ax.set_yticks([])
     if timeline is None:
-        ax.text(0.5, 0.5, "emotion unknown (no metadata; pass --emotion)", transform=ax.transAxes,
-                ha="center", va="center", color="0.4")
+        ax.text(
+            0.5,
+            0.5,
+            "emotion unknown (no metadata; pass --emotion)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="0.4",
+        )
         return
     weights = timeline.weights(n_frames, fps)
     used = [i for i in range(len(EMOTIONS)) if weights[:, i].max() > 1e-3]
-    ax.stackplot(t, *(weights[:, i] for i in used), labels=[EMOTIONS[i] for i in used],
-                 colors=[EMOTION_COLOURS[i] for i in used], alpha=0.85)
+    ax.stackplot(
+        t,
+        *(weights[:, i] for i in used),
+        labels=[EMOTIONS[i] for i in used],
+        colors=[EMOTION_COLOURS[i] for i in used],
+        alpha=0.85,
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
 
 

@@ -21,11 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("baked", help="baked file (.json, or the authors' .txt)")
     p.add_argument("-o", "--output", required=True, help="image file: .png, .svg or .pdf")
     p.add_argument(
-        "--emotion", default=None,
+        "--emotion",
+        default=None,
         help="emotion spec to draw (default: the one in the bake's metadata; .txt has none)",
     )
     p.add_argument(
-        "--audio", default=None,
+        "--audio",
+        default=None,
         help="audio to draw the envelope of (default: the bake's source audio, when it exists)",
     )
     p.add_argument("--no-audio", action="store_true", help="no audio envelope panel")
