@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -456,6 +457,8 @@ class MockReceiver:
     def _osc_to_message(self, data: bytes) -> Message | None:
         from pythonosc.osc_packet import OscPacket, ParseError
 
+        if not _osc_well_framed(data):
+            return None
         try:
             packet = OscPacket(data)
         except ParseError:
@@ -530,6 +533,25 @@ class MockReceiver:
             line_id & 0xFFFFFFFF,
             float(t_capture),
         )
+
+
+def _osc_well_framed(data: bytes) -> bool:
+    """Check OSC framing exactly: python-osc pads truncated arguments and accepts any "#bundle"."""
+    if len(data) % 4:
+        return False
+    if data[:9] == b"/emoface/":
+        return True
+    if data[:8] != b"#bundle\x00" or len(data) < 16:
+        return False
+    offset = 16
+    while offset < len(data):
+        if offset + 4 > len(data):
+            return False
+        (size,) = struct.unpack_from(">i", data, offset)
+        if size <= 0 or size % 4 or offset + 4 + size > len(data):
+            return False
+        offset += 4 + size
+    return offset == len(data)
 
 
 def _split_osc(address: str) -> tuple[str, str]:
