@@ -164,3 +164,48 @@ def make_synthetic_dataset(
 def synthetic_dataset(tmp_path: Path) -> Path:
     """A small release-layout dataset (6 training, 3 validation clips of 1.5 s)."""
     return make_synthetic_dataset(tmp_path / "dataset")
+
+
+
+def recording_sender(refuse_every: int = 0):  # noqa: ANN201 - a bridge.transport.Sender
+    """An open bridge ``Sender`` that keeps every message in memory (frame values copied).
+
+    ``refuse_every=n`` makes it drop every n-th frame, as a full transport would.
+    """
+    from dataclasses import replace
+
+    from bridge.transport import Sender
+
+    class RecordingSender(Sender):
+        kind = "recording"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list = []
+
+        @property
+        def address(self) -> str:
+            return "memory"
+
+        def _open(self) -> None:
+            pass
+
+        def _close(self) -> None:
+            pass
+
+        def _send_control(self, message):  # noqa: ANN001, ANN202
+            self.messages.append(message)
+            return 1
+
+        _send_schema = _send_start = _send_end = _send_control
+
+        def _send_frame(self, frame):  # noqa: ANN001, ANN202
+            if refuse_every and (frame.seq + 1) % refuse_every == 0:
+                return None
+            self.messages.append(replace(frame, values=np.array(frame.values, copy=True)))
+            return 1
+
+        def of_type(self, kind: type) -> list:
+            return [m for m in self.messages if isinstance(m, kind)]
+
+    return RecordingSender().open()
