@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.receive",
     "bridge.commands.mapping",
     "bridge.commands.plot",
+    "bridge.commands.preview",
 )
 
 
