@@ -293,6 +293,7 @@ class Trainer:
                 "continue it, --overwrite to start again, or choose another output folder"
             )
         self.config = config
+        self._overwrite = overwrite and not resume
         self.device = resolve_device(config.device)
         self.precision = _resolve_precision(config.precision, self.device)
         if self.state is None:
@@ -481,6 +482,8 @@ class Trainer:
         if self.state is not None:
             self._restore(self.state)
             self.state = None
+        elif self._overwrite:
+            self._remove_previous_run()
         atomic_write(self.output_dir / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=1) + "\n")
         self._open_tensorboard()
         try:
@@ -494,6 +497,15 @@ class Trainer:
                 self._tensorboard.close()
         return TrainResult(self.output_dir, self.epoch, self.best_val_mae, self.best_epoch,
                            list(self.history))
+
+    def _remove_previous_run(self) -> None:
+        """Delete the checkpoints and metrics of the run being overwritten (nothing else)."""
+        old = [self.output_dir / n for n in (LAST_CHECKPOINT, BEST_CHECKPOINT, METRICS_FILE)]
+        old += sorted(self.output_dir.glob("epoch_[0-9]*.pt"))
+        for path in old:
+            if path.is_file():
+                path.unlink()
+                log.info("removed %s of the previous run", path)
 
     def _run_epoch(self) -> None:
         cfg = self.config
@@ -665,9 +677,13 @@ class Trainer:
             for key, value in row.items():
                 if key != "epoch" and value is not None:
                     self._tensorboard.add_scalar(key, value, row["epoch"])
-        log.info("epoch %d: %s", row["epoch"], ", ".join(
-            f"{k}={v:.6g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)
-        ))
+        text = (f"epoch {row['epoch']}/{self.config.epochs}: train mse {row['train_mse']:.6f} "
+                f"mae {row['train_mae']:.5f}")
+        if row.get("val_mae") is not None:
+            best = " (best)" if self.best_epoch == row["epoch"] else ""
+            text += (f" | val mae {row['val_mae']:.5f}{best} mouth {row['val_mae_mouth']:.5f} "
+                     f"eye {row['val_mae_eye']:.5f}")
+        log.info("%s | lr %.3g | %.1f s", text, row["lr"], row["epoch_time_s"])
 
     def _rewrite_metrics(self) -> None:
         buf = io.StringIO()

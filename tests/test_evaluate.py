@@ -206,3 +206,20 @@ def test_format_table_lists_failures(synthetic_dataset, tmp_path):
     text = format_table(evaluate_predictions(preds, clips))
     assert "could not score 2 clip(s)" in text and "hap_validation_001" in text
     shutil.rmtree(preds)
+
+
+def test_docs_list_the_channel_groups_of_the_code():
+    import re
+    from pathlib import Path
+
+    from emoface_core.controllers import CONTROLLER_NAMES
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "channels.md").read_text()
+    sections = re.split(r"^## ", text, flags=re.M)[1:]
+    listed = {s.split(" (")[0]: [int(i) for i in re.findall(r"^\| (\d+) \|", s, flags=re.M)]
+              for s in sections}
+    assert listed["Mouth"] == list(MOUTH_CHANNELS)
+    assert listed["Eye"] == list(EYE_CHANNELS)
+    for section in sections:
+        for index, name in re.findall(r"^\| (\d+) \| `([^`]+)` \|", section, flags=re.M):
+            assert CONTROLLER_NAMES[int(index)] == name

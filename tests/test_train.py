@@ -177,7 +177,11 @@ def test_refuses_to_overwrite_a_previous_run(tmp_path):
     train(_config(dataset, tmp_path / "out", epochs=1), tiny_model_config())
     with pytest.raises(ConfigError, match="holds a previous run.*--resume"):
         Trainer(_config(dataset, tmp_path / "out", epochs=1), tiny_model_config())
-    Trainer(_config(dataset, tmp_path / "out", epochs=1), tiny_model_config(), overwrite=True)
+    (tmp_path / "out" / "epoch_0007.pt").write_bytes(b"old")
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    train(_config(dataset, tmp_path / "out", epochs=1), tiny_model_config(), overwrite=True)
+    assert not (tmp_path / "out" / "epoch_0007.pt").exists()  # the old run's files are gone
+    assert (tmp_path / "out" / "notes.txt").exists()  # other files are left alone
     with pytest.raises(CheckpointError, match="nothing to resume"):
         Trainer(_config(dataset, tmp_path / "elsewhere"), resume=True)
 
@@ -259,15 +263,19 @@ def test_missing_wav2vec2_is_a_clear_error(tmp_path):
 
 
 def test_pretrained_wav2vec2_folder_initialises_the_encoder(tmp_path):
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
     torch.manual_seed(3)
-    pretrained = Wav2Vec2Model(Wav2Vec2Config(**TINY_WAV2VEC2))
-    pretrained.save_pretrained(tmp_path / "w2v")
+    # wav2vec2-base-960h is a CTC model: its encoder weights sit under "wav2vec2.".
+    ctc = Wav2Vec2ForCTC(Wav2Vec2Config(**TINY_WAV2VEC2, vocab_size=32, layerdrop=0.1))
+    ctc.save_pretrained(tmp_path / "w2v")
+    pretrained = ctc.wav2vec2
     dataset = make_synthetic_dataset(tmp_path / "ds", n_train=1, n_val=1, duration_s=1.0)
     config = tiny_model_config(wav2vec2={})  # dimensions come from the folder's config.json
     trainer = Trainer(_config(dataset, tmp_path / "o", wav2vec2_dir=str(tmp_path / "w2v")), config)
     assert trainer.model.config.wav2vec2["hidden_size"] == 64
+    assert trainer.model.config.wav2vec2["layerdrop"] == 0.1  # training settings come along too
+    assert "vocab_size" not in trainer.model.config.wav2vec2
     ours = trainer.model.audio_encoder.state_dict()
     for key, value in pretrained.state_dict().items():
         torch.testing.assert_close(ours[key], value, msg=key)

@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if args.init_checkpoint and (args.model_config or args.decoder_mode):
         parser.error("a fine-tuned model keeps its checkpoint's dimensions and decoder mode")
 
+    import logging
+
     from emoface_core.config import ModelConfig
     from emoface_core.errors import ConfigError
     from emoface_core.train import TrainConfig, Trainer
@@ -172,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
         tensorboard=not args.no_tensorboard,
     )
+    logging.getLogger("emoface_core.train").setLevel(logging.INFO)  # one line per epoch
     trainer = Trainer(config, model_config, resume=args.resume, overwrite=args.overwrite)
     n_params = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     print(
