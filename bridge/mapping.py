@@ -205,17 +205,30 @@ class CompiledMapping:
     def __init__(self, targets: tuple[Target, ...]) -> None:
         self.names = tuple(t.name for t in targets)
         self.index = np.array([CONTROLLER_INDEX[t.sources[0]] for t in targets], dtype=np.intp)
-        extra = [(i, CONTROLLER_INDEX[s]) for i, t in enumerate(targets) for s in t.sources[1:]]
-        self.extra_pos = np.array([p for p, _ in extra], dtype=np.intp)
-        self.extra_index = np.array([s for _, s in extra], dtype=np.intp)
-        # A target with three or more sources repeats its position; fancy += would add only once.
-        self._extra_unique = len(set(self.extra_pos.tolist())) == len(extra)
+        # Extra sources in layers: layer k holds every target's (k+2)-th source, so positions
+        # within a layer are unique and a fancy "+=" adds each once (np.add.at is 3x slower).
+        n_layers = max((len(t.sources) - 1 for t in targets), default=0)
+        self.extra_layers: list[tuple[np.ndarray, np.ndarray]] = []
+        for k in range(1, n_layers + 1):
+            layer = [
+                (i, CONTROLLER_INDEX[t.sources[k]])
+                for i, t in enumerate(targets)
+                if len(t.sources) > k
+            ]
+            self.extra_layers.append(
+                (
+                    np.array([p for p, _ in layer], dtype=np.intp),
+                    np.array([s for _, s in layer], dtype=np.intp),
+                )
+            )
         self.scale = np.array([t.scale for t in targets], dtype=np.float32)
         self.offset = np.array([t.offset for t in targets], dtype=np.float32)
         self.lo = np.array([t.lo for t in targets], dtype=np.float32)
         self.hi = np.array([t.hi for t in targets], dtype=np.float32)
+        self._needs_scale = bool(np.any(self.scale != 1))
         self._needs_offset = bool(np.any(self.offset != 0))
-        self._needs_clamp = bool(np.any(np.isfinite(self.lo)) or np.any(np.isfinite(self.hi)))
+        self._needs_lo = bool(np.any(np.isfinite(self.lo)))
+        self._needs_hi = bool(np.any(np.isfinite(self.hi)))
 
     @property
     def n_targets(self) -> int:
@@ -233,17 +246,21 @@ class CompiledMapping:
     def apply_into(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Map float32 ``[..., 174]`` into the float32 buffer ``out`` ``[..., n_targets]``."""
         np.take(values, self.index, axis=-1, out=out)
-        if self.extra_pos.size:
-            gathered = np.take(values, self.extra_index, axis=-1)
-            if self._extra_unique:
-                out[..., self.extra_pos] += gathered
-            else:
-                np.add.at(out, (..., self.extra_pos), gathered)
-        np.multiply(out, self.scale, out=out)
+        if values.ndim == 1:  # the per-frame path; plain fancy indexing is fastest there
+            for positions, sources in self.extra_layers:
+                out[positions] += values[sources]
+        else:
+            for positions, sources in self.extra_layers:
+                out[..., positions] += values[..., sources]
+        # Each step only when some entry needs it; minimum/maximum are 2-3x faster than clip.
+        if self._needs_scale:
+            np.multiply(out, self.scale, out=out)
         if self._needs_offset:
             np.add(out, self.offset, out=out)
-        if self._needs_clamp:
-            np.clip(out, self.lo, self.hi, out=out)
+        if self._needs_hi:
+            np.minimum(out, self.hi, out=out)
+        if self._needs_lo:
+            np.maximum(out, self.lo, out=out)
         return out
 
 

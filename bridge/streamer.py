@@ -241,7 +241,9 @@ class SubjectStream:
             self.start_line()
         elif self.clock() - self._last_schema_s >= self.schema_interval_s:
             self.send_schema()
-        if np.shape(values) != (N_CONTROLLERS,):
+        if getattr(values, "shape", None) != (N_CONTROLLERS,) and np.shape(values) != (
+            N_CONTROLLERS,
+        ):
             raise ValueError(
                 f"a frame must be [{N_CONTROLLERS}] values, got shape {np.shape(values)}"
             )
