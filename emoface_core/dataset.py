@@ -171,9 +171,7 @@ def discover_dataset(root: str | Path, *, manifest: str | Path | None = None) ->
         if (root / name).is_file():
             log.info("%s: using %s", root, name)
             return _from_manifest(root / name, root)
-    split_dirs = sorted(
-        d for d in root.iterdir() if d.is_dir() and (d / AUDIO_DIR).is_dir()
-    )
+    split_dirs = sorted(d for d in root.iterdir() if d.is_dir() and (d / AUDIO_DIR).is_dir())
     if split_dirs:
         clips, orphans = [], []
         for d in split_dirs:
@@ -561,14 +559,16 @@ class DatasetReport:
         for (split, emotion), checks in sorted(
             groups.items(), key=lambda kv: (split_order[kv[0][0]], order[kv[0][1]])
         ):
-            rows.append({
-                "split": split,
-                "emotion": emotion,
-                "n_clips": len(checks),
-                "duration_s": round(sum(c.duration_s for c in checks), 3),
-                "max_abs_frame_mismatch": max(abs(c.frame_mismatch) for c in checks),
-                "n_bad_clips": sum(not c.ok for c in checks),
-            })
+            rows.append(
+                {
+                    "split": split,
+                    "emotion": emotion,
+                    "n_clips": len(checks),
+                    "duration_s": round(sum(c.duration_s for c in checks), 3),
+                    "max_abs_frame_mismatch": max(abs(c.frame_mismatch) for c in checks),
+                    "n_bad_clips": sum(not c.ok for c in checks),
+                }
+            )
         return rows
 
     def to_json(self) -> dict[str, Any]:
@@ -602,8 +602,12 @@ class DatasetReport:
 
 
 def _issue_json(issue: Issue) -> dict[str, str]:
-    return {"severity": issue.severity, "code": issue.code, "path": issue.path,
-            "message": issue.message}
+    return {
+        "severity": issue.severity,
+        "code": issue.code,
+        "path": issue.path,
+        "message": issue.message,
+    }
 
 
 _RANGE_LO = np.array([channel_range(n)[0] for n in CONTROLLER_NAMES], dtype=np.float32)
@@ -665,19 +669,27 @@ def check_dataset(
         constant = np.flatnonzero(~(hi_by_split[split] - lo_by_split[split] >= CONSTANT_EPS))
         if constant.size:
             names = ", ".join(CONTROLLER_NAMES[i] for i in constant)
-            issues.append(Issue(
-                "warning", "constant-channel", f"split {split}",
-                f"{constant.size} channel(s) never move in any clip: {names}",
-            ))
+            issues.append(
+                Issue(
+                    "warning",
+                    "constant-channel",
+                    f"split {split}",
+                    f"{constant.size} channel(s) never move in any clip: {names}",
+                )
+            )
     splits_of: dict[str, set[str]] = defaultdict(set)
     for c in index.clips:
         splits_of[c.name].add(c.split)
     for name, splits in sorted(splits_of.items()):
         if len(splits) > 1:
-            issues.append(Issue(
-                "warning", "split-overlap", name,
-                f"the same clip name appears in splits {', '.join(sorted(splits))}",
-            ))
+            issues.append(
+                Issue(
+                    "warning",
+                    "split-overlap",
+                    name,
+                    f"the same clip name appears in splits {', '.join(sorted(splits))}",
+                )
+            )
     return DatasetReport(index, checks, issues, max_frame_mismatch, range_tolerance)
 
 
@@ -691,16 +703,24 @@ def _check_clip(
         check.issues.append(Issue(severity, code, path, message))
 
     if clip.emotion is None:
-        add("error", "unknown-emotion", audio_path,
+        add(
+            "error",
+            "unknown-emotion",
+            audio_path,
             "cannot tell the emotion: name the file ang_/dis_/fea_/hap_/neu_/sad_/sur_... or "
-            "give an 'emotion' column in a manifest")
+            "give an 'emotion' column in a manifest",
+        )
     try:
         n_samples, rate, peak = _probe_audio(clip.audio_path)
         check.duration_s = n_samples / rate
         check.n_audio_frames = frame_count(n_samples, rate)
         if check.n_audio_frames == 0:
-            add("error", "short-audio", audio_path,
-                f"the audio is {check.duration_s * 1000:.1f} ms long: not one 60 fps frame")
+            add(
+                "error",
+                "short-audio",
+                audio_path,
+                f"the audio is {check.duration_s * 1000:.1f} ms long: not one 60 fps frame",
+            )
         elif peak == 0.0:
             add("warning", "silent-audio", audio_path, "the audio is digital silence")
     except AudioError as e:
@@ -713,15 +733,23 @@ def _check_clip(
         return check, None
     check.n_control_rows = values.shape[0]
     if check.n_audio_frames and abs(check.frame_mismatch) > max_mismatch:
-        add("error", "frame-mismatch", controls_path,
+        add(
+            "error",
+            "frame-mismatch",
+            controls_path,
             f"{check.n_control_rows} control frames but the audio has {check.n_audio_frames} "
-            f"({check.frame_mismatch:+d}; more than {max_mismatch} frames apart)")
+            f"({check.frame_mismatch:+d}; more than {max_mismatch} frames apart)",
+        )
     bad = ~np.isfinite(values)
     if bad.any():
         rows, cols = np.nonzero(bad)
-        add("error", "nan", controls_path,
+        add(
+            "error",
+            "nan",
+            controls_path,
             f"{bad.sum()} NaN/inf value(s) in {np.unique(cols).size} channel(s), first at line "
-            f"{rows[0] + 1} ({CONTROLLER_NAMES[cols[0]]})")
+            f"{rows[0] + 1} ({CONTROLLER_NAMES[cols[0]]})",
+        )
     with np.errstate(invalid="ignore"):
         low = values < _RANGE_LO - tolerance
         high = values > _RANGE_HI + tolerance
@@ -735,9 +763,13 @@ def _check_clip(
             extreme = v.min() if v.min() < lo else v.max()
             worst.append(f"{CONTROLLER_NAMES[c]} reaches {extreme:.4g} (range {lo:g}..{hi:g})")
         more = f" and {cols.size - 3} more" if cols.size > 3 else ""
-        add("error", "out-of-range", controls_path,
+        add(
+            "error",
+            "out-of-range",
+            controls_path,
             f"{out.sum()} value(s) outside the board range in {cols.size} channel(s): "
-            f"{'; '.join(worst)}{more}")
+            f"{'; '.join(worst)}{more}",
+        )
     return check, values
 
 
@@ -780,10 +812,13 @@ def format_report(report: DatasetReport, *, max_listed: int = 50) -> str:
             lines += [f"  {i}" for i in items[:max_listed]]
             if len(items) > max_listed:
                 lines.append(f"  ... and {len(items) - max_listed} more (use --json for all)")
-    lines += ["", (
-        f"result: {len(report.errors)} error(s) in {len(report.bad_clips)} clip(s), "
-        f"{len(report.warnings)} warning(s)"
-    )]
+    lines += [
+        "",
+        (
+            f"result: {len(report.errors)} error(s) in {len(report.bad_clips)} clip(s), "
+            f"{len(report.warnings)} warning(s)"
+        ),
+    ]
     return "\n".join(lines)
 
 

@@ -249,10 +249,16 @@ def evaluate_engine(
             clip_timeline = timeline or _clip_timeline(clip)
             animation = animate_audio(engine, loaded.audio, clip_timeline, raw=raw, seed=seed)
             pred = animation.values[: loaded.n_frames]
-            report.scores.append(score_clip(
-                pred, loaded.controls, name=clip.name, split=clip.split,
-                emotion=_emotion_label(clip, timeline), closure_fraction=closure_fraction,
-            ))
+            report.scores.append(
+                score_clip(
+                    pred,
+                    loaded.controls,
+                    name=clip.name,
+                    split=clip.split,
+                    emotion=_emotion_label(clip, timeline),
+                    closure_fraction=closure_fraction,
+                )
+            )
         except (EmoFaceError, ValueError, OSError) as e:
             log.debug("scoring %s failed", clip.name, exc_info=True)
             report.failures.append((clip.name, _one_line(e)))
@@ -294,8 +300,10 @@ def evaluate_predictions(
             if path.resolve() == clip.controls_path.resolve():
                 raise ValueError(f"{path}: is the ground truth itself; bake into another folder")
             true = align_controls(
-                load_controls(clip.controls_path), _audio_frames(clip.audio_path),
-                max_mismatch=max_frame_mismatch, where=str(clip.controls_path),
+                load_controls(clip.controls_path),
+                _audio_frames(clip.audio_path),
+                max_mismatch=max_frame_mismatch,
+                where=str(clip.controls_path),
             )
             pred = load_animation(path).values
             if abs(pred.shape[0] - true.shape[0]) > max_frame_mismatch:
@@ -304,10 +312,16 @@ def evaluate_predictions(
                     f"(more than {max_frame_mismatch} apart)"
                 )
             n = min(pred.shape[0], true.shape[0])
-            report.scores.append(score_clip(
-                pred[:n], true[:n], name=clip.name, split=clip.split, emotion=clip.emotion_name,
-                closure_fraction=closure_fraction,
-            ))
+            report.scores.append(
+                score_clip(
+                    pred[:n],
+                    true[:n],
+                    name=clip.name,
+                    split=clip.split,
+                    emotion=clip.emotion_name,
+                    closure_fraction=closure_fraction,
+                )
+            )
         except (EmoFaceError, ValueError, OSError) as e:
             report.failures.append((clip.name, _one_line(e)))
     return report

@@ -94,8 +94,12 @@ class FeatureCache:
             log.warning("%s: damaged feature cache entry, recomputing (%s)", path, e)
             return None
         if value.ndim != 2 or value.dtype != np.float32:
-            log.warning("%s: unexpected feature cache entry %s %s, recomputing",
-                        path, value.shape, value.dtype)
+            log.warning(
+                "%s: unexpected feature cache entry %s %s, recomputing",
+                path,
+                value.shape,
+                value.dtype,
+            )
             return None
         self._memory[key] = value
         return value
@@ -120,9 +124,7 @@ class FeatureCache:
         return value
 
     def __contains__(self, key: str) -> bool:
-        return key in self._memory or (
-            (path := self._path(key)) is not None and path.is_file()
-        )
+        return key in self._memory or ((path := self._path(key)) is not None and path.is_file())
 
     @property
     def memory_bytes(self) -> int:

@@ -86,13 +86,28 @@ CONFIG_FILE = "train_config.json"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 NO_VALIDATION = ("", "none")
 METRIC_COLUMNS = (
-    "epoch", "lr", "train_mse", "train_mae", "val_mse", "val_mae", "val_mae_mouth",
-    "val_mae_eye", "val_jaw_corr", "best_val_mae", "epoch_time_s",
+    "epoch",
+    "lr",
+    "train_mse",
+    "train_mae",
+    "val_mse",
+    "val_mae",
+    "val_mae_mouth",
+    "val_mae_eye",
+    "val_jaw_corr",
+    "best_val_mae",
+    "epoch_time_s",
 )
 # Settings a resumed run may change; every other setting is taken from the checkpoint so the
 # run continues exactly.
 RESUMABLE_OVERRIDES = (
-    "epochs", "device", "progress", "tensorboard", "cache_dir", "save_every", "patience",
+    "epochs",
+    "device",
+    "progress",
+    "tensorboard",
+    "cache_dir",
+    "save_every",
+    "patience",
 )
 
 
@@ -158,14 +173,21 @@ class TrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "grad_accum_steps": self.grad_accum_steps,
-                    "lr_step_epochs": self.lr_step_epochs}
+        positive = {
+            "epochs": self.epochs,
+            "grad_accum_steps": self.grad_accum_steps,
+            "lr_step_epochs": self.lr_step_epochs,
+        }
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"`{name}` must be >= 1, but {value} is given")
-        non_negative = {"weight_decay": self.weight_decay, "clip_grad_norm": self.clip_grad_norm,
-                        "max_frame_mismatch": self.max_frame_mismatch,
-                        "save_every": self.save_every, "patience": self.patience}
+        non_negative = {
+            "weight_decay": self.weight_decay,
+            "clip_grad_norm": self.clip_grad_norm,
+            "max_frame_mismatch": self.max_frame_mismatch,
+            "save_every": self.save_every,
+            "patience": self.patience,
+        }
         for name, value in non_negative.items():
             if value < 0:
                 raise ConfigError(f"`{name}` must be >= 0, but {value} is given")
@@ -257,9 +279,22 @@ def wav2vec2_kwargs_from_directory(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{directory}: unreadable wav2vec2 config ({str(e).splitlines()[0]})"
         ) from e
-    meta = {"architectures", "_name_or_path", "transformers_version", "model_type",
-            "torch_dtype", "dtype", "vocab_size", "pad_token_id", "bos_token_id",
-            "eos_token_id", "ctc_loss_reduction", "ctc_zero_infinity", "id2label", "label2id"}
+    meta = {
+        "architectures",
+        "_name_or_path",
+        "transformers_version",
+        "model_type",
+        "torch_dtype",
+        "dtype",
+        "vocab_size",
+        "pad_token_id",
+        "bos_token_id",
+        "eos_token_id",
+        "ctc_loss_reduction",
+        "ctc_zero_infinity",
+        "id2label",
+        "label2id",
+    }
     return {k: v for k, v in config.to_diff_dict().items() if k not in meta}
 
 
@@ -302,7 +337,8 @@ class Trainer:
         self.model.train()
         self.optimizer = torch.optim.Adam(
             [p for p in self.model.parameters() if p.requires_grad],
-            lr=config.lr, weight_decay=config.weight_decay,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
         )
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma
@@ -328,8 +364,12 @@ class Trainer:
             return model
         if cfg.init_checkpoint:
             model, info = load_model(cfg.init_checkpoint, device=self.device)
-            log.info("fine-tuning %s checkpoint %s (decoder %s)", info["kind"],
-                     cfg.init_checkpoint, model.config.decoder_mode)
+            log.info(
+                "fine-tuning %s checkpoint %s (decoder %s)",
+                info["kind"],
+                cfg.init_checkpoint,
+                model.config.decoder_mode,
+            )
             return model
         if cfg.wav2vec2_dir:
             kwargs = wav2vec2_kwargs_from_directory(cfg.wav2vec2_dir)
@@ -421,32 +461,36 @@ class Trainer:
         if not np.all(np.isfinite(controls)):
             raise DatasetError(f"{clip.controls_path}: holds NaN or infinite values")
         controls = align_controls(
-            controls, n_audio_frames, max_mismatch=self.config.max_frame_mismatch,
+            controls,
+            n_audio_frames,
+            max_mismatch=self.config.max_frame_mismatch,
             where=str(clip.controls_path),
         )
         n_frames = controls.shape[0]
         if n_frames < _min_frames(self.model):
             raise DatasetError(f"{clip.audio_path}: too short to train on ({n_frames} frames)")
         # 16 kHz samples of the clip: all of them, or fewer when the controls end early.
-        n_samples_16k = samples_for_frames(n_frames) if n_frames < n_audio_frames else math.ceil(
-            info.frames * 16_000 / info.samplerate
+        n_samples_16k = (
+            samples_for_frames(n_frames)
+            if n_frames < n_audio_frames
+            else math.ceil(info.frames * 16_000 / info.samplerate)
         )
         sha = file_sha256(clip.audio_path)
-        segments = split_segments(
-            n_samples_16k, n_frames, max_segment_s=self.config.max_segment_s
-        )
+        segments = split_segments(n_samples_16k, n_frames, max_segment_s=self.config.max_segment_s)
         out = []
         for seg in segments:
-            out.append(_Piece(
-                name=clip.name if len(segments) == 1 else f"{clip.name}#{seg.index}",
-                emotion=int(clip.emotion),
-                audio_path=clip.audio_path,
-                audio_sha256=sha,
-                start_sample=seg.start_sample,
-                end_sample=seg.end_sample,
-                labels=np.ascontiguousarray(controls[seg.start_frame : seg.end_frame]),
-                n_clip_samples=n_samples_16k,
-            ))
+            out.append(
+                _Piece(
+                    name=clip.name if len(segments) == 1 else f"{clip.name}#{seg.index}",
+                    emotion=int(clip.emotion),
+                    audio_path=clip.audio_path,
+                    audio_sha256=sha,
+                    start_sample=seg.start_sample,
+                    end_sample=seg.end_sample,
+                    labels=np.ascontiguousarray(controls[seg.start_frame : seg.end_frame]),
+                    n_clip_samples=n_samples_16k,
+                )
+            )
         return out
 
     @torch.no_grad()
@@ -495,8 +539,9 @@ class Trainer:
         finally:
             if self._tensorboard is not None:
                 self._tensorboard.close()
-        return TrainResult(self.output_dir, self.epoch, self.best_val_mae, self.best_epoch,
-                           list(self.history))
+        return TrainResult(
+            self.output_dir, self.epoch, self.best_val_mae, self.best_epoch, list(self.history)
+        )
 
     def _remove_previous_run(self) -> None:
         """Delete the checkpoints and metrics of the run being overwritten (nothing else)."""
@@ -514,13 +559,23 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         train_mse, train_mae = self._train_one_epoch(epoch)
         self.scheduler.step()
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_mse": train_mse,
-                               "train_mae": train_mae}
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_mse": train_mse,
+            "train_mae": train_mae,
+        }
         val = self.validate()
         if val is not None:
-            row.update({"val_mse": val.mse_all, "val_mae": val.mae_all,
-                        "val_mae_mouth": val.mae_mouth, "val_mae_eye": val.mae_eye,
-                        "val_jaw_corr": val.jaw_corr})
+            row.update(
+                {
+                    "val_mse": val.mse_all,
+                    "val_mae": val.mae_all,
+                    "val_mae_mouth": val.mae_mouth,
+                    "val_mae_eye": val.mae_eye,
+                    "val_jaw_corr": val.jaw_corr,
+                }
+            )
         self.epoch = epoch + 1
         improved = val is not None and (
             self.best_val_mae is None or val.mae_all < self.best_val_mae
@@ -536,8 +591,9 @@ class Trainer:
         if improved:
             save_checkpoint(self.output_dir / BEST_CHECKPOINT, self.model, extra=self._extra(val))
         if cfg.save_every and self.epoch % cfg.save_every == 0:
-            save_checkpoint(self.output_dir / f"epoch_{self.epoch:04d}.pt", self.model,
-                            extra=self._extra(val))
+            save_checkpoint(
+                self.output_dir / f"epoch_{self.epoch:04d}.pt", self.model, extra=self._extra(val)
+            )
         extra = self._extra(val)
         extra["training_state"] = self._training_state()
         save_checkpoint(self.output_dir / LAST_CHECKPOINT, self.model, extra=extra)
@@ -624,8 +680,12 @@ class Trainer:
         np_state = np.random.get_state()
         rng: dict[str, Any] = {
             "python": random.getstate(),
-            "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": np_state[2],
-                      "has_gauss": np_state[3], "cached_gaussian": np_state[4]},
+            "numpy": {
+                "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                "pos": np_state[2],
+                "has_gauss": np_state[3],
+                "cached_gaussian": np_state[4],
+            },
             "torch": torch.get_rng_state(),
         }
         if self.device.type == "cuda":
@@ -657,9 +717,15 @@ class Trainer:
         rng = state["rng"]
         random.setstate(_as_python_rng_state(rng["python"]))
         np_state = rng["numpy"]
-        np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32),
-                             int(np_state["pos"]), int(np_state["has_gauss"]),
-                             float(np_state["cached_gaussian"])))
+        np.random.set_state(
+            (
+                "MT19937",
+                np_state["keys"].numpy().astype(np.uint32),
+                int(np_state["pos"]),
+                int(np_state["has_gauss"]),
+                float(np_state["cached_gaussian"]),
+            )
+        )
         torch.set_rng_state(rng["torch"])
         if self.device.type == "cuda" and "cuda" in rng:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
@@ -677,12 +743,16 @@ class Trainer:
             for key, value in row.items():
                 if key != "epoch" and value is not None:
                     self._tensorboard.add_scalar(key, value, row["epoch"])
-        text = (f"epoch {row['epoch']}/{self.config.epochs}: train mse {row['train_mse']:.6f} "
-                f"mae {row['train_mae']:.5f}")
+        text = (
+            f"epoch {row['epoch']}/{self.config.epochs}: train mse {row['train_mse']:.6f} "
+            f"mae {row['train_mae']:.5f}"
+        )
         if row.get("val_mae") is not None:
             best = " (best)" if self.best_epoch == row["epoch"] else ""
-            text += (f" | val mae {row['val_mae']:.5f}{best} mouth {row['val_mae_mouth']:.5f} "
-                     f"eye {row['val_mae_eye']:.5f}")
+            text += (
+                f" | val mae {row['val_mae']:.5f}{best} mouth {row['val_mae_mouth']:.5f} "
+                f"eye {row['val_mae_eye']:.5f}"
+            )
         log.info("%s | lr %.3g | %.1f s", text, row["lr"], row["epoch_time_s"])
 
     def _rewrite_metrics(self) -> None:
@@ -701,8 +771,9 @@ class Trainer:
         except ImportError:
             log.info("tensorboard is not installed; metrics go to %s only", METRICS_FILE)
             return
-        self._tensorboard = SummaryWriter(str(self.output_dir / "tensorboard"),
-                                          purge_step=self.epoch + 1)
+        self._tensorboard = SummaryWriter(
+            str(self.output_dir / "tensorboard"), purge_step=self.epoch + 1
+        )
 
 
 def train(
@@ -747,14 +818,16 @@ def _resume_config(config: TrainConfig, output_dir: Path) -> tuple[TrainConfig, 
     if config.dataset:  # the data may have moved; the fingerprint tells whether it changed
         overrides["dataset"] = config.dataset
     ignored = [
-        f.name for f in fields(TrainConfig)
+        f.name
+        for f in fields(TrainConfig)
         if f.name not in (*RESUMABLE_OVERRIDES, "dataset", "output_dir")
         and getattr(config, f.name) != f.default
         and getattr(config, f.name) != getattr(saved, f.name)
     ]
     if ignored:
-        log.warning("resuming keeps the run's own %s; the values given now are ignored",
-                    ", ".join(ignored))
+        log.warning(
+            "resuming keeps the run's own %s; the values given now are ignored", ", ".join(ignored)
+        )
     return replace(saved, output_dir=str(output_dir), **overrides), state
 
 
@@ -836,4 +909,3 @@ def _progress(items: Any, enabled: bool, desc: str, unit: str) -> Any:
     from tqdm import tqdm
 
     return tqdm(items, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
-

@@ -59,8 +59,12 @@ def corrupted(tmp_path, synthetic_dataset):
     _rewrite(_controls(root, "train", "hap_train_001"), out_of_range)
     _rewrite(_controls(root, "train", "sad_train_002"), lambda v: v[:-12])  # 11 frames short
     for path in (root / "train" / "VALID_CTR").glob("*.txt"):  # frozen in every train clip
-        _rewrite(path, lambda v: np.concatenate(
-            [v[:, :CONSTANT], np.full((len(v), 1), 0.5), v[:, CONSTANT + 1:]], axis=1))
+        _rewrite(
+            path,
+            lambda v: np.concatenate(
+                [v[:, :CONSTANT], np.full((len(v), 1), 0.5), v[:, CONSTANT + 1 :]], axis=1
+            ),
+        )
     _wav(root, "train", "ang_train_003").write_bytes(b"RIFF....WAVEfmt garbage")  # unreadable
     bad_cols = _controls(root, "train", "hap_train_004")
     bad_cols.write_text("\n".join(",".join(["0.1"] * 170) for _ in range(90)) + "\n")
@@ -68,8 +72,10 @@ def corrupted(tmp_path, synthetic_dataset):
         src = root / "train" / folder / f"sad_train_005{suffix}"
         src.rename(src.with_name(f"xyz_train_005{suffix}"))
     write_wav(_wav(root, "validation", "ang_validation_000"), np.zeros(24_000, np.float32))
-    shutil.copy(_controls(root, "validation", "hap_validation_001"),
-                root / "validation" / "VALID_CTR" / "orphan.txt")
+    shutil.copy(
+        _controls(root, "validation", "hap_validation_001"),
+        root / "validation" / "VALID_CTR" / "orphan.txt",
+    )
     return root
 
 
@@ -117,8 +123,10 @@ def test_nested_folders_under_wav_are_mirrored(synthetic_dataset):
     (split / "WAV" / "take2").mkdir()
     (split / "VALID_CTR" / "take2").mkdir()
     shutil.move(split / "WAV" / "ang_train_000.wav", split / "WAV" / "take2" / "ang_train_000.wav")
-    shutil.move(split / "VALID_CTR" / "ang_train_000.txt",
-                split / "VALID_CTR" / "take2" / "ang_train_000.txt")
+    shutil.move(
+        split / "VALID_CTR" / "ang_train_000.txt",
+        split / "VALID_CTR" / "take2" / "ang_train_000.txt",
+    )
     names = [c.name for c in discover_dataset(synthetic_dataset).select("train")]
     assert "take2/ang_train_000" in names and len(names) == 6
 
@@ -126,10 +134,18 @@ def test_nested_folders_under_wav_are_mirrored(synthetic_dataset):
 @pytest.mark.parametrize("kind", ["csv", "jsonl"])
 def test_manifest(synthetic_dataset, kind):
     rows = [
-        {"audio": "train/WAV/ang_train_000.wav", "controls": "train/VALID_CTR/ang_train_000.txt",
-         "emotion": "fear", "split": "train"},
-        {"audio": "train/WAV/hap_train_001.wav", "controls": "train/VALID_CTR/hap_train_001.txt",
-         "emotion": "", "split": "val"},
+        {
+            "audio": "train/WAV/ang_train_000.wav",
+            "controls": "train/VALID_CTR/ang_train_000.txt",
+            "emotion": "fear",
+            "split": "train",
+        },
+        {
+            "audio": "train/WAV/hap_train_001.wav",
+            "controls": "train/VALID_CTR/hap_train_001.txt",
+            "emotion": "",
+            "split": "val",
+        },
     ]
     path = synthetic_dataset / f"list.{kind}"
     if kind == "csv":
@@ -198,7 +214,10 @@ def test_split_segments_as_the_release():
     # 130 s: pieces of 60, 60 and 10 s, cut at the same places in samples and frames.
     segs = split_segments(130 * 16_000, 130 * 60)
     assert [(s.start_sample, s.end_sample) for s in segs] == [
-        (0, 960_000), (960_000, 1_920_000), (1_920_000, 2_080_000)]
+        (0, 960_000),
+        (960_000, 1_920_000),
+        (1_920_000, 2_080_000),
+    ]
     assert [(s.start_frame, s.end_frame) for s in segs] == [(0, 3600), (3600, 7200), (7200, 7800)]
     # A scrap shorter than a second at the end joins the previous piece.
     segs = split_segments(int(120.5 * 16_000), int(120.5 * 60))
@@ -242,19 +261,27 @@ def test_check_finds_every_planted_defect(corrupted):
     assert by_code["constant-channel"].message.endswith(CONTROLLER_NAMES[CONSTANT])
     assert by_code["silent-audio"].severity == "warning"
     assert {c.clip.name for c in report.bad_clips} == {
-        "ang_train_000", "hap_train_001", "sad_train_002", "ang_train_003", "hap_train_004",
-        "xyz_train_005"}
+        "ang_train_000",
+        "hap_train_001",
+        "sad_train_002",
+        "ang_train_003",
+        "hap_train_004",
+        "xyz_train_005",
+    }
     text = format_report(report)
     assert "6 error(s) in 6 clip(s), 3 warning(s)" in text
 
 
 def test_frame_mismatch_threshold_is_an_option(synthetic_dataset):
-    _rewrite(_controls(synthetic_dataset, "train", "ang_train_000"),
-             lambda v: np.concatenate([v, v[-2:]]))  # 3 frames too many now
+    _rewrite(
+        _controls(synthetic_dataset, "train", "ang_train_000"),
+        lambda v: np.concatenate([v, v[-2:]]),
+    )  # 3 frames too many now
     assert check_dataset(synthetic_dataset).errors == []
     errors = check_dataset(synthetic_dataset, max_frame_mismatch=2).errors
     assert [(e.code, e.path) for e in errors] == [
-        ("frame-mismatch", str(_controls(synthetic_dataset, "train", "ang_train_000")))]
+        ("frame-mismatch", str(_controls(synthetic_dataset, "train", "ang_train_000")))
+    ]
 
 
 def test_load_clip_aligns_and_rejects_nan(corrupted, synthetic_dataset):

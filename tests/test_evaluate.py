@@ -129,8 +129,20 @@ def test_cli_eval_predictions_table_and_json(tmp_path, synthetic_dataset, capsys
     doc = json.loads(out_json.read_text())
     assert doc["overall"]["mae_all"] == pytest.approx(0.01, abs=1e-5)
     assert doc["source"]["split"] == "validation"
-    assert main(["eval", str(synthetic_dataset), "--predictions", str(preds), "--split", "all",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(synthetic_dataset),
+                "--predictions",
+                str(preds),
+                "--split",
+                "all",
+                "--json",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["overall"]["n_clips"] == 9 and len(doc["clips"]) == 9
 
@@ -153,8 +165,12 @@ def test_ground_truth_is_never_its_own_prediction(synthetic_dataset):
 def test_eval_checkpoint_on_shared_sample(tiny_release_checkpoint, shared_sample, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    assert main(["eval", str(tiny_release_checkpoint), str(shared_sample), "--json",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            ["eval", str(tiny_release_checkpoint), str(shared_sample), "--json", "--device", "cpu"]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     assert doc["overall"]["n_frames"] == 201 and doc["overall"]["n_clips"] == 1
     assert list(doc["per_emotion"]) == ["angry"]
@@ -216,8 +232,10 @@ def test_docs_list_the_channel_groups_of_the_code():
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "channels.md").read_text()
     sections = re.split(r"^## ", text, flags=re.M)[1:]
-    listed = {s.split(" (")[0]: [int(i) for i in re.findall(r"^\| (\d+) \|", s, flags=re.M)]
-              for s in sections}
+    listed = {
+        s.split(" (")[0]: [int(i) for i in re.findall(r"^\| (\d+) \|", s, flags=re.M)]
+        for s in sections
+    }
     assert listed["Mouth"] == list(MOUTH_CHANNELS)
     assert listed["Eye"] == list(EYE_CHANNELS)
     for section in sections:

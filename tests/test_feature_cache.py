@@ -27,9 +27,13 @@ def test_keys_depend_on_every_input():
     cache = FeatureCache(None, "enc")
     key = cache.key("a" * 64, 0, 16_000, 60)
     assert key == cache.key("a" * 64, 0, 16_000, 60)
-    others = {cache.key("b" * 64, 0, 16_000, 60), cache.key("a" * 64, 1, 16_000, 60),
-              cache.key("a" * 64, 0, 16_001, 60), cache.key("a" * 64, 0, 16_000, 61),
-              FeatureCache(None, "other").key("a" * 64, 0, 16_000, 60)}
+    others = {
+        cache.key("b" * 64, 0, 16_000, 60),
+        cache.key("a" * 64, 1, 16_000, 60),
+        cache.key("a" * 64, 0, 16_001, 60),
+        cache.key("a" * 64, 0, 16_000, 61),
+        FeatureCache(None, "other").key("a" * 64, 0, 16_000, 60),
+    }
     assert key not in others and len(others) == 5
 
 
@@ -56,9 +60,17 @@ def test_disk_round_trip_and_damaged_entries(tmp_path):
 
 
 def _trainer(dataset, out, cache):
-    config = TrainConfig(dataset=str(dataset), output_dir=str(out), epochs=1, lr=1e-3,
-                         progress=False, tensorboard=False, device="cpu", cache_dir=str(cache),
-                         save_every=0)
+    config = TrainConfig(
+        dataset=str(dataset),
+        output_dir=str(out),
+        epochs=1,
+        lr=1e-3,
+        progress=False,
+        tensorboard=False,
+        device="cpu",
+        cache_dir=str(cache),
+        save_every=0,
+    )
     return Trainer(config, tiny_model_config("temporal"))
 
 

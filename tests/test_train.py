@@ -53,8 +53,9 @@ def trained(tmp_path_factory):
     """A tiny temporal model trained for 40 epochs on the synthetic dataset (about 10 s)."""
     root = tmp_path_factory.mktemp("train")
     dataset = make_synthetic_dataset(root / "dataset")
-    trainer = Trainer(_config(dataset, root / "out", epochs=40, save_every=20),
-                      tiny_model_config("temporal"))
+    trainer = Trainer(
+        _config(dataset, root / "out", epochs=40, save_every=20), tiny_model_config("temporal")
+    )
     trainer.prepare()
     untrained = trainer.validate()
     result = trainer.fit()
@@ -77,8 +78,12 @@ def test_training_learns_what_an_untrained_model_cannot(trained):
 def test_checkpoints_are_self_describing(trained):
     dataset, result, _ = trained
     out = result.output_dir
-    assert {p.name for p in out.glob("*.pt")} == {"best.pt", "last.pt", "epoch_0020.pt",
-                                                  "epoch_0040.pt"}
+    assert {p.name for p in out.glob("*.pt")} == {
+        "best.pt",
+        "last.pt",
+        "epoch_0020.pt",
+        "epoch_0040.pt",
+    }
     doc = load_checkpoint_dict(out / "best.pt")
     assert doc["decoder_mode"] == "temporal" and len(doc["controller_names"]) == 174
     extra = doc["extra"]
@@ -110,8 +115,24 @@ def test_trained_checkpoint_bakes_and_evaluates(trained, tmp_path, capsys):
     dataset, result, _ = trained
     wav = dataset / "validation" / "WAV" / "hap_validation_001.wav"
     out = tmp_path / "baked.txt"
-    assert main(["bake", str(wav), "--checkpoint", str(result.best_checkpoint), "--raw",
-                 "--emotion", "happy", "-o", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "bake",
+                str(wav),
+                "--checkpoint",
+                str(result.best_checkpoint),
+                "--raw",
+                "--emotion",
+                "happy",
+                "-o",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     truth = load_clip(discover_dataset(dataset).select("validation")[1]).controls
     baked = np.loadtxt(out, delimiter=",")
     assert baked.shape == truth.shape
@@ -188,8 +209,9 @@ def test_refuses_to_overwrite_a_previous_run(tmp_path):
 
 def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     dataset = make_synthetic_dataset(tmp_path / "ds", n_train=5, n_val=1, duration_s=1.0)
-    trainer = Trainer(_config(dataset, tmp_path / "out", epochs=2, grad_accum_steps=2),
-                      tiny_model_config())
+    trainer = Trainer(
+        _config(dataset, tmp_path / "out", epochs=2, grad_accum_steps=2), tiny_model_config()
+    )
     trainer.fit()
     steps = {int(s["step"]) for s in trainer.optimizer.state_dict()["state"].values()}
     assert steps == {2 * 3}  # 5 clips per epoch in groups of 2 -> 3 steps, for 2 epochs
@@ -203,14 +225,17 @@ def test_frozen_feature_extractor_does_not_change(tmp_path):
     after = trainer.model.audio_encoder.state_dict()
     conv = [k for k in before if k.startswith("feature_extractor.")]
     assert conv and all(torch.equal(before[k], after[k]) for k in conv)
-    assert not torch.equal(before["encoder.layers.0.attention.k_proj.weight"],
-                           after["encoder.layers.0.attention.k_proj.weight"])  # fine-tuned
+    assert not torch.equal(
+        before["encoder.layers.0.attention.k_proj.weight"],
+        after["encoder.layers.0.attention.k_proj.weight"],
+    )  # fine-tuned
 
 
 def test_long_clips_are_cut_into_pieces(tmp_path):
     dataset = make_synthetic_dataset(tmp_path / "ds", n_train=2, n_val=1, duration_s=4.5)
-    trainer = Trainer(_config(dataset, tmp_path / "out", epochs=1, max_segment_s=2.0),
-                      tiny_model_config())
+    trainer = Trainer(
+        _config(dataset, tmp_path / "out", epochs=1, max_segment_s=2.0), tiny_model_config()
+    )
     trainer.prepare()
     pieces = [p for p in trainer.train_pieces if p.name.startswith("ang_train_000")]
     assert [p.name for p in pieces] == ["ang_train_000#0", "ang_train_000#1"]
@@ -224,18 +249,21 @@ def test_validation_holdout_when_the_dataset_has_no_split(tmp_path):
     dataset = make_synthetic_dataset(tmp_path / "ds", n_train=8, n_val=0, duration_s=1.0)
     with pytest.raises(DatasetError, match="no 'validation' split.*--val-fraction"):
         Trainer(_config(dataset, tmp_path / "a", epochs=1), tiny_model_config()).prepare()
-    trainer = Trainer(_config(dataset, tmp_path / "b", epochs=1, val_fraction=0.25),
-                      tiny_model_config())
+    trainer = Trainer(
+        _config(dataset, tmp_path / "b", epochs=1, val_fraction=0.25), tiny_model_config()
+    )
     trainer.prepare()
     held = {p.name for p in trainer.val_pieces}
     assert held and len(held) + len(trainer.train_pieces) == 8
     assert not held & {p.name for p in trainer.train_pieces}
-    again = Trainer(_config(dataset, tmp_path / "c", epochs=1, val_fraction=0.25, seed=9),
-                    tiny_model_config())
+    again = Trainer(
+        _config(dataset, tmp_path / "c", epochs=1, val_fraction=0.25, seed=9), tiny_model_config()
+    )
     again.prepare()
     assert {p.name for p in again.val_pieces} == held  # stable: chosen by name, not by seed
-    no_val = Trainer(_config(dataset, tmp_path / "d", epochs=1, val_split="none"),
-                     tiny_model_config())
+    no_val = Trainer(
+        _config(dataset, tmp_path / "d", epochs=1, val_split="none"), tiny_model_config()
+    )
     result = no_val.fit()
     assert result.best_val_mae is None and not (tmp_path / "d" / "best.pt").exists()
 
@@ -248,8 +276,9 @@ def test_bad_clips_stop_training_unless_skipped(tmp_path):
     np.savetxt(bad, values, delimiter=",")
     with pytest.raises(DatasetError, match="1 clip.*hap_train_001.txt: holds NaN.*--skip-bad"):
         Trainer(_config(dataset, tmp_path / "a", epochs=1), tiny_model_config()).prepare()
-    trainer = Trainer(_config(dataset, tmp_path / "b", epochs=1, skip_bad_clips=True),
-                      tiny_model_config())
+    trainer = Trainer(
+        _config(dataset, tmp_path / "b", epochs=1, skip_bad_clips=True), tiny_model_config()
+    )
     trainer.prepare()
     assert trainer.dataset_info["n_skipped_clips"] == 1 and len(trainer.train_pieces) == 3
 
@@ -283,8 +312,9 @@ def test_pretrained_wav2vec2_folder_initialises_the_encoder(tmp_path):
 
 def test_fine_tune_a_released_checkpoint(tmp_path, tiny_release_checkpoint):
     dataset = make_synthetic_dataset(tmp_path / "ds", n_train=3, n_val=1, duration_s=1.0)
-    result = train(_config(dataset, tmp_path / "o", epochs=2,
-                           init_checkpoint=str(tiny_release_checkpoint)))
+    result = train(
+        _config(dataset, tmp_path / "o", epochs=2, init_checkpoint=str(tiny_release_checkpoint))
+    )
     model, _ = load_model(result.last_checkpoint, device="cpu")
     assert model.config.decoder_mode == "per_frame"  # the release's semantics are kept
     before, _ = load_model(tiny_release_checkpoint, device="cpu")
@@ -297,22 +327,56 @@ def test_cli_train_resume_and_cache(tmp_path, capsys):
     model_json.write_text(json.dumps(tiny_model_config("temporal").to_dict()))
     cache = tmp_path / "cache"
     out = tmp_path / "out"
-    args = ["train", str(dataset), "-o", str(out), "--model-config", str(model_json),
-            "--epochs", "2", "--lr", "1e-3", "--cache-dir", str(cache), "--device", "cpu",
-            "--no-progress", "--save-every", "1"]
+    args = [
+        "train",
+        str(dataset),
+        "-o",
+        str(out),
+        "--model-config",
+        str(model_json),
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-3",
+        "--cache-dir",
+        str(cache),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--save-every",
+        "1",
+    ]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "best validation MAE" in err and "3 training and 2 validation clips" in err
-    assert {p.name for p in out.glob("*.pt")} == {"best.pt", "last.pt", "epoch_0001.pt",
-                                                  "epoch_0002.pt"}
+    assert {p.name for p in out.glob("*.pt")} == {
+        "best.pt",
+        "last.pt",
+        "epoch_0001.pt",
+        "epoch_0002.pt",
+    }
     assert json.loads((out / "train_config.json").read_text())["epochs"] == 2
     entries = sorted(cache.rglob("*.npy"))
     assert len(entries) == 5  # one per clip
     stamps = [p.stat().st_mtime_ns for p in entries]
     assert main(args) == 1  # the output folder holds a run
     assert "pass --resume" in capsys.readouterr().err
-    assert main(["train", "-o", str(out), "--resume", "--epochs", "3", "--cache-dir", str(cache),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "-o",
+                str(out),
+                "--resume",
+                "--epochs",
+                "3",
+                "--cache-dir",
+                str(cache),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert [p.stat().st_mtime_ns for p in sorted(cache.rglob("*.npy"))] == stamps  # reused
     assert load_training_state(out / "last.pt")["epoch"] == 3
     with pytest.raises(SystemExit):
@@ -323,8 +387,12 @@ def test_bf16_autocast_and_gradient_clipping_on_cpu(tmp_path):
     dataset = make_synthetic_dataset(tmp_path / "ds", n_train=3, n_val=1, duration_s=1.0)
     with pytest.raises(ConfigError, match="fp16 training needs a CUDA device"):
         Trainer(_config(dataset, tmp_path / "a", precision="fp16"), tiny_model_config())
-    trainer = Trainer(_config(dataset, tmp_path / "b", epochs=3, precision="bf16",
-                              clip_grad_norm=0.5, progress=True), tiny_model_config("temporal"))
+    trainer = Trainer(
+        _config(
+            dataset, tmp_path / "b", epochs=3, precision="bf16", clip_grad_norm=0.5, progress=True
+        ),
+        tiny_model_config("temporal"),
+    )
     result = trainer.fit()
     maes = [row["val_mae"] for row in result.history]
     assert all(np.isfinite(maes)) and maes[-1] < maes[0]
@@ -346,8 +414,9 @@ def test_metrics_go_to_tensorboard_when_installed(tmp_path, monkeypatch):
         def close(self):
             logged.append(("close",))
 
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard",
-                        types.SimpleNamespace(SummaryWriter=FakeWriter))
+    monkeypatch.setitem(
+        sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter)
+    )
     dataset = make_synthetic_dataset(tmp_path / "ds", n_train=2, n_val=1, duration_s=1.0)
     train(_config(dataset, tmp_path / "o", epochs=2, tensorboard=True), tiny_model_config())
     assert logged[0] == ("open", str(tmp_path / "o" / "tensorboard"), 1)
@@ -359,8 +428,9 @@ def test_mixed_precision_training_on_cuda(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     dataset = make_synthetic_dataset(tmp_path / "ds", n_train=3, n_val=1, duration_s=1.0)
-    trainer = Trainer(_config(dataset, tmp_path / "o", epochs=20, device="cuda"),
-                      tiny_model_config("temporal"))
+    trainer = Trainer(
+        _config(dataset, tmp_path / "o", epochs=20, device="cuda"), tiny_model_config("temporal")
+    )
     assert trainer.precision == "fp16"
     result = trainer.fit()
     assert np.isfinite(result.best_val_mae) and result.best_val_mae < result.history[0]["val_mae"]

@@ -35,20 +35,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=lambda prog: _Formatter(prog, width=100),
     )
     check.add_argument("root", help="dataset folder or manifest (.csv/.jsonl)")
-    check.add_argument("--manifest", default=None,
-                       help="manifest file to use instead of the folder layout")
     check.add_argument(
-        "--max-frame-mismatch", type=_non_negative_int, default=3,
+        "--manifest", default=None, help="manifest file to use instead of the folder layout"
+    )
+    check.add_argument(
+        "--max-frame-mismatch",
+        type=_non_negative_int,
+        default=3,
         help="frames by which controls may differ from int(audio duration * 60)",
     )
     check.add_argument(
-        "--range-tolerance", type=float, default=1e-3,
+        "--range-tolerance",
+        type=float,
+        default=1e-3,
         help="how far beyond a channel's board range a value may go before it is an error",
     )
     check.add_argument("--strict", action="store_true", help="exit 1 when any error is found")
     check.add_argument("--json", action="store_true", help="print the full report as JSON")
-    check.add_argument("--max-listed", type=int, default=50,
-                       help="issues listed in the text report")
+    check.add_argument(
+        "--max-listed", type=int, default=50, help="issues listed in the text report"
+    )
     check.set_defaults(func=run_check)
 
 

@@ -34,26 +34,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=lambda prog: _Formatter(prog, width=100),
     )
-    p.add_argument("paths", nargs="+", metavar="[CHECKPOINT] ROOT",
-                   help="a checkpoint (optional) and the dataset folder or manifest")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="[CHECKPOINT] ROOT",
+        help="a checkpoint (optional) and the dataset folder or manifest",
+    )
     p.add_argument("--checkpoint", default=None, help="EmoFace weights (instead of the positional)")
-    p.add_argument("--engine", default=None, choices=("emoface", "procedural"),
-                   help="engine to score (default: emoface with a checkpoint)")
-    p.add_argument("--predictions", default=None, metavar="DIR",
-                   help="score baked files in DIR instead of running an engine")
-    p.add_argument("--split", default=None,
-                   help="split to score ('all' for every clip); default: validation when present")
-    p.add_argument("--manifest", default=None,
-                   help="manifest file to use instead of the folder layout")
-    p.add_argument("--emotion", default=None,
-                   help="emotion spec for every clip instead of each file name's emotion")
-    p.add_argument("--postprocess", action="store_true",
-                   help="score post-processed output (smoothing, blinks, gaze) instead of raw")
+    p.add_argument(
+        "--engine",
+        default=None,
+        choices=("emoface", "procedural"),
+        help="engine to score (default: emoface with a checkpoint)",
+    )
+    p.add_argument(
+        "--predictions",
+        default=None,
+        metavar="DIR",
+        help="score baked files in DIR instead of running an engine",
+    )
+    p.add_argument(
+        "--split",
+        default=None,
+        help="split to score ('all' for every clip); default: validation when present",
+    )
+    p.add_argument(
+        "--manifest", default=None, help="manifest file to use instead of the folder layout"
+    )
+    p.add_argument(
+        "--emotion",
+        default=None,
+        help="emotion spec for every clip instead of each file name's emotion",
+    )
+    p.add_argument(
+        "--postprocess",
+        action="store_true",
+        help="score post-processed output (smoothing, blinks, gaze) instead of raw",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of blinks and gaze with --postprocess")
-    p.add_argument("--device", default=None, choices=("cpu", "cuda"),
-                   help="default: cuda if available")
-    p.add_argument("--max-frame-mismatch", type=int, default=3,
-                   help="frames by which ground truth may differ from the audio's frame count")
+    p.add_argument(
+        "--device", default=None, choices=("cpu", "cuda"), help="default: cuda if available"
+    )
+    p.add_argument(
+        "--max-frame-mismatch",
+        type=int,
+        default=3,
+        help="frames by which ground truth may differ from the audio's frame count",
+    )
     p.add_argument("--per-clip", action="store_true", help="also list every clip in the table")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("-o", "--output", default=None, help="also write the JSON report to this file")
@@ -113,8 +140,13 @@ def run(args: argparse.Namespace) -> int:
         engine = load_engine(args.engine or "emoface", checkpoint=checkpoint, device=args.device)
         timeline = parse_emotion_spec(args.emotion) if args.emotion else None
         report = evaluate_engine(
-            engine, clips, raw=not args.postprocess, seed=args.seed, timeline=timeline,
-            max_frame_mismatch=args.max_frame_mismatch, progress=progress,
+            engine,
+            clips,
+            raw=not args.postprocess,
+            seed=args.seed,
+            timeline=timeline,
+            max_frame_mismatch=args.max_frame_mismatch,
+            progress=progress,
         )
     report.source.update({"dataset": str(Path(root)), "split": split})
     doc = report.to_json()

@@ -37,60 +37,115 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=lambda prog: _Formatter(prog, width=100),
     )
-    p.add_argument("root", nargs="?", default=None,
-                   help="dataset folder or manifest (optional with --resume)")
+    p.add_argument(
+        "root", nargs="?", default=None, help="dataset folder or manifest (optional with --resume)"
+    )
     p.add_argument("-o", "--output", required=True, help="output folder for checkpoints and logs")
     start = p.add_argument_group("starting point")
-    start.add_argument("--wav2vec2", default=None, metavar="DIR",
-                       help="local wav2vec2-base-960h folder (Hugging Face format)")
-    start.add_argument("--init-checkpoint", default=None, metavar="PATH",
-                       help="fine-tune this checkpoint instead of starting a new model")
-    start.add_argument("--model-config", default=None, metavar="JSON",
-                       help="ModelConfig fields for a new model (default: the paper's network)")
-    start.add_argument("--decoder-mode", default=None, choices=("temporal", "per_frame"),
-                       help="new models: temporal (paper, default) or per_frame (release)")
+    start.add_argument(
+        "--wav2vec2",
+        default=None,
+        metavar="DIR",
+        help="local wav2vec2-base-960h folder (Hugging Face format)",
+    )
+    start.add_argument(
+        "--init-checkpoint",
+        default=None,
+        metavar="PATH",
+        help="fine-tune this checkpoint instead of starting a new model",
+    )
+    start.add_argument(
+        "--model-config",
+        default=None,
+        metavar="JSON",
+        help="ModelConfig fields for a new model (default: the paper's network)",
+    )
+    start.add_argument(
+        "--decoder-mode",
+        default=None,
+        choices=("temporal", "per_frame"),
+        help="new models: temporal (paper, default) or per_frame (release)",
+    )
     opt = p.add_argument_group("optimisation (defaults: the authors' release)")
     opt.add_argument("--epochs", type=_positive_int, default=1000, help="total epochs")
     opt.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate")
     opt.add_argument("--lr-step-epochs", type=_positive_int, default=100, help="StepLR step size")
     opt.add_argument("--lr-gamma", type=float, default=0.995, help="StepLR factor")
     opt.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
-    opt.add_argument("--grad-accum", type=_positive_int, default=1,
-                     help="clips per optimizer step (gradient accumulation)")
+    opt.add_argument(
+        "--grad-accum",
+        type=_positive_int,
+        default=1,
+        help="clips per optimizer step (gradient accumulation)",
+    )
     opt.add_argument("--clip-grad-norm", type=float, default=0.0, help="0 = no clipping")
-    opt.add_argument("--max-segment-s", type=float, default=60.0,
-                     help="longer clips are cut into pieces of this length")
+    opt.add_argument(
+        "--max-segment-s",
+        type=float,
+        default=60.0,
+        help="longer clips are cut into pieces of this length",
+    )
     opt.add_argument("--seed", type=int, default=0, help="weights, data order, dropout, masks")
-    opt.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
-                     help="auto = fp16 mixed precision on CUDA, fp32 on the CPU")
-    opt.add_argument("--device", default=None, choices=("cpu", "cuda"),
-                     help="default: cuda if available")
+    opt.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        help="auto = fp16 mixed precision on CUDA, fp32 on the CPU",
+    )
+    opt.add_argument(
+        "--device", default=None, choices=("cpu", "cuda"), help="default: cuda if available"
+    )
     data = p.add_argument_group("data")
     data.add_argument("--manifest", default=None, help="manifest instead of the folder layout")
     data.add_argument("--train-split", default="train", help="split to train on")
-    data.add_argument("--val-split", default="validation",
-                      help="split to validate on ('none' = no validation)")
-    data.add_argument("--val-fraction", type=float, default=0.0,
-                      help="hold out this fraction of clips when there is no validation split")
-    data.add_argument("--max-frame-mismatch", type=int, default=3,
-                      help="frames by which controls may differ from the audio's frame count")
-    data.add_argument("--skip-bad-clips", action="store_true",
-                      help="leave out clips that cannot be used instead of stopping")
-    data.add_argument("--cache-dir", default=None,
-                      help=f"conv-feature cache (default {default_cache_dir()})")
-    data.add_argument("--no-cache", action="store_true",
-                      help="keep features in memory only (recomputed by every run)")
+    data.add_argument(
+        "--val-split", default="validation", help="split to validate on ('none' = no validation)"
+    )
+    data.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.0,
+        help="hold out this fraction of clips when there is no validation split",
+    )
+    data.add_argument(
+        "--max-frame-mismatch",
+        type=int,
+        default=3,
+        help="frames by which controls may differ from the audio's frame count",
+    )
+    data.add_argument(
+        "--skip-bad-clips",
+        action="store_true",
+        help="leave out clips that cannot be used instead of stopping",
+    )
+    data.add_argument(
+        "--cache-dir", default=None, help=f"conv-feature cache (default {default_cache_dir()})"
+    )
+    data.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="keep features in memory only (recomputed by every run)",
+    )
     run_group = p.add_argument_group("run")
-    run_group.add_argument("--save-every", type=int, default=100,
-                           help="write epoch_NNNN.pt every N epochs (0 = never)")
-    run_group.add_argument("--patience", type=int, default=0,
-                           help="stop after N epochs without a better validation MAE (0 = off)")
+    run_group.add_argument(
+        "--save-every", type=int, default=100, help="write epoch_NNNN.pt every N epochs (0 = never)"
+    )
+    run_group.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="stop after N epochs without a better validation MAE (0 = off)",
+    )
     run_group.add_argument("--resume", action="store_true", help="continue the run in --output")
-    run_group.add_argument("--overwrite", action="store_true",
-                           help="start afresh even though --output holds a run")
+    run_group.add_argument(
+        "--overwrite", action="store_true", help="start afresh even though --output holds a run"
+    )
     run_group.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run_group.add_argument("--no-tensorboard", action="store_true",
-                           help="no TensorBoard logs even when tensorboard is installed")
+    run_group.add_argument(
+        "--no-tensorboard",
+        action="store_true",
+        help="no TensorBoard logs even when tensorboard is installed",
+    )
     p.set_defaults(func=run, _parser=p)
 
 
