@@ -21,7 +21,7 @@ setting: no smoothing, blinks or gaze); --postprocess scores what 'bake' would w
 metrics: MAE over all 174 channels, the mouth channels and the eye channels (docs/channels.md),
 pooled over frames, per emotion and overall; jaw r = correlation of predicted and true
 CTRL_C_jaw-translateY per clip; closure F1 = agreement on closed-mouth frames (jaw within the
-lowest 10%% of the true clip's range). Paper, EmoFace: 0.04024 / 0.03697 / 0.05698.
+lowest 10% of the true clip's range). Paper, EmoFace: 0.04024 / 0.03697 / 0.05698.
 """
 
 
@@ -31,14 +31,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="score a checkpoint, an engine or baked files against ground truth",
         description="Score predicted controller values against a dataset's ground truth.",
+        usage="emoface eval [CHECKPOINT] ROOT [options]",
         epilog=EPILOG,
         formatter_class=lambda prog: _Formatter(prog, width=100),
     )
     p.add_argument(
         "paths",
         nargs="+",
-        metavar="[CHECKPOINT] ROOT",
-        help="a checkpoint (optional) and the dataset folder or manifest",
+        metavar="PATH",
+        help="[CHECKPOINT] ROOT: weights to score (optional) and the dataset folder or manifest",
     )
     p.add_argument("--checkpoint", default=None, help="EmoFace weights (instead of the positional)")
     p.add_argument(
@@ -91,7 +92,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     """Defaults in the help (except None and False), and the epilog kept as written."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False):
+        if action.default is None or action.default is False:
             return action.help
         return super()._get_help_string(action)
 
