@@ -413,6 +413,13 @@ class Trainer:
             log.warning("skipping %d bad clip(s): %s", len(bad), listing)
         if not train_pieces:
             raise DatasetError(f"{cfg.dataset}: no usable training clips")
+        longest = max(p.n_frames for p in train_pieces + val_pieces)
+        limit = self.model.config.max_positions
+        if self.model.config.decoder_mode == "temporal" and longest > limit:
+            raise ConfigError(
+                f"a piece of {longest} frames exceeds the decoder's {limit} positions "
+                f"({limit / 60:.0f} s); lower max_segment_s (now {cfg.max_segment_s:g})"
+            )
         self.train_pieces, self.val_pieces = train_pieces, val_pieces
         self.dataset_info = {
             "root": str(cfg.dataset),

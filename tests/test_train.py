@@ -243,6 +243,9 @@ def test_long_clips_are_cut_into_pieces(tmp_path):
     assert [(p.start_sample, p.end_sample) for p in pieces] == [(0, 32_000), (32_000, 72_000)]
     assert trainer.dataset_info["n_train_pieces"] == 4
     trainer.fit()  # pieces of different lengths train fine
+    short_table = tiny_model_config("temporal", max_positions=200)
+    with pytest.raises(ConfigError, match="piece of 270 frames exceeds the decoder's 200"):
+        Trainer(_config(dataset, tmp_path / "b", epochs=1), short_table).prepare()
 
 
 def test_validation_holdout_when_the_dataset_has_no_split(tmp_path):
