@@ -50,10 +50,11 @@ def _row(label: str, pred: np.ndarray, true: np.ndarray) -> str:
 
     with np.errstate(invalid="ignore", divide="ignore"):  # constant outputs have no correlation
         s = score_clip(pred, true)
-    idx = [CONTROLLER_INDEX[n] for n in LIP_CHANNELS]
-    rs = [_pearson(pred[:, i], true[:, i]) for i in idx]
+        rs = [_pearson(pred[:, CONTROLLER_INDEX[n]], true[:, CONTROLLER_INDEX[n]])
+              for n in LIP_CHANNELS]
+        rs.append(_mouth_correlation(pred, true))
     cells = [f"{s.mae_all:8.4f}", f"{s.mae_mouth:8.4f}", f"{s.mae_eye:8.4f}"]
-    cells += [f"{r:7.3f}" for r in rs] + [f"{_mouth_correlation(pred, true):7.3f}"]
+    cells += [f"{r:7.3f}" for r in rs]
     return f"{label:<34}" + " ".join(cells)
 
 

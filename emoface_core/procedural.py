@@ -1,7 +1,8 @@
 """The procedural engine: lip sync and emotion from the audio signal alone, no weights needed.
 
-Four stages, each a pure function of bounded context, so that a stream cut into chunks of any
-size gives exactly the frames of a whole clip (``infer`` *is* one stream pushed in one chunk):
+Four stages, each either causal (state carried forward frame by frame) or a function of a bounded
+window of frames, so that a stream cut into chunks of any size gives exactly the frames of a whole
+clip (``infer`` *is* one stream fed in one chunk):
 
 1. **Features** (``speech_features``): loudness, voicing, pitch, formants F1/F2, spectral
    centroid and high-frequency share of a 32 ms window centred on each 60 fps frame.
@@ -12,8 +13,9 @@ size gives exactly the frames of a whole clip (``infer`` *is* one stream pushed 
    emphasis.
 3. **Coarticulation** (``_shape_tracks``): each track is smoothed with a short Hann kernel centred
    slightly *ahead* of the frame, so the mouth anticipates the sound it is about to make (by
-   ``ANTICIPATION_FRAMES``) and eases between shapes; lip closure and pressing come from dips of
-   activity near speech. Context: ``HISTORY_FRAMES`` back, ``LOOKAHEAD_FRAMES`` ahead.
+   ``ANTICIPATION_FRAMES``) and eases between shapes; lips close near speech (before a phrase,
+   shortly after it) and press in dips of loudness between louder sounds (stop closures, nasal
+   murmurs, short pauses). Context: ``HISTORY_FRAMES`` back, ``LOOKAHEAD_FRAMES`` ahead.
 4. **Face** (``_render``): the emotion pose (per-frame blend of the seven poses with the emotion
    timeline's weights), plus every track times its shape (per-emotion gains), plus seeded idle
    micro-motion, clipped to each channel's board range.
@@ -27,8 +29,9 @@ Latency of a stream: ``LOOKAHEAD_FRAMES`` (6 frames, 100 ms) plus half an analys
 
 from __future__ import annotations
 
-import logging
 import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,19 +39,15 @@ from typing import Any
 import numpy as np
 
 from emoface_core.audio import FPS, SAMPLE_RATE, Audio, frame_count
-from emoface_core.controllers import (
-    CONTROLLER_NAMES,
-    N_CONTROLLERS,
-    channel_range,
-)
+from emoface_core.controllers import CONTROLLER_NAMES, N_CONTROLLERS, channel_range
 from emoface_core.emotion import N_EMOTIONS, EmotionTimeline
 from emoface_core.errors import ConfigError
 from emoface_core.procedural_data import N_TRACKS, TRACKS, load_procedural_data
 from emoface_core.speech_features import HALF_WINDOW, FeatureStream, FrameFeatures
 
-log = logging.getLogger(__name__)
-
 PROCEDURAL_VERSION = "1"
+POSES_ENV = "EMOFACE_POSES"  # path of an edited emotion_poses.yaml (used when none is passed)
+ARTICULATION_ENV = "EMOFACE_ARTICULATION"  # path of an edited articulation.yaml
 
 # Per-frame values before context: activity, the five raw tracks, and loudness re the speaker.
 _RAW = ("activity", "open", "round", "spread", "fricative", "emphasis", "relative_db")
@@ -189,21 +188,27 @@ class _SpeechTracker:
             base[i] = self.pitch_base_st if self.pitch_base_st is not None else st
 
         e = f.energy_db
-        rel = e - level
+        rel = e - level  # dB re the speaker's level: 0 for a stressed vowel
+        # Speech activity: clearly above the noise floor and within ~40 dB of the speaker's level.
         snr_gate = _smoothstep(e - noise, 10.0, 20.0)
         activity = snr_gate * _smoothstep(rel, -42.0, -28.0)
         voiced = _smoothstep(f.voicing, 0.45, 0.8)
         loud = _smoothstep(rel, -32.0, 0.0)
+        # Vowel height from F1 (about 250 Hz for i/u, 800 Hz and more for a), jaw height's cue.
         height = 0.3 + 0.7 * np.clip((f.f1_hz - 250.0) / 550.0, 0.0, 1.0)
         raw = np.empty((n, len(_RAW)))
         raw[:, _A] = activity
         raw[:, _O] = activity * loud * (voiced * height + (1.0 - voiced) * 0.25)
+        # Rounding lowers F2 (back vowels, u/o/w, below ~1400 Hz) with a close-mid F1; spreading
+        # raises F2 (i/e, above ~1650 Hz). Only voiced frames carry formants worth trusting.
         back = np.clip((1400.0 - f.f2_hz) / 500.0, 0.0, 1.0)
         close = np.clip((720.0 - f.f1_hz) / 250.0, 0.0, 1.0)
         raw[:, _RO] = activity * voiced * back * close
         raw[:, _SP] = activity * voiced * np.clip((f.f2_hz - 1650.0) / 550.0, 0.0, 1.0)
+        # Frication: unvoiced energy concentrated above 3.5 kHz (s, sh, f), quieter than vowels.
         raw[:, _FR] = (snr_gate * _smoothstep(rel, -45.0, -25.0) * (1.0 - voiced)
                        * _smoothstep(f.hf_ratio, 0.25, 0.6))
+        # Emphasis: pitch 1-5 semitones above the speaker's running baseline on a loud syllable.
         rise = np.clip((semitones - base - 1.0) / 4.0, 0.0, 1.0)
         raw[:, _EM] = activity * loud * _smoothstep(f.voicing, 0.7, 0.9) * rise
         raw[:, _REL] = np.clip(rel, -60.0, 10.0) * snr_gate + (1.0 - snr_gate) * -60.0
@@ -223,7 +228,10 @@ def _fir(x: np.ndarray, start: int, n: int, kernel: str) -> np.ndarray:
     return out
 
 
-def _fading_max(x: np.ndarray, center: int, n: int, steps: range, fade) -> np.ndarray:  # noqa: ANN001
+def _fading_max(
+    x: np.ndarray, center: int, n: int, steps: range,
+    fade: Callable[[int, np.ndarray], np.ndarray],
+) -> np.ndarray:
     """``max_j fade(j, x[center + j : center + j + n])`` over ``j`` in ``steps`` (0 included)."""
     out = x[center : center + n].copy()
     for j in steps:
@@ -297,7 +305,7 @@ class ProceduralState:
             absolute, counted from the start of the stream).
         features: the incremental feature extractor.
         tracker: causal level/noise/pitch state.
-        raw: raw per-frame tracks not yet consumed, ``[k, 6]``; row 0 is frame ``raw_start``.
+        raw: raw per-frame values still needed as context, ``[k, 7]``; row 0 is frame ``raw_start``.
         raw_start: frame index of ``raw[0]`` (negative rows are the silence before the stream).
         next_frame: the next output frame.
         finished: ``flush`` ran; the stream takes no more audio.
@@ -352,8 +360,10 @@ class ProceduralEngine:
 
         Args:
             seed: seeds the idle micro-motion (blinks and gaze are seeded by the pipeline).
-            poses_path: an edited ``emotion_poses.yaml``; None for the packaged poses.
-            articulation_path: an edited ``articulation.yaml``; None for the packaged shapes.
+            poses_path: an edited ``emotion_poses.yaml``; None reads ``$EMOFACE_POSES`` if set,
+                else the packaged poses.
+            articulation_path: an edited ``articulation.yaml``; None reads
+                ``$EMOFACE_ARTICULATION`` if set, else the packaged shapes.
             speech_gain: scales every speech shape (0 = no lip sync, 1 = as the data says).
             idle_gain: scales the idle micro-motion (0 turns it off).
 
@@ -366,7 +376,10 @@ class ProceduralEngine:
         self.seed = int(seed)
         self.speech_gain = float(speech_gain)
         self.idle_gain = float(idle_gain)
-        self.data = load_procedural_data(poses_path, articulation_path)
+        self.data = load_procedural_data(
+            poses_path or os.environ.get(POSES_ENV) or None,
+            articulation_path or os.environ.get(ARTICULATION_ENV) or None,
+        )
         lo, hi = zip(*(channel_range(n) for n in CONTROLLER_NAMES))
         self._lo = np.asarray(lo)
         self._hi = np.asarray(hi)

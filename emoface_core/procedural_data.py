@@ -27,7 +27,7 @@ from emoface_core.emotion import EMOTIONS, N_EMOTIONS
 from emoface_core.errors import ConfigError
 
 DATA_VERSION = 1  # the `version:` both data files must carry
-_DATA_PACKAGE = "emoface_core.data"
+_DATA_PACKAGE = "emoface_core"  # the files live in its data/ folder (package data)
 POSES_FILE = "emotion_poses.yaml"
 ARTICULATION_FILE = "articulation.yaml"
 
@@ -73,7 +73,8 @@ def _read_yaml(path: Path | None, default_name: str) -> tuple[Any, str]:
     import yaml
 
     if path is None:
-        text = resources.files(_DATA_PACKAGE).joinpath(default_name).read_text(encoding="utf-8")
+        data_dir = resources.files(_DATA_PACKAGE).joinpath("data")
+        text = data_dir.joinpath(default_name).read_text(encoding="utf-8")
         source = f"builtin:{default_name}"
     else:
         path = Path(path)
@@ -223,7 +224,8 @@ def _read_idle(doc: dict, src: str, problems: list[str]) -> tuple[IdleGroup, ...
                     channels.append(CONTROLLER_INDEX[name])
                 else:
                     problems.append(f"{where}.channels: unknown controller {name!r}")
-        amplitude, period = group.get("amplitude"), group.get("period_s")
+        amplitude: Any = group.get("amplitude")
+        period: Any = group.get("period_s")
         if not _is_number(amplitude) or not 0 <= amplitude <= 0.5:
             problems.append(f"{where}.amplitude: {amplitude!r} must be a number in 0..0.5")
         elif (not isinstance(period, list) or len(period) != 2

@@ -15,6 +15,7 @@ vectorised over frames, so one second of audio costs well under a millisecond pe
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import overload
 
 import numpy as np
 
@@ -45,6 +46,10 @@ _HANN_AUTOCORR = _window_autocorrelation()  # divides out the window's own taper
 _PRE_EMPHASIS_GAIN = np.abs(1.0 - PRE_EMPHASIS * np.exp(-2j * np.pi * _FREQS_HZ / SAMPLE_RATE)) ** 2
 
 
+@overload
+def frame_center_sample(frame: int) -> int: ...
+@overload
+def frame_center_sample(frame: np.ndarray) -> np.ndarray: ...
 def frame_center_sample(frame: int | np.ndarray) -> int | np.ndarray:
     """Sample index (16 kHz) of the middle of 60 fps frame ``i``: ``floor((i + 0.5) * 800 / 3)``."""
     return (2 * frame + 1) * SAMPLE_RATE // (2 * FPS)
@@ -195,7 +200,7 @@ class FeatureStream:
 
     def __init__(self) -> None:
         # The first window starts HALF_WINDOW - center(0) samples before the audio: zeros there.
-        self._lead = HALF_WINDOW - int(frame_center_sample(0))
+        self._lead = HALF_WINDOW - frame_center_sample(0)
         self._buffer = np.zeros(self._lead, dtype=np.float64)
         self._buffer_start = -self._lead  # sample index of _buffer[0]
         self._next_frame = 0
@@ -217,31 +222,26 @@ class FeatureStream:
     def finish(self, n_frames: int) -> FrameFeatures:
         """Pad with silence and return the features of the remaining frames up to ``n_frames``."""
         if n_frames <= self._next_frame:
-            return self._emit(-(10**12))
-        last_end = int(frame_center_sample(n_frames - 1)) + HALF_WINDOW
+            return analyze_windows(np.zeros((0, WINDOW_SAMPLES)))
+        last_end = frame_center_sample(n_frames - 1) + HALF_WINDOW
         missing = last_end - (self._buffer_start + self._buffer.shape[0])
         if missing > 0:
             self._buffer = np.concatenate([self._buffer, np.zeros(missing)])
-        features = self._emit(last_end, stop=n_frames)
-        return features
+        return self._emit(last_end, stop=n_frames)
 
     def _emit(self, available_end: int, stop: int | None = None) -> FrameFeatures:
-        # Frame i is complete when center(i) + HALF_WINDOW <= available_end.
+        """Features of the frames whose windows end by ``available_end`` (and before ``stop``)."""
         n = 0
-        while True:
-            i = self._next_frame + n
-            if stop is not None and i >= stop:
-                break
-            if int(frame_center_sample(i)) + HALF_WINDOW > available_end:
-                break
+        while (stop is None or self._next_frame + n < stop) and (
+            frame_center_sample(self._next_frame + n) + HALF_WINDOW <= available_end
+        ):
             n += 1
         frames = np.arange(self._next_frame, self._next_frame + n)
         starts = frame_center_sample(frames) - HALF_WINDOW - self._buffer_start
-        index = starts[:, None] + np.arange(WINDOW_SAMPLES)[None, :]
-        windows = self._buffer[index] if n else np.zeros((0, WINDOW_SAMPLES))
+        windows = self._buffer[starts[:, None] + np.arange(WINDOW_SAMPLES)[None, :]]
         self._next_frame += n
         # Keep only what the next window still needs.
-        keep_from = int(frame_center_sample(self._next_frame)) - HALF_WINDOW - self._buffer_start
+        keep_from = frame_center_sample(self._next_frame) - HALF_WINDOW - self._buffer_start
         if keep_from > 0:
             self._buffer = self._buffer[keep_from:]
             self._buffer_start += keep_from

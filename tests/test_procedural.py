@@ -317,10 +317,11 @@ def test_bad_data_file_lists_every_problem(tmp_path):
         ProceduralEngine(speech_gain=-1)
 
 
-def test_edited_pose_file_changes_the_face(tmp_path):
+def test_edited_pose_file_changes_the_face(tmp_path, monkeypatch):
     from importlib import resources
 
-    text = resources.files("emoface_core.data").joinpath("emotion_poses.yaml").read_text()
+    data_dir = resources.files("emoface_core").joinpath("data")
+    text = data_dir.joinpath("emotion_poses.yaml").read_text()
     edited = tmp_path / "poses.yaml"
     edited.write_text(text.replace("CTRL_LR_brow_down-translateY: 0.65",
                                    "CTRL_LR_brow_down-translateY: 0.95"))
@@ -329,6 +330,10 @@ def test_edited_pose_file_changes_the_face(tmp_path):
     default = _run(ProceduralEngine(idle_gain=0), silence, "angry")[:, brow]
     custom = _run(ProceduralEngine(idle_gain=0, poses_path=edited), silence, "angry")[:, brow]
     assert default.mean() == pytest.approx(0.65) and custom.mean() == pytest.approx(0.95)
+    monkeypatch.setenv("EMOFACE_POSES", str(edited))
+    from_env = ProceduralEngine(idle_gain=0)
+    assert _run(from_env, silence, "angry")[:, brow].mean() == pytest.approx(0.95)
+    assert from_env.describe()["poses"] == str(edited)
 
 
 def test_auto_engine_without_weights_is_procedural(monkeypatch, tmp_path):
