@@ -1,4 +1,4 @@
-"""Real-time factor and peak memory of the full-size EmoFace network (random weights) on this machine.
+"""Real-time factor and peak memory of the full-size EmoFace network (random weights), this CPU.
 
 Compares, in one process and on the same inputs:
 
@@ -51,10 +51,14 @@ def build(checkpoint: Path, attn: str):  # noqa: ANN201
     config = Wav2Vec2Config(attn_implementation="eager" if attn == "release" else "sdpa")
     ref = ReleaseEmoFace(config).eval()
     state = torch.load(checkpoint, weights_only=True)
-    ref.load_state_dict({
-        k.replace("weight_g", "parametrizations.weight.original0")
-         .replace("weight_v", "parametrizations.weight.original1"): v for k, v in state.items()
-    })
+    ref.load_state_dict(
+        {
+            k.replace("weight_g", "parametrizations.weight.original0").replace(
+                "weight_v", "parametrizations.weight.original1"
+            ): v
+            for k, v in state.items()
+        }
+    )
 
     def run(x: np.ndarray) -> np.ndarray:
         n_frames = Audio(x).n_frames
@@ -97,10 +101,9 @@ def child_peak_mb(checkpoint: Path, variant: str, duration_s: float) -> None:
     A thread samples the resident set every millisecond while the clip runs; the figure is the
     highest sample minus the resident set before any inference (model and audio loaded).
     """
-    import threading
-
     import ctypes
     import gc
+    import threading
 
     run = build(checkpoint, variant)
     x = speech_like(duration_s)
@@ -130,7 +133,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
     parser.add_argument("--memory-duration", type=float, default=60.0)
-    parser.add_argument("--child", nargs=3, metavar=("CKPT", "VARIANT", "DURATION"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=3, metavar=("CKPT", "VARIANT", "DURATION"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -142,15 +147,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = make_checkpoint(Path(tmp))
         runs = {v: build(checkpoint, v) for v in variants}
-        print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, full-size network, "
-              f"random weights, CPU; best of {args.repeats} after a warm-up\n")
-        print(f"{'clip':>6} | {'variant':<13} | {'time s':>8} | {'RTF':>6} | {'speed-up':>8} | max |diff| vs release")
+        print(
+            f"torch {torch.__version__}, threads {torch.get_num_threads()}, full-size network, "
+            f"random weights, CPU; best of {args.repeats} after a warm-up\n"
+        )
+        print(
+            f"{'clip':>6} | {'variant':<13} | {'time s':>8} | {'RTF':>6} | {'speed-up':>8} | max |diff| vs release"
+        )
         print("-" * 78)
         for duration in args.durations:
             x = speech_like(duration)
             times, outputs = {}, {}
             for v in variants:
-                runs[v](x[: 16_000])
+                runs[v](x[:16_000])
             for _ in range(args.repeats):  # interleave variants so load changes hit all alike
                 for v in variants:
                     start = time.perf_counter()
@@ -158,19 +167,40 @@ def main() -> None:
                     times[v] = min(times.get(v, np.inf), time.perf_counter() - start)
             for v in variants:
                 diff = float(np.abs(outputs[v] - outputs["release"]).max())
-                print(f"{duration:>5.0f}s | {v:<13} | {times[v]:>8.3f} | {times[v] / duration:>6.3f} | "
-                      f"{times['release'] / times[v]:>7.2f}x | {diff:.2e}")
-            print(f"{'':>6} | speed-up over release-sdpa: {times['release-sdpa'] / times['emoface']:.2f}x")
-        print(f"\npeak memory of one {args.memory_duration:.0f} s clip (fresh process each, resident-set "
-              "samples above the loaded model):")
+                print(
+                    f"{duration:>5.0f}s | {v:<13} | {times[v]:>8.3f} | {times[v] / duration:>6.3f} | "
+                    f"{times['release'] / times[v]:>7.2f}x | {diff:.2e}"
+                )
+            print(
+                f"{'':>6} | speed-up over release-sdpa: {times['release-sdpa'] / times['emoface']:.2f}x"
+            )
+        print(
+            f"\npeak memory of one {args.memory_duration:.0f} s clip (fresh process each, resident-set "
+            "samples above the loaded model):"
+        )
         for v in variants:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", str(checkpoint), v, str(args.memory_duration)]
-                + (["--threads", str(args.threads)] if args.threads else []),
-                capture_output=True, text=True, check=True,
-            ).stdout.strip().splitlines()[-1]
+            out = (
+                subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        str(checkpoint),
+                        v,
+                        str(args.memory_duration),
+                    ]
+                    + (["--threads", str(args.threads)] if args.threads else []),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             mem = json.loads(out)
-            print(f"  {v:<13} {mem['peak_mb']:>8.0f} MB for inference ({mem['total_mb']:.0f} MB resident at peak)")
+            print(
+                f"  {v:<13} {mem['peak_mb']:>8.0f} MB for inference ({mem['total_mb']:.0f} MB resident at peak)"
+            )
 
 
 if __name__ == "__main__":

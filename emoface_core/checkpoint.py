@@ -90,7 +90,9 @@ def load_model(
         names = tuple(data.get("controller_names", CONTROLLER_NAMES))
         if names != CONTROLLER_NAMES[: len(names)] or len(names) != config.n_controllers:
             log.warning("%s: controller names differ from the dataset order", path)
-        kind, extra = "project", dict(data.get("extra", {}))
+        # A training run's optimizer/scheduler/RNG state is for --resume, not for inference.
+        extra = {k: v for k, v in dict(data.get("extra", {})).items() if k != "training_state"}
+        kind = "project"
     else:
         state_dict = _unwrap_state_dict(data)
         config = config_from_release_state_dict(state_dict, path)
@@ -151,7 +153,8 @@ def init_wav2vec2_from_pretrained(model: EmoFaceModel, directory: str | Path) ->
         pretrained = Wav2Vec2Model.from_pretrained(str(directory), local_files_only=True)
     except (OSError, ValueError) as e:
         raise CheckpointError(
-            f"{directory}: cannot load wav2vec2 ({str(e).splitlines()[0]}); {WAV2VEC2_DOWNLOAD_HINT}"
+            f"{directory}: cannot load wav2vec2 ({str(e).splitlines()[0]}); "
+            f"{WAV2VEC2_DOWNLOAD_HINT}"
         ) from e
     result = model.audio_encoder.load_state_dict(pretrained.state_dict(), strict=False)
     if result.missing_keys:
@@ -195,7 +198,9 @@ def config_from_release_state_dict(
     n_controllers = _shape(state_dict, "out_fn.weight", path)[0]
     ff_dim = _shape(state_dict, "encoder.layers.0.linear1.weight", path)[0]
     n_layers = _count_layers(state_dict, r"encoder\.layers\.(\d+)\.")
-    max_positions = _shape(state_dict, "pos_encoder.pe", path)[0] if "pos_encoder.pe" in state_dict else 5000
+    max_positions = (
+        _shape(state_dict, "pos_encoder.pe", path)[0] if "pos_encoder.pe" in state_dict else 5000
+    )
     return ModelConfig(
         n_controllers=n_controllers,
         n_emotions=n_emotions,
@@ -226,14 +231,18 @@ def _wav2vec2_kwargs(
     conv_shapes = [tuple(state_dict[f"{fe}{i}.conv.weight"].shape) for i in range(n_conv)]
     pos_v = state_dict.get(W2V + "encoder.pos_conv_embed.conv.weight_v")
     if pos_v is None:
-        pos_v = state_dict.get(W2V + "encoder.pos_conv_embed.conv.parametrizations.weight.original1")
+        pos_v = state_dict.get(
+            W2V + "encoder.pos_conv_embed.conv.parametrizations.weight.original1"
+        )
     if pos_v is None:
         raise CheckpointError(f"{path}: no wav2vec2 positional conv weights in this checkpoint")
     layer_norm_everywhere = f"{fe}1.layer_norm.weight" in state_dict
     has_mask_embed = W2V + "masked_spec_embed" in state_dict
     return {
         "hidden_size": hidden,
-        "num_hidden_layers": _count_layers(state_dict, re.escape(W2V) + r"encoder\.layers\.(\d+)\."),
+        "num_hidden_layers": _count_layers(
+            state_dict, re.escape(W2V) + r"encoder\.layers\.(\d+)\."
+        ),
         "num_attention_heads": max(1, hidden // 64),
         "intermediate_size": int(
             state_dict[W2V + "encoder.layers.0.feed_forward.intermediate_dense.weight"].shape[0]
@@ -254,9 +263,11 @@ def _wav2vec2_kwargs(
 def _rename_weight_norm(
     state_dict: dict[str, torch.Tensor], expected: set[str]
 ) -> dict[str, torch.Tensor]:
-    """Map ``weight_g/weight_v`` <-> ``parametrizations.weight.original0/1`` to what the model uses."""
-    pairs = (("weight_g", "parametrizations.weight.original0"),
-             ("weight_v", "parametrizations.weight.original1"))
+    """Map ``weight_g/weight_v`` to or from ``parametrizations.weight.original0/1``, as needed."""
+    pairs = (
+        ("weight_g", "parametrizations.weight.original0"),
+        ("weight_v", "parametrizations.weight.original1"),
+    )
     out = {}
     for key, value in state_dict.items():
         for old, new in pairs:
@@ -285,7 +296,9 @@ def _load_state_dict(
             parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        raise CheckpointError(f"{path}: checkpoint keys do not match the network: {'; '.join(parts)}")
+        raise CheckpointError(
+            f"{path}: checkpoint keys do not match the network: {'; '.join(parts)}"
+        )
     for key, tensor in state_dict.items():
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise CheckpointError(

@@ -213,10 +213,24 @@ TWO_D_CONTROLS: tuple[str, ...] = tuple(
 # Channels whose board range is [-1, 1]: the 2D controls and the signed sliders that split into
 # two curves by sign (see shared reference 3.2). Everything else is a [0, 1] slider.
 _SIGNED_SLIDER_PARTS = (
-    "_eye_blink", "_eye_eyelidU", "_eye_eyelidD", "_eye_pupil", "_eyelashes_tweaker",
-    "_mouth_lipsRoll", "_mouth_pushPull", "_mouth_thickness", "_mouth_cornerSharpness",
-    "_mouth_suckBlow", "_jaw_fwdBack", "_mouth_lipShift", "_tongue_inOut", "_tongue_narrowWide",
-    "_teeth_fwdBack", "neck_digastricUpDown", "neck_throatUpDown", "neck_throatExhaleInhale",
+    "_eye_blink",
+    "_eye_eyelidU",
+    "_eye_eyelidD",
+    "_eye_pupil",
+    "_eyelashes_tweaker",
+    "_mouth_lipsRoll",
+    "_mouth_pushPull",
+    "_mouth_thickness",
+    "_mouth_cornerSharpness",
+    "_mouth_suckBlow",
+    "_jaw_fwdBack",
+    "_mouth_lipShift",
+    "_tongue_inOut",
+    "_tongue_narrowWide",
+    "_teeth_fwdBack",
+    "neck_digastricUpDown",
+    "neck_throatUpDown",
+    "neck_throatExhaleInhale",
 )
 SIGNED_CHANNELS: frozenset[str] = frozenset(
     n

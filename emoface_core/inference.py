@@ -36,7 +36,9 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _SAMPLES_PER_3_FRAMES = 3 * SAMPLE_RATE // FPS  # 800: the smallest whole-sample frame block
 
 
-def window_plan(n_frames: int, chunk_frames: int, overlap_frames: int, block: int) -> list[tuple[int, int]]:
+def window_plan(
+    n_frames: int, chunk_frames: int, overlap_frames: int, block: int
+) -> list[tuple[int, int]]:
     """Frame ranges ``[(start, end), ...]`` covering ``n_frames`` with the given overlap.
 
     Starts are multiples of ``block`` frames; the last window ends at ``n_frames`` and is as long
@@ -83,7 +85,7 @@ def autocast_context(device: torch.device, precision: str):  # noqa: ANN201
 
 
 def features_at(conv: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation of conv frames ``[B, C, L]`` at fractional ``positions [T]`` -> ``[B, T, C]``."""
+    """Linear interpolation of conv frames ``[B, C, L]`` at ``positions [T]``; ``[B, T, C]`` out."""
     last = conv.shape[-1] - 1
     positions = positions.clamp(0, last)
     lo = positions.floor().long()
@@ -156,7 +158,10 @@ def _animate_windows(
     for (start, end), weight in zip(plan, blend_weights(plan)):
         s0 = start // block * block_samples
         # Enough samples for the conv frames the window's positions need, plus one spare frame.
-        s1 = min(n_samples, s0 + int(math.ceil((end - start) * scale + 2)) * stride + model.conv_receptive_field())
+        s1 = min(
+            n_samples,
+            s0 + int(math.ceil((end - start) * scale + 2)) * stride + model.conv_receptive_field(),
+        )
         conv = model.conv_features(samples[:, s0:s1], norm_stats=stats)
         positions = torch.arange(start, end, dtype=torch.float64, device=samples.device) * scale
         feats = features_at(conv, (positions - s0 / stride).to(conv.dtype))

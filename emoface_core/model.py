@@ -1,4 +1,4 @@
-"""The EmoFace network (paper 3.1): wav2vec2 audio encoder + emotion encoder + Audio2Rig transformer.
+"""The EmoFace network (paper 3.1): wav2vec2 audio encoder, emotion encoder, Audio2Rig transformer.
 
 Submodule names match the authors' release (``embed``, ``emotion``, ``audio_encoder``, ``encoder``,
 ``in_fn``, ``out_fn``, ``pos_encoder``) so released state dicts load key for key.
@@ -47,7 +47,7 @@ class PositionalEncoding(nn.Module):
         self.register_buffer("pe", pe.unsqueeze(1))
 
     def forward(self, x: torch.Tensor, *, per_frame: bool, start: int = 0) -> torch.Tensor:
-        """Add positions to ``x [B, T, D]``: ``pe[0]`` everywhere when ``per_frame``, else ``pe[t]``."""
+        """Add positions to ``x [B, T, D]``: ``pe[0]`` to all when ``per_frame``, else ``pe[t]``."""
         if per_frame:
             x = x + self.pe[0]
         else:
@@ -131,7 +131,9 @@ class EmoFaceModel(nn.Module):
             if i == 0 and norm_stats is not None and isinstance(norm, nn.GroupNorm):
                 mean, var = norm_stats
                 h = layer.conv(x)
-                h = (h - mean) * torch.rsqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None]
+                h = (h - mean) * torch.rsqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[
+                    :, None
+                ]
                 x = layer.activation(h)
             else:
                 x = layer(x)
@@ -140,7 +142,7 @@ class EmoFaceModel(nn.Module):
     def conv_norm_stats(
         self, audio: torch.Tensor, block_frames: int = 100_000
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Per-channel mean and variance ``[B, C, 1]`` of the first conv layer over all of ``audio``.
+        """Per-channel mean and variance ``[B, C, 1]`` of the first conv layer over all ``audio``.
 
         Computed block by block in float64, so a 10-minute clip needs no more memory than a
         30-second one. Returns None when the feature extractor has no per-input GroupNorm.
@@ -151,7 +153,9 @@ class EmoFaceModel(nn.Module):
         conv = layer.conv
         kernel, stride = conv.kernel_size[0], conv.stride[0]
         n_out = (audio.shape[-1] - kernel) // stride + 1
-        total = torch.zeros(audio.shape[0], conv.out_channels, 1, dtype=torch.float64, device=audio.device)
+        total = torch.zeros(
+            audio.shape[0], conv.out_channels, 1, dtype=torch.float64, device=audio.device
+        )
         total_sq = torch.zeros_like(total)
         for j0 in range(0, n_out, block_frames):
             j1 = min(n_out, j0 + block_frames)
@@ -240,8 +244,13 @@ class EmoFaceModel(nn.Module):
     def _fused_attention(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         params = [layer.self_attn for layer in self.encoder.layers]
         key = tuple(
-            (p.in_proj_weight._version, p.in_proj_weight.data_ptr(), p.out_proj.weight._version,
-             p.out_proj.weight.data_ptr(), p.out_proj.weight.dtype)
+            (
+                p.in_proj_weight._version,
+                p.in_proj_weight.data_ptr(),
+                p.out_proj.weight._version,
+                p.out_proj.weight.data_ptr(),
+                p.out_proj.weight.dtype,
+            )
             for p in params
         )
         if self._fused_cache is None or self._fused_cache[0] != key:

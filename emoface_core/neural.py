@@ -47,8 +47,12 @@ class NeuralEngine:
     def infer(self, audio: Audio, timeline: EmotionTimeline) -> np.ndarray:
         """Raw network output ``[audio.n_frames, 174]``."""
         return animate(
-            self.model, audio, timeline,
-            chunk_s=self.chunk_s, overlap_s=self.overlap_s, precision=self.precision,
+            self.model,
+            audio,
+            timeline,
+            chunk_s=self.chunk_s,
+            overlap_s=self.overlap_s,
+            precision=self.precision,
         )
 
     def describe(self) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 Tests and benchmarks build this network from stock torch and transformers modules, save its state
 dict the way the release did (PyTorch 1.9 era: the positional conv's weight norm stored as
-``weight_g``/``weight_v``), load that file through ``emoface_core.checkpoint.load_model`` and compare
-outputs. It reproduces the release's quirks on purpose: ``nn.TransformerEncoder`` built with
+``weight_g``/``weight_v``), load that file through ``emoface_core.checkpoint.load_model`` and
+compare outputs. It reproduces the release's quirks on purpose: ``nn.TransformerEncoder`` built with
 ``batch_first=False`` but fed ``[1, T, D]`` (so attention runs over a length-1 sequence per frame),
 and ``x + pe[:x.size(0)]`` with ``x.size(0) == 1`` (so every frame gets ``pe[0]``). No shortcuts.
 """
@@ -53,7 +53,9 @@ class ReleaseEmoFace(nn.Module):
         from transformers import Wav2Vec2Model
 
         self.embed = nn.Embedding(emo_dim, 256)
-        self.emotion = nn.Sequential(nn.Linear(256, 512), nn.LeakyReLU(0.2), nn.Linear(512, d_model))
+        self.emotion = nn.Sequential(
+            nn.Linear(256, 512), nn.LeakyReLU(0.2), nn.Linear(512, d_model)
+        )
         self.audio_encoder = Wav2Vec2Model(wav2vec2_config)
         self.audio_encoder.feature_extractor._freeze_parameters()
         layer = nn.TransformerEncoderLayer(
@@ -86,7 +88,7 @@ class ReleaseEmoFace(nn.Module):
 
 
 def release_state_dict(model: ReleaseEmoFace) -> dict[str, torch.Tensor]:
-    """The state dict as the release saved it: weight-norm tensors named ``weight_g``/``weight_v``."""
+    """The state dict as the release saved it: weight-norm tensors as ``weight_g``/``weight_v``."""
     out = {}
     for key, value in model.state_dict().items():
         key = key.replace("parametrizations.weight.original0", "weight_g")

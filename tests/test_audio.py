@@ -8,8 +8,13 @@ from emoface_core.errors import AudioError
 
 @pytest.mark.parametrize(
     "sample_rate, n_samples, expected",
-    [(48_000, 161_280, 201), (16_000, 16_000, 60), (44_100, 44_100 * 2 + 100, 120),
-     (22_050, 11_025, 30), (8_000, 7_999, 59)],
+    [
+        (48_000, 161_280, 201),
+        (16_000, 16_000, 60),
+        (44_100, 44_100 * 2 + 100, 120),
+        (22_050, 11_025, 30),
+        (8_000, 7_999, 59),
+    ],
 )
 def test_frame_count_matches_release_formula(sample_rate, n_samples, expected):
     assert frame_count(n_samples, sample_rate) == expected
@@ -48,7 +53,10 @@ def test_normalize_zero_mean_unit_variance():
 
 @pytest.mark.parametrize(
     "content, message",
-    [(b"", "not a readable audio file"), (b"this is not audio at all" * 10, "not a readable audio file")],
+    [
+        (b"", "not a readable audio file"),
+        (b"this is not audio at all" * 10, "not a readable audio file"),
+    ],
 )
 def test_bad_files_name_the_file(tmp_path, content, message):
     path = tmp_path / "bad.wav"

@@ -28,20 +28,45 @@ def test_full_size_release_layout_is_recognised():
     ref = ReleaseEmoFace(Wav2Vec2Config())  # wav2vec2-base: what the release wraps
     state = release_state_dict(ref)
     assert tuple(state["pos_encoder.pe"].shape) == (5000, 1, 512)
-    for key in ("embed.weight", "emotion.0.weight", "emotion.2.bias", "in_fn.weight", "out_fn.bias",
-                "encoder.layers.9.self_attn.in_proj_weight", "audio_encoder.masked_spec_embed",
-                "audio_encoder.encoder.pos_conv_embed.conv.weight_g",
-                "audio_encoder.encoder.pos_conv_embed.conv.weight_v"):
+    for key in (
+        "embed.weight",
+        "emotion.0.weight",
+        "emotion.2.bias",
+        "in_fn.weight",
+        "out_fn.bias",
+        "encoder.layers.9.self_attn.in_proj_weight",
+        "audio_encoder.masked_spec_embed",
+        "audio_encoder.encoder.pos_conv_embed.conv.weight_g",
+        "audio_encoder.encoder.pos_conv_embed.conv.weight_v",
+    ):
         assert key in state, key
     config = config_from_release_state_dict(state)
     assert config.decoder_mode == "per_frame"
-    assert (config.d_model, config.n_layers, config.ff_dim, config.n_controllers) == (512, 10, 2048, 174)
+    assert (config.d_model, config.n_layers, config.ff_dim, config.n_controllers) == (
+        512,
+        10,
+        2048,
+        174,
+    )
     w2v = config.wav2vec2_config()
     base = Wav2Vec2Config()
-    for field in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                  "conv_dim", "conv_kernel", "conv_stride", "conv_bias", "feat_extract_norm",
-                  "num_conv_pos_embeddings", "num_conv_pos_embedding_groups", "do_stable_layer_norm"):
-        assert list(np.atleast_1d(getattr(w2v, field))) == list(np.atleast_1d(getattr(base, field))), field
+    for field in (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "conv_dim",
+        "conv_kernel",
+        "conv_stride",
+        "conv_bias",
+        "feat_extract_norm",
+        "num_conv_pos_embeddings",
+        "num_conv_pos_embedding_groups",
+        "do_stable_layer_norm",
+    ):
+        assert list(np.atleast_1d(getattr(w2v, field))) == list(
+            np.atleast_1d(getattr(base, field))
+        ), field
     model = EmoFaceModel(config)
     from emoface_core.checkpoint import _load_state_dict
 
@@ -49,22 +74,38 @@ def test_full_size_release_layout_is_recognised():
 
 
 def test_bake_raw_reproduces_release_forward(tmp_path, tiny_release_checkpoint):
+    from conftest import TINY_WAV2VEC2
     from transformers import Wav2Vec2Config
 
-    from conftest import TINY_WAV2VEC2
     from emoface_core.release_reference import ReleaseEmoFace
 
     x = make_sine(2.0, freq_hz=150)
     wav = write_wav(tmp_path / "clip.wav", x, subtype="FLOAT")
     out = tmp_path / "clip.txt"
-    argv = ["bake", str(wav), "--checkpoint", str(tiny_release_checkpoint), "--raw",
-            "--emotion", "happy", "--device", "cpu", "-o", str(out)]
+    argv = [
+        "bake",
+        str(wav),
+        "--checkpoint",
+        str(tiny_release_checkpoint),
+        "--raw",
+        "--emotion",
+        "happy",
+        "--device",
+        "cpu",
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 0
-    ref = ReleaseEmoFace(Wav2Vec2Config(**TINY_WAV2VEC2), d_model=64, nhead=4, num_layers=2,
-                         dim_feedforward=128).eval()
+    ref = ReleaseEmoFace(
+        Wav2Vec2Config(**TINY_WAV2VEC2), d_model=64, nhead=4, num_layers=2, dim_feedforward=128
+    ).eval()
     state = torch.load(tiny_release_checkpoint, weights_only=True)
-    renamed = {k.replace("weight_g", "parametrizations.weight.original0")
-                .replace("weight_v", "parametrizations.weight.original1"): v for k, v in state.items()}
+    renamed = {
+        k.replace("weight_g", "parametrizations.weight.original0").replace(
+            "weight_v", "parametrizations.weight.original1"
+        ): v
+        for k, v in state.items()
+    }
     ref.load_state_dict(renamed)
     with torch.no_grad():
         expected = ref(torch.from_numpy(normalize(x))[None], 120, 3)[0].numpy()

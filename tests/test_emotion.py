@@ -6,8 +6,12 @@ from emoface_core.errors import EmotionSpecError
 
 
 def test_ids_match_release():
-    assert [emotion_id(n) for n in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")] == list(range(7))
-    assert [emotion_id(p) for p in ("ang", "dis", "fea", "hap", "neu", "sad", "sur")] == list(range(7))
+    assert [
+        emotion_id(n) for n in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+    ] == list(range(7))
+    assert [emotion_id(p) for p in ("ang", "dis", "fea", "hap", "neu", "sad", "sur")] == list(
+        range(7)
+    )
     assert emotion_id("3") == 3 and emotion_id("HAPPY") == 3
 
 
@@ -43,9 +47,15 @@ def test_round_trip_and_json():
 
 @pytest.mark.parametrize(
     "spec, fragment",
-    [("", "empty"), ("grumpy", "unknown emotion 'grumpy'"), ("happy:2", "within 0..1"),
-     ("happy@1,sad@0.5", "must increase"), ("happy,sad", "needs a start time"),
-     ("happy@x", "EMOTION[:INTENSITY][@SECONDS]"), ("9", "unknown emotion")],
+    [
+        ("", "empty"),
+        ("grumpy", "unknown emotion 'grumpy'"),
+        ("happy:2", "within 0..1"),
+        ("happy@1,sad@0.5", "must increase"),
+        ("happy,sad", "needs a start time"),
+        ("happy@x", "EMOTION[:INTENSITY][@SECONDS]"),
+        ("9", "unknown emotion"),
+    ],
 )
 def test_bad_specs(spec, fragment):
     with pytest.raises(EmotionSpecError, match=fragment.replace("[", r"\[").replace("]", r"\]")):

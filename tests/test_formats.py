@@ -73,9 +73,17 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "name, content, fragment",
-    [("a.txt", "1,2,3\n", "expected 174"), ("b.json", "{}", "not an EmoFace animation"),
-     ("c.json", "{nope", "malformed"), ("d.bin", "x", "unsupported extension"),
-     ("e.json", json.dumps({"format": "emoface-animation", "format_version": 7}), "format_version 7")],
+    [
+        ("a.txt", "1,2,3\n", "expected 174"),
+        ("b.json", "{}", "not an EmoFace animation"),
+        ("c.json", "{nope", "malformed"),
+        ("d.bin", "x", "unsupported extension"),
+        (
+            "e.json",
+            json.dumps({"format": "emoface-animation", "format_version": 7}),
+            "format_version 7",
+        ),
+    ],
 )
 def test_bad_baked_files(tmp_path, name, content, fragment):
     path = tmp_path / name

@@ -61,7 +61,9 @@ def test_emotion_timeline_switches_output():
     np.testing.assert_allclose(both[:110], happy[:110], atol=1e-5)
     np.testing.assert_allclose(both[130:], sad[130:], atol=1e-5)
     # inside the fade the code is a blend: the output is neither pure happy nor pure sad
-    assert np.abs(both[120] - happy[120]).mean() > 1e-4 and np.abs(both[120] - sad[120]).mean() > 1e-4
+    assert (
+        np.abs(both[120] - happy[120]).mean() > 1e-4 and np.abs(both[120] - sad[120]).mean() > 1e-4
+    )
 
 
 def test_intensity_interpolates_codes_from_neutral():
@@ -95,7 +97,9 @@ def test_chunked_matches_whole_clip():
     diff = np.abs(chunked - whole)
     assert diff.mean() < 2e-3 and diff.max() < 2e-2, (diff.mean(), diff.max())
     # and there is no jump at the window seams larger than the clip's own frame-to-frame motion
-    assert np.abs(np.diff(chunked, axis=0)).max() <= np.abs(np.diff(whole, axis=0)).max() * 1.05 + 1e-3
+    assert (
+        np.abs(np.diff(chunked, axis=0)).max() <= np.abs(np.diff(whole, axis=0)).max() * 1.05 + 1e-3
+    )
 
 
 def test_long_audio_memory_is_bounded_by_window():
@@ -106,14 +110,16 @@ def test_long_audio_memory_is_bounded_by_window():
 
 
 def test_release_network_parity_in_memory():
+    from transformers import Wav2Vec2Config
+
     from emoface_core.checkpoint import _load_state_dict, config_from_release_state_dict
     from emoface_core.model import EmoFaceModel
     from emoface_core.release_reference import ReleaseEmoFace, release_state_dict
-    from transformers import Wav2Vec2Config
 
     torch.manual_seed(1)
-    ref = ReleaseEmoFace(Wav2Vec2Config(**TINY_WAV2VEC2), d_model=64, nhead=4, num_layers=2,
-                         dim_feedforward=128).eval()
+    ref = ReleaseEmoFace(
+        Wav2Vec2Config(**TINY_WAV2VEC2), d_model=64, nhead=4, num_layers=2, dim_feedforward=128
+    ).eval()
     torch.nn.init.normal_(ref.out_fn.weight, std=0.05)
     state = release_state_dict(ref)
     assert "audio_encoder.encoder.pos_conv_embed.conv.weight_g" in state
@@ -134,6 +140,9 @@ def test_bake_cli_shapes_for_sample_rates(tmp_path, tiny_release_checkpoint):
     for rate in (16_000, 44_100):
         wav = write_wav(tmp_path / f"c{rate}.wav", make_sine(1.1, sample_rate=rate), rate)
         out = tmp_path / f"c{rate}.txt"
-        assert main(["bake", str(wav), "--checkpoint", str(tiny_release_checkpoint), "-o", str(out)]) == 0
+        assert (
+            main(["bake", str(wav), "--checkpoint", str(tiny_release_checkpoint), "-o", str(out)])
+            == 0
+        )
         values = np.loadtxt(out, delimiter=",")
         assert values.shape == (66, 174)
