@@ -266,7 +266,7 @@ class SubjectStream:
                 self.seq,
                 t_s,
                 self.fps,
-                group.buffer,
+                group.buffer,  # type: ignore[arg-type]  # senders take float32 arrays as is
                 group.schema.schema_id,
                 self.line_id,
                 t_capture,

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import socket
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from bridge.errors import NotConnectedError, TransportError
 from bridge.protocol import Frame, Schema, StreamEnd, StreamStart
@@ -114,10 +115,10 @@ class Sender(ABC):
         self.stats.n_bytes += n_bytes
         return True
 
-    def _control(self, send: object, message: object) -> bool:
+    def _control(self, send: Callable[[Any], int | None], message: object) -> bool:
         self._check_open()
         try:
-            n_bytes = send(message)  # type: ignore[operator]
+            n_bytes = send(message)
         except OSError as e:
             self._count_error(e)
             return False

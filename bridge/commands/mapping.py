@@ -78,7 +78,7 @@ def run_validate(args: argparse.Namespace) -> int:
             mapping = load_mapping(name)
         except MappingError as e:
             n_bad += 1
-            problems = e.problems or [e]
+            problems: list[object] = list(e.problems) or [e]
             for problem in problems:
                 print(problem, file=sys.stderr)
             print(f"{name}: {len(problems)} problem(s)", file=sys.stderr)

@@ -6,6 +6,10 @@ import argparse
 import math
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.receiver import MockReceiver
 
 STATUS_INTERVAL_S = 1.0
 
@@ -108,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _loop(receiver, args: argparse.Namespace) -> None:  # noqa: ANN001 - a MockReceiver
+def _loop(receiver: MockReceiver, args: argparse.Namespace) -> None:
     last_count = 0
     last_frame_s = time.monotonic()
     next_status_s = last_frame_s + STATUS_INTERVAL_S

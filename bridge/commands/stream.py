@@ -6,6 +6,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.streamer import ClipPlayer
+    from bridge.transport import Sender
+    from emoface_core.animation import Animation
 
 from bridge.commands.bake import add_engine_arguments, build_engine
 
@@ -184,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     return 130 if interrupted and args.loop != 0 else 0
 
 
-def _load_or_animate(args: argparse.Namespace):  # noqa: ANN202 - returns an Animation
+def _load_or_animate(args: argparse.Namespace) -> Animation:
     from emoface_core.formats import load_animation
 
     path = Path(args.input)
@@ -205,13 +211,13 @@ def _load_or_animate(args: argparse.Namespace):  # noqa: ANN202 - returns an Ani
     return animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed)
 
 
-def _build_senders(args: argparse.Namespace) -> list:
+def _build_senders(args: argparse.Namespace) -> list[Sender]:
     from bridge.livelink import LIVELINK_PORT, LiveLinkSender
     from bridge.osc_transport import DEFAULT_OSC_PORT, OscSender
     from bridge.transport import parse_host_port
     from bridge.zmq_transport import ZmqSender
 
-    senders: list = []
+    senders: list[Sender] = []
     zmq_endpoint = args.zmq
     if zmq_endpoint is None and args.osc is None and args.livelink is None:
         zmq_endpoint = "tcp://127.0.0.1:5555"
@@ -235,7 +241,9 @@ def _line_info(metadata: dict) -> dict:
     return info
 
 
-def _print_summary(player, senders: list, n_subjects: int, interrupted: bool) -> None:  # noqa: ANN001
+def _print_summary(
+    player: ClipPlayer, senders: list[Sender], n_subjects: int, interrupted: bool
+) -> None:
     stats = player.stats
     pacing = stats.pacing
     head = "interrupted after" if interrupted else "sent"
