@@ -251,8 +251,9 @@ class MockReceiver:
     def write(self, path: str | Path) -> Path:
         """Write the recorded frames: ``.jsonl`` (one frame per line) or ``.json`` (per channel).
 
-        The ``.json`` layout mirrors a baked file (``channels: {name: [values]}``) with the
-        schema's target names as channels, plus ``seq``, ``t_s`` and the stats.
+        The ``.json`` layout mirrors a baked file (``fps``, ``n_frames``, ``metadata``,
+        ``channels: {name: [values]}``) with the schema's target names as channels, plus ``seq``
+        and ``t_s`` per frame; diff it against ``mapping.apply_array`` of a bake.
 
         Raises:
             ValueError: unknown extension, or ``.json`` with frames of several subjects.
@@ -287,20 +288,26 @@ class MockReceiver:
                 "use --subject or a .jsonl file"
             )
         names = frames[0].names if frames else ()
+        kept = [f for f in frames if f.names == names]  # a mapping change starts other columns
+        subject = subjects[0] if subjects else None
+        schema = self.decoder.schemas.get(subject) if subject else None
         doc = {
             "format": "emoface-received",
             "format_version": 1,
-            "subject": subjects[0] if subjects else None,
-            "transport": self.transport,
-            "fps": frames[0].fps if frames else None,
-            "n_frames": len(frames),
-            "stats": self.stats.as_dict(),
-            "seq": [f.seq for f in frames],
-            "t_s": [_json_float(f.t_s) for f in frames],
-            "channels": {
-                name: [f.values[i] for f in frames if f.names == names]
-                for i, name in enumerate(names)
+            "fps": kept[0].fps if kept else None,
+            "n_frames": len(kept),
+            "metadata": {
+                "subject": subject,
+                "transport": self.transport,
+                "mapping_id": schema.mapping_id if schema else "",
+                "mapping_hash": schema.mapping_hash if schema else "",
+                "target_kind": schema.target_kind if schema else "",
+                "n_frames_other_schema": len(frames) - len(kept),
+                "stats": self.stats.as_dict(),
             },
+            "seq": [f.seq for f in kept],
+            "t_s": [_json_float(f.t_s) for f in kept],
+            "channels": {name: [f.values[i] for f in kept] for i, name in enumerate(names)},
         }
         atomic_write(path, json.dumps(doc, indent=1) + "\n")
         return path

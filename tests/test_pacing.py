@@ -161,3 +161,21 @@ def test_several_subjects_share_one_clock_and_end_their_own_lines():
     end_b = next(i for i, m in enumerate(sender.messages) if isinstance(m, StreamEnd))
     assert sender.messages[end_b].subject == "npc_b"  # ended right after its last frame
     assert math.isclose(fake.now_s - clock.anchor_s, 11 / 60)
+
+
+def test_audio_offset_delays_frames_but_not_the_announced_audio_start():
+    sender = recording_sender()
+    fake, clock = _clock()
+    start_s = fake.now_s
+    released = []
+    stream = _stream(sender)
+    original_push = stream.push
+
+    def push(values, t_s=None):  # noqa: ANN001, ANN202 - records when each frame goes out
+        released.append(fake.now_s)
+        return original_push(values, t_s)
+
+    stream.push = push
+    ClipPlayer([(stream, _clip(3))], audio_offset_s=0.1, frame_clock=clock).run()
+    assert released == pytest.approx([start_s + 0.1 + i / FPS for i in range(3)])
+    assert [f.t_s for f in sender.of_type(Frame)] == pytest.approx([0, 1 / FPS, 2 / FPS])

@@ -263,7 +263,7 @@ def test_recordings_hold_what_arrived(tmp_path):
     lines = rx.write(tmp_path / "rec.jsonl").read_text().splitlines()
     assert [json.loads(line)["values"]["jaw"] for line in lines] == [0.0, 0.25, 0.5, 0.75]
     doc = json.loads(rx.write(tmp_path / "rec.json").read_text())
-    assert doc["format"] == "emoface-received" and doc["subject"] == "npc"
+    assert doc["format"] == "emoface-received" and doc["metadata"]["subject"] == "npc"
     assert doc["seq"] == [0, 1, 2, 3] and doc["channels"]["blink"] == [0.0, -0.25, -0.5, -0.75]
     rx.process([b"other", p.encode(p.Schema("other", SCHEMA.names, 60.0))])
     rx.process([b"other", p.encode(_frame(0, "other"))])
