@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.mapping",
     "bridge.commands.plot",
     "bridge.commands.preview",
+    "bridge.commands.serve",
 )
 
 

@@ -1,0 +1,246 @@
+"""A small Python client for ``emoface serve`` (protocol in ``docs/service.md``).
+
+::
+
+    from bridge.client import ServiceClient
+
+    with ServiceClient("tcp://127.0.0.1:5556") as npc:
+        line = npc.speak("guard", "vo/halt.wav", emotion="angry")
+        npc.wait(line["id"])              # until the line has played (or ended otherwise)
+        npc.cancel(subject="guard")
+
+Each call sends one JSON request and waits for its reply, up to ``timeout_s``. A call that times
+out raises ``TimeoutError`` and the socket is rebuilt (ZeroMQ's "lazy pirate" pattern), so the
+next call works once the service is back. An error reply raises ``ServiceError`` with its code.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emoface_core.errors import EmoFaceError
+
+DEFAULT_SERVICE_ENDPOINT = "tcp://127.0.0.1:5556"
+FINAL_STATES = frozenset({"finished", "interrupted", "cancelled", "failed"})
+
+
+class ServiceError(EmoFaceError, RuntimeError):
+    """The service answered with an error; ``code`` is its error code (e.g. ``bad_audio``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+AudioInput = str | Path | bytes | np.ndarray
+
+
+class ServiceClient:
+    """Talks to one ``emoface serve`` endpoint over a REQ socket.
+
+    Args:
+        endpoint: the service's request endpoint.
+        timeout_s: how long to wait for each reply.
+        context: ``zmq.Context`` (default: the process-wide one).
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_SERVICE_ENDPOINT,
+        *,
+        timeout_s: float = 10.0,
+        context: Any = None,
+    ) -> None:
+        import zmq
+
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, but {timeout_s} is provided")
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self._zmq = zmq
+        self._context = context or zmq.Context.instance()
+        self._socket: Any = None
+
+    def _connect(self) -> Any:
+        if self._socket is None:
+            sock = self._context.socket(self._zmq.REQ)
+            sock.setsockopt(self._zmq.LINGER, 0)
+            sock.connect(self.endpoint)
+            self._socket = sock
+        return self._socket
+
+    def close(self) -> None:
+        """Close the socket; safe to call twice."""
+        if self._socket is not None:
+            self._socket.close(0)
+            self._socket = None
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send ``{"op": op, **fields}`` and return the reply.
+
+        Raises:
+            ServiceError: the reply is an error.
+            TimeoutError: no reply within ``timeout_s``.
+        """
+        sock = self._connect()
+        sock.send(json.dumps({"op": op, **fields}).encode())
+        if not sock.poll(int(self.timeout_s * 1000)):
+            self.close()  # a REQ socket that missed its reply cannot send again
+            raise TimeoutError(
+                f"no reply from {self.endpoint} within {self.timeout_s:g} s "
+                "(is emoface serve running there?)"
+            )
+        reply = json.loads(sock.recv())
+        if not reply.get("ok"):
+            error = reply.get("error") or {}
+            raise ServiceError(str(error.get("code", "unknown")), str(error.get("message", "")))
+        return reply
+
+    def ping(self) -> dict[str, Any]:
+        """Check the service is alive (returns its version and time)."""
+        return self.request("ping")
+
+    def status(self, line_id: str | None = None) -> dict[str, Any]:
+        """The service's status, or one line's (``reply["line"]``)."""
+        return self.request("status", id=line_id) if line_id else self.request("status")
+
+    def speak(
+        self,
+        subject: str,
+        audio: AudioInput,
+        *,
+        emotion: str = "neutral",
+        seed: int | None = None,
+        raw: bool = False,
+        transports: list[str] | None = None,
+        start_at: float | None = None,
+        blend_ms: float | None = None,
+        sample_rate: int = 16_000,
+        info: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Make ``subject`` say a line; returns at once with the line ``id`` and frame count.
+
+        Args:
+            subject: the NPC (letters, digits, ``_.-``).
+            audio: a file path (read by the service), file bytes (wav/flac/ogg), or samples.
+            emotion: emotion spec, e.g. ``happy`` or ``happy@0,sad@2``.
+            seed: seeds blinks and gaze.
+            raw: skip smoothing, blinks and gaze.
+            transports: which of the service's transports to use (default: all).
+            start_at: Unix time at which the audio starts playing (default: as soon as ready).
+            blend_ms: cross-fade when interrupting this subject's current line.
+            sample_rate: rate of ``audio`` when it is an array of samples.
+            info: extra JSON fields passed to receivers in the START message.
+        """
+        fields: dict[str, Any] = {"subject": subject, "emotion": emotion, "raw": raw}
+        fields.update(_audio_fields(audio, sample_rate))
+        optional = {
+            "seed": seed,
+            "transports": transports,
+            "start_at": start_at,
+            "blend_ms": blend_ms,
+            "info": info,
+        }
+        fields.update({k: v for k, v in optional.items() if v is not None})
+        return self.request("speak", **fields)
+
+    def bake(
+        self,
+        audio: AudioInput,
+        *,
+        emotion: str = "neutral",
+        seed: int | None = None,
+        raw: bool = False,
+        format: str = "json",  # noqa: A002 - the protocol's field name
+        output: str | Path | None = None,
+        mapping: str | None = None,
+        sample_rate: int = 16_000,
+    ) -> dict[str, Any]:
+        """Bake with the service's warm engine: the document in the reply, or a file written.
+
+        With ``output`` the service writes the file (atomically) and replies with its path.
+        """
+        fields: dict[str, Any] = {"emotion": emotion, "raw": raw, "format": format}
+        fields.update(_audio_fields(audio, sample_rate))
+        if seed is not None:
+            fields["seed"] = seed
+        if output is not None:
+            fields["output"] = str(Path(output).resolve())
+        if mapping is not None:
+            fields["mapping"] = mapping
+        return self.request("bake", **fields)
+
+    def bake_animation(self, audio: AudioInput, **kwargs: Any) -> Any:
+        """``bake`` as JSON and return an ``emoface_core.animation.Animation``."""
+        from emoface_core.animation import Animation
+        from emoface_core.controllers import CONTROLLER_NAMES
+
+        doc = self.bake(audio, format="json", **kwargs)["animation"]
+        values = np.array([doc["channels"][n] for n in CONTROLLER_NAMES], dtype=np.float32).T
+        return Animation(values, fps=float(doc["fps"]), metadata=doc.get("metadata", {}))
+
+    def cancel(
+        self,
+        line_id: str | None = None,
+        *,
+        subject: str | None = None,
+        all: bool = False,  # noqa: A002
+    ) -> list[str]:
+        """Stop a line (fading to rest), every line of a subject, or everything.
+
+        Returns:
+            The ids of the lines that were stopped.
+        """
+        given = [x for x in (line_id, subject, all or None) if x]
+        if len(given) != 1:
+            raise ValueError("cancel needs exactly one of line_id, subject or all=True")
+        if line_id:
+            return self.request("cancel", id=line_id)["cancelled"]
+        if subject:
+            return self.request("cancel", subject=subject)["cancelled"]
+        return self.request("cancel", all=True)["cancelled"]
+
+    def wait(self, line_id: str, timeout_s: float = 60.0, poll_s: float = 0.05) -> dict[str, Any]:
+        """Poll until a line has ended; returns its final status.
+
+        Raises:
+            TimeoutError: still going after ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = self.status(line_id)["line"]
+            if line["state"] in FINAL_STATES:
+                return line
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"line {line_id} still {line['state']} after {timeout_s:g} s")
+            time.sleep(poll_s)
+
+
+def _audio_fields(audio: AudioInput, sample_rate: int) -> dict[str, str]:
+    if isinstance(audio, (str, Path)):
+        return {"audio": str(Path(audio).resolve())}
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        return {"audio_b64": base64.b64encode(bytes(audio)).decode("ascii")}
+    if isinstance(audio, np.ndarray):
+        import soundfile as sf
+
+        buf = io.BytesIO()
+        sf.write(
+            buf, np.asarray(audio, dtype=np.float32), sample_rate, format="WAV", subtype="FLOAT"
+        )
+        return {"audio_b64": base64.b64encode(buf.getvalue()).decode("ascii")}
+    raise TypeError(f"audio must be a path, bytes or a numpy array, not {type(audio).__name__}")

@@ -1,0 +1,149 @@
+"""``emoface serve``: the NPC dialogue service (engine warm, JSON requests over ZeroMQ)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from bridge.commands.bake import add_engine_arguments, build_engine
+
+EPILOG = """\
+requests (JSON over ZeroMQ REQ/DEALER; see docs/service.md):
+  {"op": "speak", "subject": "guard", "audio": "/abs/path/halt.wav", "emotion": "angry"}
+  {"op": "bake", "audio_b64": "...", "format": "json"}
+  {"op": "cancel", "subject": "guard"}      {"op": "status"}      {"op": "ping"}
+
+frames go to the transports given here (ZeroMQ PUB on tcp://127.0.0.1:5555 when none is given),
+one subject (topic) per NPC; watch them with `emoface receive` or the Unreal plugin.
+
+python:
+  from bridge.client import ServiceClient
+  ServiceClient().speak("guard", "halt.wav", emotion="angry")
+"""
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help, and the epilog kept as written."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``serve`` subcommand."""
+    from bridge.client import DEFAULT_SERVICE_ENDPOINT
+
+    p = subparsers.add_parser(
+        "serve",
+        help="run the NPC dialogue service: speak/bake/cancel/status requests over ZeroMQ",
+        description="Keep the engine warm and make NPCs speak on request: each 'speak' request "
+        "animates a line and streams its frames in real time to that NPC's subject; a new line "
+        "for a busy NPC cross-fades from the current one. Runs until Ctrl-C.",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
+    p.add_argument(
+        "--bind",
+        default=DEFAULT_SERVICE_ENDPOINT,
+        help="request endpoint (ROUTER); tcp://*:5556 would accept other machines",
+    )
+    add_engine_arguments(p)
+    p.add_argument(
+        "--mapping", default="metahuman_faceboard", help="mapping for ZeroMQ and OSC frames"
+    )
+    p.add_argument(
+        "--zmq",
+        nargs="?",
+        const="tcp://127.0.0.1:5555",
+        default=None,
+        metavar="ENDPOINT",
+        help="publish frames on a ZeroMQ PUB socket",
+    )
+    p.add_argument(
+        "--osc",
+        nargs="?",
+        const="127.0.0.1:9000",
+        default=None,
+        metavar="HOST:PORT",
+        help="send frames as OSC bundles",
+    )
+    p.add_argument(
+        "--livelink",
+        nargs="?",
+        const="127.0.0.1:11111",
+        default=None,
+        metavar="HOST:PORT",
+        help="send Live Link Face packets (ARKit names)",
+    )
+    p.add_argument(
+        "--blend-ms",
+        type=float,
+        default=100.0,
+        help="cross-fade when a line interrupts another, fade-out on cancel",
+    )
+    p.add_argument("--max-audio-s", type=float, default=600.0, help="longest clip accepted")
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=64,
+        help="requests waiting for the engine before new ones are refused (busy)",
+    )
+    p.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="skip the warm-up inference at start (first line is then slower)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C or SIGTERM."""
+    from bridge.service import Service, ServiceConfig
+    from emoface_core.emotion import parse_emotion_spec
+
+    zmq = args.zmq
+    if zmq is None and args.osc is None and args.livelink is None:
+        zmq = "tcp://127.0.0.1:5555"
+    config = ServiceConfig(
+        bind=args.bind,
+        mapping=args.mapping,
+        zmq=zmq,
+        osc=args.osc,
+        livelink=args.livelink,
+        blend_ms=args.blend_ms,
+        max_audio_s=args.max_audio_s,
+        max_queue=args.max_queue,
+        default_emotion=args.emotion,
+    )
+    parse_emotion_spec(args.emotion)  # a bad default is a usage error now, not one per request
+    engine = build_engine(args)
+    if not args.no_warmup:
+        _warm_up(engine)
+    with Service(config, engine) as service:
+        previous = signal.signal(signal.SIGTERM, lambda *_: service.stop())
+        where = ", ".join(f"{s.kind} {s.address}" for s in service.senders)
+        print(
+            f"emoface serve: listening on {service.endpoint}; frames to {where} (Ctrl-C stops)",
+            file=sys.stderr,
+        )
+        try:
+            service.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        counters = service.counters
+    print(
+        f"emoface serve: stopped after {counters['requests']} requests "
+        f"({counters['lines']} lines, {counters['bakes']} bakes, {counters['errors']} errors)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _warm_up(engine) -> None:  # noqa: ANN001 - an Engine
+    """One short inference, so the first real line does not pay for lazy initialisation."""
+    import numpy as np
+
+    from emoface_core.audio import Audio
+    from emoface_core.emotion import parse_emotion_spec
+
+    engine.infer(Audio.from_array(np.zeros(16_000, np.float32)), parse_emotion_spec("neutral"))

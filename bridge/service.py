@@ -1,0 +1,849 @@
+"""The NPC dialogue service behind ``emoface serve``: JSON requests in, live frames out.
+
+A game (or a dialogue tool) keeps one service running next to the editor with the engine warm,
+and asks it over ZeroMQ to make NPCs speak. The request/reply protocol is in ``docs/service.md``;
+frames go out through the bridge's transports (``bridge.streamer.SubjectStream``), so any
+receiver of ``docs/protocol.md`` (the Unreal plugin, ``emoface receive``) shows them.
+
+Three threads, each owning its resources, so no socket is ever shared between threads:
+
+* **requests** (``serve_forever``): a ROUTER socket (REQ and DEALER clients both work; many
+  clients at once). Every request is validated and answered; ``ping``, ``status`` and
+  ``cancel`` at once, ``speak`` as soon as its audio is decoded (with the line id), ``bake``
+  when the animation is ready. Any error, bug included, becomes an error reply: one bad request
+  never takes the service down.
+* **inference**: one worker runs the engine, one line at a time, in arrival order (the engine
+  is shared and the CPU is better spent finishing one line than interleaving several).
+* **player** (``bridge.player.LinePlayer``): the only thread that sends frames; it plays each
+  subject's current line on that line's own clock and skips late frames rather than sending
+  them stale, so the face stays in sync with the audio.
+
+Several subjects play at once. A new line for a subject replaces its current one when the new
+line is ready, cross-fading from the pose last sent (no pop); a line still waiting for the
+engine is superseded outright. ``cancel`` fades the subject to its rest pose, then ends the line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import itertools
+import json
+import logging
+import math
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.client import DEFAULT_SERVICE_ENDPOINT
+from bridge.player import LinePlayer, LineRecord, Playback
+from bridge.streamer import Output, SubjectStream, check_subject, outputs_for
+from emoface_core import __version__
+from emoface_core.audio import FPS
+from emoface_core.errors import EmoFaceError
+
+log = logging.getLogger(__name__)
+
+OPS = ("speak", "bake", "cancel", "status", "ping")
+BAKE_FORMATS = ("json", "txt", "csv")
+LINE_HISTORY = 1000  # finished lines kept for ``status`` queries
+MAX_START_AHEAD_S = 3600.0  # a start_at further ahead than this is a client bug
+POLL_TIMEOUT_MS = 500  # how soon the request loop notices stop() without a wake-up
+
+# Fields each op accepts (besides "op" and "req_id"); anything else is refused by name, so a
+# typo ("emotoin") is an error rather than a silently ignored setting.
+_FIELDS: dict[str, frozenset[str]] = {
+    "ping": frozenset(),
+    "status": frozenset({"id"}),
+    "cancel": frozenset({"id", "subject", "all"}),
+    "speak": frozenset(
+        {
+            "subject",
+            "audio",
+            "audio_b64",
+            "emotion",
+            "seed",
+            "raw",
+            "transports",
+            "start_at",
+            "blend_ms",
+            "info",
+        }
+    ),
+    "bake": frozenset(
+        {"audio", "audio_b64", "emotion", "seed", "raw", "format", "output", "mapping"}
+    ),
+}
+
+
+class RequestError(EmoFaceError, ValueError):
+    """A request cannot be served; ``code`` is what the error reply says.
+
+    Codes: ``bad_request`` (malformed or invalid fields), ``bad_audio`` (the audio cannot be
+    used), ``not_found`` (unknown line id), ``busy`` (the inference queue is full).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """How the service listens and where frames go.
+
+    Attributes:
+        bind: ZeroMQ endpoint of the request socket (``tcp://127.0.0.1:*`` picks a free port).
+        mapping: mapping (shipped name or file) for ZeroMQ and OSC frames.
+        zmq: PUB endpoint for frames, or None for no ZeroMQ output.
+        osc: ``host:port`` for OSC frames, or None.
+        livelink: ``host:port`` for Live Link Face packets, or None.
+        blend_ms: cross-fade when a line interrupts another, and fade-out on cancel.
+        max_audio_s: longest clip accepted.
+        max_queue: lines and bakes waiting for the engine before requests get ``busy``.
+        max_request_bytes: largest request message (base64 audio included).
+        fps: frame rate of the engine's output.
+        schema_interval_s: how often schemas are repeated while a subject plays.
+        default_emotion: emotion spec for requests that give none.
+    """
+
+    bind: str = DEFAULT_SERVICE_ENDPOINT
+    mapping: str = "metahuman_faceboard"
+    zmq: str | None = "tcp://127.0.0.1:5555"
+    osc: str | None = None
+    livelink: str | None = None
+    blend_ms: float = 100.0
+    max_audio_s: float = 600.0
+    max_queue: int = 64
+    max_request_bytes: int = 64 * 1024 * 1024
+    fps: float = FPS
+    schema_interval_s: float = 0.5
+    default_emotion: str = "neutral"
+
+    def __post_init__(self) -> None:
+        from bridge.zmq_transport import check_endpoint
+
+        check_endpoint(self.bind)
+        if self.zmq is not None:
+            check_endpoint(self.zmq)
+        if not 0 <= self.blend_ms <= 2000:
+            raise ValueError(
+                f"blend_ms must be between 0 and 2000, but {self.blend_ms} is provided"
+            )
+        if not self.max_audio_s > 0:
+            raise ValueError(f"max_audio_s must be positive, but {self.max_audio_s} is provided")
+        if self.max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, but {self.max_queue} is provided")
+        if self.max_request_bytes < 1024:
+            raise ValueError(
+                f"max_request_bytes must be at least 1024, but {self.max_request_bytes} is provided"
+            )
+        if self.zmq is None and self.osc is None and self.livelink is None:
+            raise ValueError("the service needs at least one frame transport (zmq, osc, livelink)")
+
+
+class Service:
+    """The ``emoface serve`` daemon; use as a context manager, then ``serve_forever()``.
+
+    Args:
+        config: endpoints, transports and limits.
+        engine: a loaded engine (``emoface_core.engines.load_engine``); it stays warm.
+        context: ``zmq.Context`` (default: the process-wide one).
+        senders: frame senders to use instead of building them from ``config`` (tests).
+    """
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        engine: Any,
+        *,
+        context: Any = None,
+        senders: Sequence[Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self._context = context
+        self._senders = list(senders) if senders is not None else None
+        self._outputs: list[Output] = []
+        self._by_kind: dict[str, list[Output]] = {}
+        self._router: Any = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._outbox: deque[tuple[list[bytes], dict[str, Any]]] = deque()
+        self._lines: OrderedDict[str, LineRecord] = OrderedDict()
+        self._lines_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._stop = threading.Event()
+        self._serving = threading.Event()
+        self._stopped = threading.Event()
+        self._pool: ThreadPoolExecutor | None = None
+        self._player: LinePlayer | None = None
+        self._n_waiting = 0
+        self._started_s = time.time()
+        self._mappings: dict[str, Any] = {}
+        self.counters = {"requests": 0, "errors": 0, "lines": 0, "bakes": 0}
+        self.endpoint = config.bind
+
+    def open(self) -> Service:
+        """Open the frame senders, bind the request socket and start the worker threads.
+
+        Raises:
+            TransportError: a socket cannot be bound or a host does not resolve.
+        """
+        import zmq
+
+        from bridge.errors import TransportError
+        from bridge.mapping import load_mapping
+
+        mapping = load_mapping(self.config.mapping)
+        senders = self._senders if self._senders is not None else self._build_senders()
+        self._senders = senders
+        try:
+            for sender in senders:
+                sender.open()
+            self._outputs = outputs_for(senders, mapping)
+            for output in self._outputs:
+                self._by_kind.setdefault(output.sender.kind, []).append(output)
+            context = self._context or zmq.Context.instance()
+            router = context.socket(zmq.ROUTER)
+            router.setsockopt(zmq.LINGER, 0)
+            # Oversized requests get an error reply (handle_message); twice the limit drops the
+            # connection before the message is even buffered.
+            router.setsockopt(zmq.MAXMSGSIZE, 2 * self.config.max_request_bytes)
+            # A reply to a client that went away is dropped, not an error.
+            router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+            try:
+                router.bind(self.config.bind)
+            except zmq.ZMQError as e:
+                router.close(0)
+                raise TransportError(f"cannot bind the service to {self.config.bind}: {e}") from e
+            self._router = router
+            self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT) or self.config.bind
+        except BaseException:
+            for sender in senders:
+                sender.close()
+            raise
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emoface-serve-engine")
+        self._player = LinePlayer(self._make_stream, self.config.fps)
+        self._player.start()
+        self._started_s = time.time()
+        return self
+
+    def _build_senders(self) -> list[Any]:
+        from bridge.livelink import LIVELINK_PORT, LiveLinkSender
+        from bridge.osc_transport import DEFAULT_OSC_PORT, OscSender
+        from bridge.transport import parse_host_port
+        from bridge.zmq_transport import ZmqSender
+
+        senders: list[Any] = []
+        if self.config.zmq is not None:
+            senders.append(ZmqSender(self.config.zmq, context=self._context))
+        if self.config.osc is not None:
+            senders.append(OscSender(*parse_host_port(self.config.osc, DEFAULT_OSC_PORT)))
+        if self.config.livelink is not None:
+            senders.append(LiveLinkSender(*parse_host_port(self.config.livelink, LIVELINK_PORT)))
+        return senders
+
+    @property
+    def senders(self) -> list[Any]:
+        """The frame senders (with their real addresses once open)."""
+        return list(self._senders or [])
+
+    def _make_stream(self, subject: str) -> SubjectStream:
+        return SubjectStream(
+            subject,
+            self._outputs,
+            fps=self.config.fps,
+            schema_interval_s=self.config.schema_interval_s,
+        )
+
+    def __enter__(self) -> Service:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stop(self) -> None:
+        """Ask ``serve_forever`` to return (thread-safe; also from a signal handler)."""
+        self._stop.set()
+        self._wake()
+
+    def close(self) -> None:
+        """Stop everything: end active lines (END, shutdown), close sockets. Safe to call twice."""
+        self.stop()
+        if self._serving.is_set():  # the request loop owns the socket: let it finish first
+            self._stopped.wait(timeout=5.0)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._player is not None:
+            self._player.stop()
+            self._player = None
+        for sender in self._senders or []:
+            sender.close()
+        if self._router is not None:
+            self._router.close(0)
+            self._router = None
+        for sock in (self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()
+        self._wake_r = self._wake_w = None
+
+    def serve_in_thread(self) -> threading.Thread:
+        """Run ``serve_forever`` on a daemon thread (for embedding and tests)."""
+        thread = threading.Thread(target=self.serve_forever, name="emoface-serve", daemon=True)
+        thread.start()
+        self._serving.wait(timeout=5.0)
+        return thread
+
+    def serve_forever(self) -> None:
+        """Answer requests until ``stop()``; the socket is used only by this thread."""
+        import zmq
+
+        if self._router is None:
+            raise RuntimeError("Service.open() must be called before serve_forever()")
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        self._stopped.clear()
+        self._serving.set()
+        try:
+            while not self._stop.is_set():
+                events = dict(poller.poll(POLL_TIMEOUT_MS))
+                if self._wake_r in events or self._wake_r.fileno() in events:
+                    with contextlib.suppress(BlockingIOError, OSError):
+                        while self._wake_r.recv(4096):
+                            pass
+                if self._router in events:
+                    self._drain_requests(zmq)
+                self._flush_outbox()
+        finally:
+            self._serving.clear()
+            self._stopped.set()
+
+    def _drain_requests(self, zmq: Any) -> None:
+        for _ in range(100):  # bounded, so deferred replies are not starved by a flood
+            try:
+                parts = self._router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(parts) < 2:
+                continue  # no payload: nothing to answer
+            envelope, payload = parts[:-1], parts[-1]
+            reply = self.handle_message(payload, envelope)
+            if reply is not None:
+                self._send(envelope, reply)
+
+    def _send(self, envelope: list[bytes], reply: dict[str, Any]) -> None:
+        import zmq
+
+        try:
+            data = json.dumps(reply, allow_nan=False, default=_json_default).encode()
+        except (TypeError, ValueError) as e:  # a reply must always go out
+            data = json.dumps(_error("internal", f"reply not serialisable: {e}")).encode()
+        try:
+            self._router.send_multipart([*envelope, data], zmq.NOBLOCK)
+        except zmq.ZMQError as e:
+            log.warning("emoface serve: reply dropped (%s)", e)
+
+    def _flush_outbox(self) -> None:
+        while self._outbox:
+            envelope, reply = self._outbox.popleft()
+            self._send(envelope, reply)
+
+    def _defer(self, envelope: list[bytes], reply: dict[str, Any]) -> None:
+        self._outbox.append((envelope, reply))
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wake_w is not None:
+            with contextlib.suppress(BlockingIOError, OSError):
+                self._wake_w.send(b"x")
+
+    def handle_message(self, payload: bytes, envelope: list[bytes] | None = None) -> dict | None:
+        """Answer one raw request; None when the reply comes later (``bake``).
+
+        Never raises: a bad request gets an error reply, a bug an ``internal`` one.
+        """
+        self.counters["requests"] += 1
+        req_id = None
+        try:
+            if len(payload) > self.config.max_request_bytes:
+                raise RequestError(
+                    "bad_request",
+                    f"request is {len(payload)} bytes; the limit is "
+                    f"{self.config.max_request_bytes} (send a path instead of audio_b64)",
+                )
+            try:
+                request = json.loads(payload)
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise RequestError("bad_request", f"request is not valid JSON ({e})") from None
+            if not isinstance(request, dict):
+                raise RequestError(
+                    "bad_request", f"request must be a JSON object, got {type(request).__name__}"
+                )
+            req_id = request.get("req_id")
+            if req_id is not None and not isinstance(req_id, (str, int)):
+                req_id = None
+                raise RequestError("bad_request", "req_id must be a string or an integer")
+            reply = self._dispatch(request, envelope or [])
+        except RequestError as e:
+            reply = _error(e.code, str(e))
+        except Exception as e:  # noqa: BLE001 - the service outlives any request
+            log.exception("emoface serve: internal error")
+            reply = _error("internal", f"{type(e).__name__}: {e}")
+        if reply is None:
+            return None
+        if not reply.get("ok", False):
+            self.counters["errors"] += 1
+        if req_id is not None:
+            reply["req_id"] = req_id
+        return reply
+
+    def _dispatch(self, request: dict[str, Any], envelope: list[bytes]) -> dict | None:
+        op = request.get("op")
+        if op not in OPS:
+            raise RequestError(
+                "bad_request", f"op must be one of {', '.join(OPS)}, but {op!r} is provided"
+            )
+        unknown = sorted(set(request) - _FIELDS[op] - {"op", "req_id"})
+        if unknown:
+            raise RequestError(
+                "bad_request",
+                f"unknown field {unknown[0]!r} for {op}; allowed: "
+                f"{', '.join(sorted(_FIELDS[op])) or 'none'}",
+            )
+        if op == "ping":
+            return {"ok": True, "op": "ping", "version": __version__, "time": time.time()}
+        if op == "status":
+            return self._status(request)
+        if op == "cancel":
+            return self._cancel(request)
+        if op == "speak":
+            return self._speak(request)
+        return self._bake(request, envelope)
+
+    def _status(self, request: dict[str, Any]) -> dict[str, Any]:
+        if "id" in request:
+            record = self._lines.get(_text(request, "id"))
+            if record is None:
+                raise RequestError("not_found", f"no line with id {request['id']!r}")
+            return {"ok": True, "op": "status", "line": record.to_json()}
+        with self._lines_lock:
+            active = [r.to_json() for r in self._lines.values() if not r.final]
+        player = self._player
+        return {
+            "ok": True,
+            "op": "status",
+            "version": __version__,
+            "uptime_s": round(time.time() - self._started_s, 3),
+            "engine": self.engine.describe(),
+            "endpoint": self.endpoint,
+            "transports": [
+                {"kind": o.sender.kind, "address": o.sender.address, "mapping": o.mapping.name}
+                for o in self._outputs
+            ],
+            "queue": self._n_waiting,
+            "lines": active,
+            "subjects": player.subjects() if player else {},
+            "frames_sent": player.n_frames if player else 0,
+            "counters": dict(self.counters),
+        }
+
+    def _cancel(self, request: dict[str, Any]) -> dict[str, Any]:
+        keys = [k for k in ("id", "subject", "all") if k in request]
+        if len(keys) != 1:
+            raise RequestError("bad_request", "cancel needs exactly one of id, subject or all")
+        with self._lines_lock:
+            if "id" in request:
+                line_id = _text(request, "id")
+                record = self._lines.get(line_id)
+                if record is None:
+                    raise RequestError("not_found", f"no line with id {line_id!r}")
+                targets = [record]
+            elif "subject" in request:
+                subject = _text(request, "subject")
+                targets = [r for r in self._lines.values() if r.subject == subject]
+            else:
+                if request["all"] is not True:
+                    raise RequestError("bad_request", "all must be true")
+                targets = list(self._lines.values())
+            cancelled = [r for r in targets if not r.final and not r.cancel_requested]
+            for record in cancelled:
+                record.cancel_requested = True
+                if record.state in ("queued", "computing"):
+                    record.end("cancelled", "cancelled before it started")
+        if self._player is not None:
+            self._player.wake()
+        return {"ok": True, "op": "cancel", "cancelled": [r.id for r in cancelled]}
+
+    def _speak(self, request: dict[str, Any]) -> dict[str, Any]:
+        subject = _text(request, "subject")
+        try:
+            check_subject(subject)
+        except ValueError as e:
+            raise RequestError("bad_request", str(e)) from None
+        timeline = self._timeline(request)
+        seed = _optional_int(request, "seed")
+        raw = _optional_bool(request, "raw")
+        outputs = self._select_outputs(request.get("transports"))
+        start_at = request.get("start_at")
+        if start_at is not None:
+            if not isinstance(start_at, (int, float)) or isinstance(start_at, bool):
+                raise RequestError("bad_request", "start_at must be a Unix time in seconds")
+            if start_at > time.time() + MAX_START_AHEAD_S or not math.isfinite(start_at):
+                raise RequestError(
+                    "bad_request", f"start_at is more than {MAX_START_AHEAD_S:g} s ahead"
+                )
+        blend_ms = request.get("blend_ms", self.config.blend_ms)
+        if (
+            isinstance(blend_ms, bool)
+            or not isinstance(blend_ms, (int, float))
+            or not (0 <= blend_ms <= 2000)
+        ):
+            raise RequestError("bad_request", "blend_ms must be a number between 0 and 2000")
+        info = request.get("info", {})
+        if not isinstance(info, dict):
+            raise RequestError("bad_request", "info must be a JSON object")
+        audio = self._audio(request)
+        record = LineRecord(
+            id=f"{subject}-{next(self._ids)}",
+            subject=subject,
+            emotion=timeline.to_spec(),
+            n_frames=audio.n_frames,
+            duration_s=audio.duration_s,
+        )
+        with self._lines_lock:
+            self._reserve_queue_slot()
+            # A line still waiting for the engine is replaced, not played late.
+            for other in self._lines.values():
+                if other.subject == subject and other.state in ("queued", "computing"):
+                    other.cancel_requested = True
+                    other.end("interrupted", f"superseded by {record.id}")
+            self._remember(record)
+        self.counters["lines"] += 1
+        line_info = {
+            **info,
+            "line": record.id,
+            "emotion": record.emotion,
+            "engine": self.engine.name,
+            "audio": audio.path or "<bytes>",
+        }
+        job = _LineJob(
+            record,
+            audio,
+            timeline,
+            seed,
+            raw,
+            outputs,
+            start_at,
+            int(round(blend_ms / 1000.0 * self.config.fps)),
+            line_info,
+        )
+        assert self._pool is not None
+        self._pool.submit(self._run_line, job)
+        return {
+            "ok": True,
+            "op": "speak",
+            "id": record.id,
+            "subject": subject,
+            "n_frames": record.n_frames,
+            "duration_s": round(record.duration_s, 4),
+            "queued": self._n_waiting,
+        }
+
+    def _bake(self, request: dict[str, Any], envelope: list[bytes]) -> None:
+        timeline = self._timeline(request)
+        seed = _optional_int(request, "seed")
+        raw = _optional_bool(request, "raw")
+        fmt = request.get("format", "json")
+        if fmt not in BAKE_FORMATS:
+            raise RequestError(
+                "bad_request", f"format must be one of {', '.join(BAKE_FORMATS)}, got {fmt!r}"
+            )
+        output = request.get("output")
+        if output is not None:
+            if not isinstance(output, str) or not output:
+                raise RequestError("bad_request", "output must be a file path")
+            if Path(output).suffix.lower() != f".{fmt}":
+                raise RequestError("bad_request", f"output {output!r} must end in .{fmt}")
+        mapping = None
+        if "mapping" in request:
+            if fmt != "csv":
+                raise RequestError("bad_request", "mapping applies to format csv")
+            mapping = self._mapping(_text(request, "mapping"))
+        audio = self._audio(request)
+        with self._lines_lock:
+            self._reserve_queue_slot()
+        self.counters["bakes"] += 1
+        assert self._pool is not None
+        self._pool.submit(
+            self._run_bake,
+            envelope,
+            audio,
+            timeline,
+            seed,
+            raw,
+            fmt,
+            output,
+            mapping,
+            request.get("req_id"),
+        )
+        return None
+
+    def _reserve_queue_slot(self) -> None:
+        if self._n_waiting >= self.config.max_queue:
+            raise RequestError(
+                "busy", f"{self._n_waiting} requests are waiting for the engine; try again later"
+            )
+        self._n_waiting += 1
+
+    def _release_queue_slot(self) -> None:
+        with self._lines_lock:
+            self._n_waiting -= 1
+
+    def _remember(self, record: LineRecord) -> None:
+        self._lines[record.id] = record
+        while len(self._lines) > LINE_HISTORY:
+            oldest_id, oldest = next(iter(self._lines.items()))
+            if not oldest.final:
+                break  # never forget a live line
+            del self._lines[oldest_id]
+
+    def _run_line(self, job: _LineJob) -> None:
+        """Inference thread: animate one line and hand it to the player."""
+        from emoface_core.engine import animate_audio
+
+        record = job.record
+        try:
+            if record.cancel_requested or record.final:
+                return
+            record.state = "computing"
+            animation = animate_audio(
+                self.engine, job.audio, job.timeline, raw=job.raw, seed=job.seed
+            )
+            if record.final:  # cancelled or superseded while computing
+                return
+            if animation.n_frames == 0:
+                record.end("finished", "the audio is shorter than one frame")
+                return
+            if job.start_at is not None:
+                t0 = time.monotonic() + (job.start_at - time.time())
+            else:
+                t0 = time.monotonic()
+            assert self._player is not None
+            outputs = job.outputs if job.outputs is not None else self._outputs
+            self._player.submit(
+                Playback(record, animation.values, t0, job.info, outputs, job.blend_frames)
+            )
+        except Exception as e:  # noqa: BLE001 - a failed line is reported in its status
+            log.warning("emoface serve: line %s failed: %s", record.id, e, exc_info=True)
+            record.end(
+                "failed",
+                f"{type(e).__name__}: {e}"
+                if not isinstance(e, (EmoFaceError, ValueError))
+                else str(e),
+            )
+        finally:
+            self._release_queue_slot()
+
+    def _run_bake(
+        self,
+        envelope: list[bytes],
+        audio: Any,
+        timeline: Any,
+        seed: int | None,
+        raw: bool,
+        fmt: str,
+        output: str | None,
+        mapping: Any,
+        req_id: Any,
+    ) -> None:
+        """Inference thread: bake and queue the reply for the request thread."""
+        from emoface_core.batch import render_mapped_csv
+        from emoface_core.engine import animate_audio
+        from emoface_core.formats import WRITERS, atomic_write
+
+        try:
+            animation = animate_audio(self.engine, audio, timeline, raw=raw, seed=seed)
+            if fmt == "csv" and mapping is not None:
+                text = render_mapped_csv(animation, mapping)
+            else:
+                text = WRITERS[fmt]().render(animation)
+            reply: dict[str, Any] = {
+                "ok": True,
+                "op": "bake",
+                "n_frames": animation.n_frames,
+                "duration_s": round(animation.duration_s, 4),
+                "format": fmt,
+            }
+            if output is not None:
+                atomic_write(output, text)
+                reply["path"] = str(Path(output).resolve())
+            elif fmt == "json":
+                reply["animation"] = json.loads(text)
+            else:
+                reply["text"] = text
+        except (EmoFaceError, ValueError, OSError) as e:
+            reply = _error("bad_request" if isinstance(e, ValueError) else "internal", str(e))
+        except Exception as e:  # noqa: BLE001 - the reply must go out whatever happened
+            log.exception("emoface serve: bake failed")
+            reply = _error("internal", f"{type(e).__name__}: {e}")
+        finally:
+            self._release_queue_slot()
+        if not reply.get("ok"):
+            self.counters["errors"] += 1
+        if req_id is not None:
+            reply["req_id"] = req_id
+        self._defer(envelope, reply)
+
+    def _timeline(self, request: dict[str, Any]) -> Any:
+        from emoface_core.emotion import parse_emotion_spec
+
+        spec = request.get("emotion", self.config.default_emotion)
+        if not isinstance(spec, (str, int)) or isinstance(spec, bool):
+            raise RequestError(
+                "bad_request", "emotion must be a spec string such as 'happy@0,sad@2'"
+            )
+        try:
+            return parse_emotion_spec(spec)
+        except ValueError as e:
+            raise RequestError("bad_request", str(e)) from None
+
+    def _select_outputs(self, transports: Any) -> list[Output] | None:
+        if transports is None:
+            return None
+        if (
+            not isinstance(transports, list)
+            or not transports
+            or not all(isinstance(t, str) for t in transports)
+        ):
+            raise RequestError("bad_request", "transports must be a non-empty list of names")
+        unknown = [t for t in transports if t not in self._by_kind]
+        if unknown:
+            raise RequestError(
+                "bad_request",
+                f"transport {unknown[0]!r} is not enabled on this service; enabled: "
+                f"{', '.join(self._by_kind)}",
+            )
+        return [o for t in dict.fromkeys(transports) for o in self._by_kind[t]]
+
+    def _mapping(self, name: str) -> Any:
+        from bridge.mapping import load_mapping
+
+        if name not in self._mappings:
+            try:
+                self._mappings[name] = load_mapping(name)
+            except ValueError as e:
+                raise RequestError("bad_request", str(e)) from None
+        return self._mappings[name]
+
+    def _audio(self, request: dict[str, Any]) -> Any:
+        from emoface_core.audio import load_audio
+
+        has_path, has_bytes = "audio" in request, "audio_b64" in request
+        if has_path == has_bytes:
+            raise RequestError("bad_request", "give exactly one of audio (a path) or audio_b64")
+        try:
+            if has_path:
+                audio = load_audio(_text(request, "audio"))
+            else:
+                audio = _audio_from_b64(_text(request, "audio_b64"))
+        except RequestError:
+            raise
+        except (EmoFaceError, ValueError, OSError) as e:
+            raise RequestError("bad_audio", str(e)) from None
+        if audio.duration_s > self.config.max_audio_s:
+            raise RequestError(
+                "bad_audio",
+                f"audio is {audio.duration_s:.1f} s long; this service takes at most "
+                f"{self.config.max_audio_s:g} s",
+            )
+        return audio
+
+
+@dataclass
+class _LineJob:
+    record: LineRecord
+    audio: Any
+    timeline: Any
+    seed: int | None
+    raw: bool
+    outputs: list[Output] | None
+    start_at: float | None
+    blend_frames: int
+    info: dict[str, Any]
+
+
+def _audio_from_b64(text: str) -> Any:
+    """Decode base64 audio (any format soundfile reads) through a temporary file."""
+    from emoface_core.audio import load_audio
+
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError("bad_request", "audio_b64 is not valid base64") from None
+    fd, tmp = tempfile.mkstemp(prefix="emoface-serve-", suffix=".audio")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            audio = load_audio(tmp)
+        except (EmoFaceError, ValueError) as e:
+            raise RequestError("bad_audio", str(e).replace(tmp, "audio_b64")) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    from dataclasses import replace
+
+    return replace(audio, path="")
+
+
+def _text(request: dict[str, Any], key: str) -> str:
+    value = request.get(key)
+    if not isinstance(value, str) or not value:
+        raise RequestError("bad_request", f"{key} must be a non-empty string")
+    return value
+
+
+def _optional_int(request: dict[str, Any], key: str) -> int | None:
+    value = request.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RequestError("bad_request", f"{key} must be a whole number >= 0 or null")
+    return value
+
+
+def _optional_bool(request: dict[str, Any], key: str) -> bool:
+    value = request.get(key, False)
+    if not isinstance(value, bool):
+        raise RequestError("bad_request", f"{key} must be true or false")
+    return value
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
