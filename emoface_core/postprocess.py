@@ -192,3 +192,114 @@ def postprocess(
     config = config or PostprocessConfig()
     values = smooth(raw, config.savgol_window, config.savgol_order) if config.smooth else raw.copy()
     return EyeAnimator(config, seed).apply(values)
+
+
+class SavgolStream:
+    """Savitzky-Golay smoothing of frames that arrive block by block, with bounded lookahead.
+
+    With the default lookahead (half the window) a stream gives exactly what ``smooth`` gives for
+    the whole clip, 'nearest' edges included: output frame ``t`` is the centred fit over
+    ``t - w//2 .. t + w//2`` and waits for the ``w//2`` frames after it (117 ms at 60 fps for
+    the paper's window of 15). A smaller ``lookahead_frames`` fits the same window shifted into
+    the past (``scipy.signal.savgol_coeffs(pos=...)``), trading smoothness for latency.
+
+    The first output waits until a whole window of frames has arrived (once per stream), so
+    clips shorter than the window fall back to ``smooth``'s shorter window exactly as whole-clip
+    inference does.
+
+    ``push(frames, provisional)`` also takes provisional frames: best guesses of the frames after
+    the final ones (a streaming network's lookahead, recomputed later). They stand in for the
+    lookahead, so the smoother adds no latency of its own beyond what its source already has;
+    they are used once and never emitted.
+
+    Args:
+        window: odd window length in frames.
+        order: polynomial order.
+        lookahead_frames: future frames each output uses (``0..window//2``); None = ``window//2``.
+    """
+
+    def __init__(
+        self, window: int = 15, order: int = 3, lookahead_frames: int | None = None
+    ) -> None:
+        from scipy.signal import savgol_coeffs
+
+        if window < 3 or window % 2 == 0:
+            raise ConfigError(f"window must be an odd number >= 3, got {window}")
+        if not 0 <= order < window:
+            raise ConfigError(f"order must be within 0..{window - 1}, got {order}")
+        half = window // 2
+        lookahead = half if lookahead_frames is None else lookahead_frames
+        if not 0 <= lookahead <= half:
+            raise ConfigError(f"lookahead_frames must be within 0..{half}, got {lookahead}")
+        self.window = window
+        self.order = order
+        self.lookahead_frames = lookahead
+        self._offsets = np.arange(window) - (window - 1 - lookahead)  # relative to the output frame
+        self._coeffs = savgol_coeffs(window, order, pos=window - 1 - lookahead, use="dot")
+        self._frames: np.ndarray | None = None  # final frames kept for context, from _base
+        self._base = 0
+        self._n_in = 0  # final frames pushed
+        self._n_out = 0  # frames emitted
+
+    @property
+    def n_frames_in(self) -> int:
+        """Final frames pushed so far."""
+        return self._n_in
+
+    @property
+    def n_frames_out(self) -> int:
+        """Frames emitted so far."""
+        return self._n_out
+
+    def push(self, frames: np.ndarray, provisional: np.ndarray | None = None) -> np.ndarray:
+        """Add final frames ``[n, C]``; return the smoothed frames now determined ``[m, C]``.
+
+        Args:
+            frames: the next final input frames.
+            provisional: optional guesses ``[p, C]`` of the frames right after them.
+        """
+        frames = np.asarray(frames, dtype=np.float32)
+        if frames.ndim != 2:
+            raise ValueError(f"frames must be [n, channels], got shape {frames.shape}")
+        if self._frames is None:
+            self._frames = np.zeros((0, frames.shape[1]), dtype=np.float32)
+        self._frames = np.concatenate([self._frames, frames])
+        self._n_in += len(frames)
+        if self._n_in < self.window:
+            return self._empty()
+        extra = 0 if provisional is None else len(provisional)
+        last = min(self._n_in - 1, self._n_in - 1 + extra - self.lookahead_frames)
+        out = self._emit(last + 1, provisional, final_end=None)
+        return out
+
+    def flush(self) -> np.ndarray:
+        """Emit every remaining frame, extending the last frame past the end ('nearest')."""
+        if self._frames is None or self._n_out >= self._n_in:
+            return self._empty()
+        if self._n_in < self.window:
+            # Too short for one window: exactly what whole-clip smoothing does with this clip.
+            self._n_out = self._n_in
+            return smooth(self._frames, self.window, self.order).astype(np.float32)
+        return self._emit(self._n_in, None, final_end=self._n_in)
+
+    def _emit(self, stop: int, provisional: np.ndarray | None, final_end: int | None) -> np.ndarray:
+        if stop <= self._n_out:
+            return self._empty()
+        data = self._frames
+        if provisional is not None and len(provisional):
+            data = np.concatenate([data, np.asarray(provisional, dtype=np.float32)])
+        t = np.arange(self._n_out, stop)
+        idx = np.maximum(t[:, None] + self._offsets[None, :], 0)
+        if final_end is not None:
+            idx = np.minimum(idx, final_end - 1)
+        window = data[idx - self._base].astype(np.float64)  # [m, window, C]
+        out = np.tensordot(self._coeffs, window, axes=([0], [1])).astype(np.float32)
+        self._n_out = stop
+        keep_from = max(0, self._n_out - (self.window - 1 - self.lookahead_frames))
+        self._frames = self._frames[keep_from - self._base :]
+        self._base = keep_from
+        return out
+
+    def _empty(self) -> np.ndarray:
+        n_channels = 0 if self._frames is None else self._frames.shape[1]
+        return np.zeros((0, n_channels), dtype=np.float32)
