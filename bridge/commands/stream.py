@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bridge.streamer import ClipPlayer
+    from bridge.streamer import ClipPlayer, Output
     from bridge.transport import Sender
     from emoface_core.animation import Animation
 
@@ -38,8 +38,6 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``stream`` subcommand."""
-    from bridge.mapping import DEFAULT_MAPPING
-
     p = subparsers.add_parser(
         "stream",
         help="send animation frames in real time over ZeroMQ, OSC and/or Live Link Face",
@@ -62,6 +60,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help=f"subject (NPC) name; repeat to drive several (default {DEFAULT_SUBJECT})",
     )
+    add_transport_arguments(p)
+    p.add_argument("--no-realtime", action="store_true", help="send as fast as possible")
+    p.add_argument(
+        "--loop",
+        nargs="?",
+        type=_non_negative_int,
+        const=0,
+        default=1,
+        metavar="N",
+        help="play N times; --loop alone repeats until Ctrl-C",
+    )
+    p.add_argument(
+        "--audio-offset-ms",
+        type=float,
+        default=0.0,
+        help="send frames this much later (negative: earlier) than the audio clock",
+    )
+    p.add_argument(
+        "--start-delay-s",
+        type=_non_negative_float,
+        default=0.3,
+        help="wait after opening sockets so subscribers can connect before frame 0",
+    )
+    p.set_defaults(func=run)
+
+
+def add_transport_arguments(p: argparse.ArgumentParser) -> None:
+    """Mapping and transport flags, shared by ``stream`` and ``live``."""
+    from bridge.mapping import DEFAULT_MAPPING
+
     p.add_argument(
         "--mapping", default=DEFAULT_MAPPING, help="mapping file or shipped name for ZeroMQ and OSC"
     )
@@ -106,54 +134,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="arkit52",
         help="mapping for Live Link Face (targets must be ARKit names)",
     )
-    p.add_argument("--no-realtime", action="store_true", help="send as fast as possible")
-    p.add_argument(
-        "--loop",
-        nargs="?",
-        type=_non_negative_int,
-        const=0,
-        default=1,
-        metavar="N",
-        help="play N times; --loop alone repeats until Ctrl-C",
-    )
-    p.add_argument(
-        "--audio-offset-ms",
-        type=float,
-        default=0.0,
-        help="send frames this much later (negative: earlier) than the audio clock",
-    )
     p.add_argument(
         "--schema-interval-s",
         type=_positive_float,
         default=0.5,
         help="repeat the schema this often so late receivers can decode",
     )
-    p.add_argument(
-        "--start-delay-s",
-        type=_non_negative_float,
-        default=0.3,
-        help="wait after opening sockets so subscribers can connect before frame 0",
-    )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Stream one clip."""
     from contextlib import ExitStack
 
-    from bridge.mapping import load_mapping
     from bridge.pacing import FrameClock
-    from bridge.streamer import ClipPlayer, Output, SubjectStream, check_subject
+    from bridge.streamer import ClipPlayer, SubjectStream, check_subject
 
     subjects = [check_subject(s) for s in (args.subject or [DEFAULT_SUBJECT])]
-    mapping = load_mapping(args.mapping)
-    livelink_mapping = load_mapping(args.livelink_mapping) if args.livelink else None
+    senders, outputs = build_outputs(args)  # a bad mapping fails before the engine runs
     animation = _load_or_animate(args)
-    senders = _build_senders(args)
-    outputs = [
-        Output(s, livelink_mapping if s.kind == "livelink" and livelink_mapping else mapping)
-        for s in senders
-    ]
     with ExitStack() as stack:
         for sender in senders:
             stack.enter_context(sender)
@@ -209,6 +207,21 @@ def _load_or_animate(args: argparse.Namespace) -> Animation:
     audio = load_audio(path)
     engine = build_engine(args)
     return animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed)
+
+
+def build_outputs(args: argparse.Namespace) -> tuple[list[Sender], list[Output]]:
+    """The senders the transport flags ask for, each paired with the mapping it sends."""
+    from bridge.mapping import load_mapping
+    from bridge.streamer import Output
+
+    mapping = load_mapping(args.mapping)
+    livelink_mapping = load_mapping(args.livelink_mapping) if args.livelink else None
+    senders = _build_senders(args)
+    outputs = [
+        Output(s, livelink_mapping if s.kind == "livelink" and livelink_mapping else mapping)
+        for s in senders
+    ]
+    return senders, outputs
 
 
 def _build_senders(args: argparse.Namespace) -> list[Sender]:
