@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.plot",
     "bridge.commands.preview",
     "bridge.commands.serve",
+    "bridge.commands.unreal",
 )
 
 

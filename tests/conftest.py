@@ -209,3 +209,20 @@ def recording_sender(refuse_every: int = 0):  # noqa: ANN201 - a bridge.transpor
             return [m for m in self.messages if isinstance(m, kind)]
 
     return RecordingSender().open()
+
+
+UNREAL_PLUGIN_PYTHON = REPO_ROOT / "unreal_plugin" / "EmoFaceBridge" / "Content" / "Python"
+
+
+@pytest.fixture
+def fake_unreal(monkeypatch, tmp_path):  # noqa: ANN001, ANN201
+    """A fresh fake ``unreal`` module (tests/fake_unreal.py) in ``sys.modules``, the Unreal plugin's
+    Python on ``sys.path``, and any live drive the test started stopped afterwards."""
+    import fake_unreal as fake
+
+    monkeypatch.syspath_prepend(str(UNREAL_PLUGIN_PYTHON))
+    module = fake.fake_install(monkeypatch, saved_dir=str(tmp_path / "Saved"))
+    yield module
+    from emoface_unreal.editor import live
+
+    live.stop()

@@ -22,8 +22,18 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+PLUGIN_PYTHON = Path(__file__).resolve().parent.parent / "unreal_plugin" / "EmoFaceBridge" / "Content" / "Python"
+
+
+def fake_plugin_on_path() -> None:
+    """Make the plugin's package (``emoface_unreal``) importable, as the editor does."""
+    if str(PLUGIN_PYTHON) not in sys.path:
+        sys.path.insert(0, str(PLUGIN_PYTHON))
 
 # Face board layout (the EmoFace channel list is the pre-MH4 board; see the shared reference 2.5)
 
@@ -1371,8 +1381,6 @@ def fake_open_rig(sequence: Any = None) -> ControlRig | None:
 
 def fake_install(monkeypatch: Any, saved_dir: str = "") -> Any:
     """Install this module as ``unreal`` (via ``sys.modules``) on a fresh editor state."""
-    import sys
-
     fake_reset(saved_dir)
     module = sys.modules[__name__]
     monkeypatch.setitem(sys.modules, "unreal", module)

@@ -151,33 +151,50 @@ def parse_stub(text: str) -> dict:
 
 
 def referenced_names() -> tuple[set[str], set[str]]:
-    """``(top-level unreal names, attribute names)`` used by the plugin and the fake."""
+    """``(top-level unreal names, member names)`` the plugin and the fake use.
+
+    From the plugin: ``unreal.X``, ``unreal.X.y``, ``getattr(unreal, "X")`` and the literal names
+    given to ``get_editor_property``/``set_editor_property``. From the fake: its public classes and
+    functions, and their methods, properties, editor properties and enum members (the plugin's
+    calls on returned objects go through those, and the tests check them against the index).
+    """
     top: set[str] = set()
     attrs: set[str] = set()
-    sources = [p for p in PLUGIN_PYTHON.rglob("*.py") if "__pycache__" not in p.parts] + [FAKE]
-    for path in sources:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        is_fake = path == FAKE
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute):
+    plugin = [p for p in PLUGIN_PYTHON.rglob("*.py") if "__pycache__" not in p.parts]
+    for path in plugin:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "unreal":
+                top.add(node.attr)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                    and isinstance(node.value.value, ast.Name) and node.value.value.id == "unreal":
                 attrs.add(node.attr)
-                if isinstance(node.value, ast.Name) and node.value.id == "unreal":
-                    top.add(node.attr)
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
-                attrs.add(node.value)  # get_editor_property("name"), getattr(unreal, "X")
-                top.add(node.value)
-            elif is_fake and isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
-                top.add(node.name)
-                for item in node.body:
-                    if isinstance(item, ast.FunctionDef):
-                        attrs.add(item.name)
-                    elif isinstance(item, ast.Assign):
-                        attrs.update(t.id for t in item.targets if isinstance(t, ast.Name))
-            elif is_fake and isinstance(node, ast.FunctionDef) and node.col_offset == 0:
-                top.add(node.name)
-            elif is_fake and isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                    and node.func.id == "_enum":
-                attrs.update(a.value for a in node.args if isinstance(a, ast.Constant))
+            elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                    and isinstance(node.args[0].value, str):
+                func = node.func
+                if isinstance(func, ast.Attribute) and func.attr in ("get_editor_property", "set_editor_property"):
+                    attrs.add(node.args[0].value)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr") \
+                    and len(node.args) >= 2 and isinstance(node.args[0], ast.Name) and node.args[0].id == "unreal" \
+                    and isinstance(node.args[1], ast.Constant):
+                top.add(node.args[1].value)
+    for node in ast.parse(FAKE.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            top.add(node.name)
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and not item.name.startswith(("_", "fake_")):
+                    attrs.add(item.name)
+                elif isinstance(item, ast.AnnAssign | ast.Assign):
+                    value = item.value
+                    targets = [item.target] if isinstance(item, ast.AnnAssign) else item.targets
+                    if any(getattr(t, "id", "") == "_props" for t in targets) and isinstance(value, ast.Dict):
+                        attrs.update(k.value for k in value.keys if isinstance(k, ast.Constant))
+                    elif isinstance(value, ast.Name):  # get_editor_property = _get_editor_property
+                        attrs.update(t.id for t in targets if isinstance(t, ast.Name) and not t.id.startswith("_"))
+        elif isinstance(node, ast.FunctionDef) and not node.name.startswith(("_", "fake_")):
+            top.add(node.name)
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
+                and getattr(node.value.func, "id", "") == "_enum":
+            attrs.update(a.value for a in node.value.args if isinstance(a, ast.Constant))
     return top, attrs
 
 

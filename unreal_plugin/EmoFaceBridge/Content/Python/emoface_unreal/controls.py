@@ -209,7 +209,7 @@ class DeltaFilter:
         refresh_every: frames between full writes (0: never).
     """
 
-    tolerance: float = 1e-4
+    tolerance: float = 1e-6  # far below what a face shows; skips mostly the sliders at rest
     refresh_every: int = 30
     _last: dict[str, tuple[float, ...]] = field(default_factory=dict)
     _n: int = 0

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from emoface_unreal import protocol
 
-AUDIO_INFO_KEYS = ("audio", "audio_path", "source_audio")  # START info keys naming the line's audio
+AUDIO_INFO_KEYS = ("audio", "audio_path", "source_audio", "source")  # START info keys, in order
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 
 
 @dataclass
@@ -62,9 +63,9 @@ class TickEvents:
 
 def audio_of(start: protocol.StreamStart) -> str:
     """The audio file a START message names, or ""."""
-    for key in AUDIO_INFO_KEYS:
+    for key in AUDIO_INFO_KEYS:  # `emoface stream line.wav` sends {"source": "line.wav", ...}
         value = start.info.get(key)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value.lower().endswith(AUDIO_EXTENSIONS):
             return value
     return ""
 
@@ -124,7 +125,8 @@ class LiveSession:
         message = self.decoder.feed(packet)
         if self.decoder.stats.n_malformed != self._n_malformed_seen:
             self._n_malformed_seen = self.decoder.stats.n_malformed
-            self._error(self._why_malformed(packet))
+            if packet:  # an empty packet stands for one the transport could not read; it said why
+                self._error(self._why_malformed(packet))
         if message is None:
             return
         state = self.state[message.subject]
@@ -160,8 +162,6 @@ class LiveSession:
             events.ends.append(message)
 
     def _why_malformed(self, packet: bytes) -> str:
-        if not packet:
-            return "a packet the transport could not read (see the Output Log)"
         try:
             protocol.decode(packet)
         except protocol.ProtocolError as e:

@@ -25,7 +25,7 @@ APPLY_MODES = ("sequencer", "hierarchy")
 KEY_STRATEGIES = ("auto", "rig", "channels")
 DEFAULT_ZMQ_ENDPOINT = "tcp://127.0.0.1:5555"  # the bridge's default PUB endpoint
 DEFAULT_OSC_ENDPOINT = "127.0.0.1:9000"  # where `emoface stream --osc` sends by default
-DEFAULT_SUBJECT = "npc1"
+DEFAULT_SUBJECT = "emoface"  # what `emoface stream` sends when no --subject is given
 DEFAULT_OUTPUT_PATH = "/Game/EmoFace/Baked"
 SETTINGS_FILE = "EmoFace/settings.json"  # relative to the project's Saved folder
 _SUBJECT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
@@ -79,8 +79,10 @@ def check_endpoint(transport: str, endpoint: str) -> tuple[str, int]:
         raise ValueError(f"`endpoint` for osc must look like 127.0.0.1:9000, but {endpoint!r} is provided")
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(f"`endpoint` needs HOST:PORT with a port in 1..65535, but {endpoint!r} is provided")
+    lowest = 1 if transport == "zmq" else 0  # listening on port 0 takes any free port (tests)
+    if not sep or not host or not port.isdigit() or not lowest <= int(port) <= 65535:
+        raise ValueError(f"`endpoint` needs HOST:PORT with a port in {lowest}..65535, but {endpoint!r} "
+                         "is provided")
     return host, int(port)
 
 

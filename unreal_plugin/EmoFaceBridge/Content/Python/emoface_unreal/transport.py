@@ -139,6 +139,7 @@ class OscSource(PacketSource):
         self.description = f"osc udp {self.host}:{self.port}"
         self.converter = OscToProtocol()
         self.last_error = ""
+        self.last_error_wall = 0.0
         self._sock: socket.socket | None = None
 
     def open(self) -> None:
@@ -173,6 +174,7 @@ class OscSource(PacketSource):
                 out.extend(protocol.encode(m) for m in self.converter.convert(data))
             except (OscError, protocol.ProtocolError) as e:
                 self.last_error = f"bad OSC packet: {e}"
+                self.last_error_wall = time.time()
                 out.append(MALFORMED)
 
     def close(self) -> None:
@@ -223,16 +225,26 @@ class Receiver:
         self.n_connect_errors = 0
         self.connected = False
         self.last_error = ""
+        self.last_error_wall = 0.0
         self._stop = threading.Event()
+        self._first_attempt = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start the thread (returns at once; connection errors show in ``last_error``)."""
+    def start(self, wait_s: float = 0.0) -> None:
+        """Start the thread; connection errors show in ``last_error``, never raise.
+
+        Args:
+            wait_s: wait up to this long for the first connect/bind attempt, so a caller can
+                report "listening" or the error right away.
+        """
         if self._thread is not None:
             return
         self._stop.clear()
+        self._first_attempt.clear()
         self._thread = threading.Thread(target=self._run, name="EmoFaceReceiver", daemon=True)
         self._thread.start()
+        if wait_s > 0:
+            self._first_attempt.wait(wait_s)
 
     def stop(self, timeout_s: float = 1.0) -> None:
         """Stop the thread and close the source."""
@@ -255,10 +267,12 @@ class Receiver:
                         self.source.open()
                     except Exception as e:  # noqa: BLE001 - any failure is retried, never raised
                         self._fail(f"cannot open {self.source.description}: {e}")
+                        self._first_attempt.set()
                         self._stop.wait(backoff)
                         backoff = min(backoff * 2, MAX_BACKOFF_S)
                         continue
                     self.connected = True
+                    self._first_attempt.set()
                     backoff = MIN_BACKOFF_S
                 try:
                     packets = self.source.recv(RECV_TIMEOUT_S)
@@ -280,6 +294,7 @@ class Receiver:
         if message != self.last_error:
             log.warning("EmoFace: %s", message)
         self.last_error = message
+        self.last_error_wall = self.clock()
 
     def _put(self, item: tuple[float, bytes]) -> None:
         self.n_packets += 1

@@ -36,6 +36,7 @@ LIVE_FOLDER = "/Game/EmoFace/Live"
 LIVE_SEQUENCE = "LS_EmoFace_Live"
 LIVE_FPS = 60
 RECEIVING_WINDOW_S = 1.0  # "receiving" while a frame came within this long
+START_WAIT_S = 0.5  # start() waits this long for the first connect/bind, to report its outcome
 DRIVABLE_KINDS = ("control_rig", "custom")  # schema target kinds whose names can be rig controls
 
 
@@ -119,7 +120,7 @@ class LiveDriver:
                 audio_offset_s=self.settings.audio_offset_ms / 1000,
                 play_audio=self.settings.play_audio, clock=self.clock,
             )
-            self.receiver.start()
+            self.receiver.start(wait_s=START_WAIT_S)
             self._tick_handle = unreal.register_slate_post_tick_callback(self._on_tick)
             if hasattr(unreal, "register_python_shutdown_callback"):
                 self._shutdown_handle = unreal.register_python_shutdown_callback(self.stop)
@@ -303,12 +304,11 @@ class LiveDriver:
             state = "connecting"
         else:
             state = "receiving" if recent else "listening"
-        source_error = getattr(receiver.source, "last_error", "")
-        candidates = [(session.last_error_wall, session.last_error)]
-        if receiver.last_error and not receiver.connected:
-            candidates.append((now, receiver.last_error))
-        if source_error:
-            candidates.append((now, source_error))
+        candidates = [
+            (session.last_error_wall, session.last_error),
+            (receiver.last_error_wall, receiver.last_error),
+            (getattr(receiver.source, "last_error_wall", 0.0), getattr(receiver.source, "last_error", "")),
+        ]
         when, last_error = max((c for c in candidates if c[1]), default=(0.0, ""))
         status = LiveStatus(
             state=state,
