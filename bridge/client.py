@@ -123,7 +123,7 @@ class ServiceClient:
         subject: str,
         audio: AudioInput,
         *,
-        emotion: str = "neutral",
+        emotion: str | None = None,
         seed: int | None = None,
         raw: bool = False,
         transports: list[str] | None = None,
@@ -137,7 +137,7 @@ class ServiceClient:
         Args:
             subject: the NPC (letters, digits, ``_.-``).
             audio: a file path (read by the service), file bytes (wav/flac/ogg), or samples.
-            emotion: emotion spec, e.g. ``happy`` or ``happy@0,sad@2``.
+            emotion: emotion spec, e.g. ``happy`` or ``happy@0,sad@2`` (default: the service's).
             seed: seeds blinks and gaze.
             raw: skip smoothing, blinks and gaze.
             transports: which of the service's transports to use (default: all).
@@ -146,9 +146,10 @@ class ServiceClient:
             sample_rate: rate of ``audio`` when it is an array of samples.
             info: extra JSON fields passed to receivers in the START message.
         """
-        fields: dict[str, Any] = {"subject": subject, "emotion": emotion, "raw": raw}
+        fields: dict[str, Any] = {"subject": subject, "raw": raw}
         fields.update(_audio_fields(audio, sample_rate))
         optional = {
+            "emotion": emotion,
             "seed": seed,
             "transports": transports,
             "start_at": start_at,
@@ -162,7 +163,7 @@ class ServiceClient:
         self,
         audio: AudioInput,
         *,
-        emotion: str = "neutral",
+        emotion: str | None = None,
         seed: int | None = None,
         raw: bool = False,
         format: str = "json",  # noqa: A002 - the protocol's field name
@@ -174,7 +175,9 @@ class ServiceClient:
 
         With ``output`` the service writes the file (atomically) and replies with its path.
         """
-        fields: dict[str, Any] = {"emotion": emotion, "raw": raw, "format": format}
+        fields: dict[str, Any] = {"raw": raw, "format": format}
+        if emotion is not None:
+            fields["emotion"] = emotion
         fields.update(_audio_fields(audio, sample_rate))
         if seed is not None:
             fields["seed"] = seed

@@ -318,15 +318,17 @@ class Service:
             raise RuntimeError("Service.open() must be called before serve_forever()")
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
+        wake = self._wake_r
+        assert wake is not None
+        poller.register(wake, zmq.POLLIN)
         self._stopped.clear()
         self._serving.set()
         try:
             while not self._stop.is_set():
                 events = dict(poller.poll(POLL_TIMEOUT_MS))
-                if self._wake_r in events or self._wake_r.fileno() in events:
+                if wake in events or wake.fileno() in events:
                     with contextlib.suppress(BlockingIOError, OSError):
-                        while self._wake_r.recv(4096):
+                        while wake.recv(4096):
                             pass
                 if self._router in events:
                     self._drain_requests(zmq)
@@ -435,7 +437,8 @@ class Service:
             return self._cancel(request)
         if op == "speak":
             return self._speak(request)
-        return self._bake(request, envelope)
+        self._bake(request, envelope)
+        return None  # the reply goes out when the bake is done
 
     def _status(self, request: dict[str, Any]) -> dict[str, Any]:
         if "id" in request:

@@ -79,8 +79,15 @@ class TargetMap(Protocol):
     The core does not import the bridge; the CLI passes a loaded mapping in.
     """
 
-    name: str
-    digest: str
+    @property
+    def name(self) -> str:
+        """Short name of the mapping."""
+        ...
+
+    @property
+    def digest(self) -> str:
+        """Hash of the mapping file (part of the fingerprint)."""
+        ...
 
     @property
     def names(self) -> tuple[str, ...]:

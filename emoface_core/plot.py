@@ -157,9 +157,10 @@ def build_figure(animation: Animation, inputs: PlotInputs | None = None) -> Any:
     index = {name: i for i, name in enumerate(animation.controller_names)}
 
     row = 0
-    if has_audio:
+    envelope = inputs.audio_envelope
+    if envelope is not None:
         ax = axes[row]
-        ax.fill_between(t, -inputs.audio_envelope, inputs.audio_envelope, color="0.55", lw=0)
+        ax.fill_between(t, -envelope, envelope, color="0.55", lw=0)
         ax.set_ylabel("audio", rotation=0, ha="right", va="center")
         ax.set_yticks([])
         row += 1

@@ -317,3 +317,67 @@ def test_client_times_out_and_recovers():
             client.ping()
         with pytest.raises(TimeoutError):  # a fresh socket, not "operation cannot be accomplished"
             client.ping()
+
+
+def _start_cli_service(tmp_path, *extra):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    cmd = [sys.executable, "-m", "bridge.cli", "serve", "--bind", "tcp://127.0.0.1:*",
+           "--zmq", "tcp://127.0.0.1:*", "--engine", "procedural", *extra]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        m = re.search(r"listening on (\S+); frames to zmq (\S+)", line)
+        if m:
+            return proc, m.group(1), m.group(2)
+    proc.kill()
+    pytest.fail(f"emoface serve did not start: {''.join(seen)}")
+
+
+def test_cli_serve_answers_then_stops_cleanly_on_sigterm(tmp_path, clips):
+    import signal
+
+    pytest.importorskip("emoface_core.procedural")
+    proc, endpoint, frames = _start_cli_service(tmp_path, "--emotion", "happy")
+    try:
+        with MockReceiver("zmq", frames) as rx, ServiceClient(endpoint, timeout_s=TIMEOUT_S) as c:
+            assert c.status()["engine"]["name"] == "procedural"
+            time.sleep(0.3)
+            line = c.speak("npc", clips["long"], seed=1)
+            assert rx.wait_for(10, TIMEOUT_S)
+            assert rx.starts[0].info["emotion"] == "happy@0"  # the --emotion default
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=TIMEOUT_S)
+            assert rx.wait_until(lambda: len(rx.ends) == 1, TIMEOUT_S)
+            assert rx.ends[0].reason == EndReason.SHUTDOWN and rx.ends[0].line_id == 1
+        assert proc.returncode == 0, err
+        assert "stopped after" in err and "1 lines" in err and "Traceback" not in err
+        assert line["n_frames"] == 180
+    finally:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_npc_dialogue_example_runs(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    pytest.importorskip("emoface_core.procedural")
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "npc_dialogue.py")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "merchant-2  interrupted" in out.stdout and "cancelled" in out.stdout
+    assert " 0 gaps, 0 malformed" in out.stdout

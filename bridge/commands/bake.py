@@ -15,6 +15,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.mapping import Mapping
+    from emoface_core.batch import BatchPlan, BatchReport, LineResult
+    from emoface_core.engine import Engine
 
 EPILOG = """\
 emotion spec:
@@ -141,7 +147,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_engine(args: argparse.Namespace):  # noqa: ANN201 - returns an Engine
+def build_engine(args: argparse.Namespace) -> Engine:
     """Load the engine the flags ask for and say once, on stderr, which one runs."""
     from emoface_core.engines import load_engine
 
@@ -239,7 +245,7 @@ def _run_single(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_mapping(name: str):  # noqa: ANN202 - a bridge.mapping.Mapping
+def _load_mapping(name: str) -> Mapping:
     from bridge.mapping import load_mapping
 
     return load_mapping(name)
@@ -295,7 +301,7 @@ class _Progress:
         self.bar = None
         self.n_failed = 0
 
-    def start(self, plan) -> None:  # noqa: ANN001 - emoface_core.batch.BatchPlan
+    def start(self, plan: BatchPlan) -> None:
         if plan.up_to_date:
             print(
                 f"emoface: {len(plan.up_to_date)} line(s) up to date, skipped (--force redoes)",
@@ -315,7 +321,7 @@ class _Progress:
             dynamic_ncols=True,
         )
 
-    def update(self, result) -> None:  # noqa: ANN001 - emoface_core.batch.LineResult
+    def update(self, result: LineResult) -> None:
         if result.status == "failed":
             self.n_failed += 1
             self._write(f"FAILED {result.line.label}: {result.reason}")
@@ -334,7 +340,7 @@ class _Progress:
             self.bar.close()
 
 
-def _print_summary(report, args: argparse.Namespace) -> None:  # noqa: ANN001
+def _print_summary(report: BatchReport, args: argparse.Namespace) -> None:
     from emoface_core.batch import iter_summary_rows
 
     workers = (

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emoface_core.audio import Audio
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audio_for(explicit: str | None, metadata: dict):  # noqa: ANN202 - Audio | None
+def _audio_for(explicit: str | None, metadata: dict[str, Any]) -> Audio | None:
     """The audio given on the command line, else the bake's source audio if it is still there."""
     from emoface_core.audio import load_audio
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from bridge.commands.bake import add_engine_arguments, build_engine
+
+if TYPE_CHECKING:
+    from emoface_core.engine import Engine
 
 EPILOG = """\
 requests (JSON over ZeroMQ REQ/DEALER; see docs/service.md):
@@ -139,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warm_up(engine) -> None:  # noqa: ANN001 - an Engine
+def _warm_up(engine: Engine) -> None:
     """One short inference, so the first real line does not pay for lazy initialisation."""
     import numpy as np
 
