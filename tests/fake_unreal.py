@@ -1,4 +1,4 @@
-"""A behavioural fake of Unreal Editor's ``unreal`` module, for running the plugin outside the editor.
+"""A behavioural fake of Unreal Editor's ``unreal`` module, to run the plugin outside the editor.
 
 It defines only the names the plugin uses, with the parameter names of the UE 5.6 Python API:
 ``tests/test_unreal_api.py`` checks every public class, method, property and enum member here
@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PLUGIN_PYTHON = Path(__file__).resolve().parent.parent / "unreal_plugin" / "EmoFaceBridge" / "Content" / "Python"
+PLUGIN_PYTHON = (
+    Path(__file__).resolve().parent.parent
+    / "unreal_plugin"
+    / "EmoFaceBridge"
+    / "Content"
+    / "Python"
+)
 
 
 def fake_plugin_on_path() -> None:
@@ -35,23 +41,49 @@ def fake_plugin_on_path() -> None:
     if str(PLUGIN_PYTHON) not in sys.path:
         sys.path.insert(0, str(PLUGIN_PYTHON))
 
+
 # Face board layout (the EmoFace channel list is the pre-MH4 board; see the shared reference 2.5)
 
 _BOARD_2D = (
-    "CTRL_C_eye", "CTRL_L_eye", "CTRL_R_eye", "CTRL_C_jaw", "CTRL_C_mouth", "CTRL_L_mouth_corner",
-    "CTRL_R_mouth_corner", "CTRL_L_nose", "CTRL_R_nose", "CTRL_C_teethU", "CTRL_C_teethD",
-    "CTRL_C_tongue", "CTRL_C_tongue_roll", "CTRL_C_tongue_tip",
+    "CTRL_C_eye",
+    "CTRL_L_eye",
+    "CTRL_R_eye",
+    "CTRL_C_jaw",
+    "CTRL_C_mouth",
+    "CTRL_L_mouth_corner",
+    "CTRL_R_mouth_corner",
+    "CTRL_L_nose",
+    "CTRL_R_nose",
+    "CTRL_C_teethU",
+    "CTRL_C_teethD",
+    "CTRL_C_tongue",
+    "CTRL_C_tongue_roll",
+    "CTRL_C_tongue_tip",
 )
-_ABSENT_IN_UE = ("CTRL_neckCorrectivesMultiplyerU", "CTRL_neckCorrectivesMultiplyerM",
-                 "CTRL_neckCorrectivesMultiplyerD")
-_MH4_RENAMES = {"CTRL_C_tongue": "CTRL_C_tongue_move", "CTRL_C_tongue_tip": "CTRL_C_tongue_tipMove",
-                "CTRL_C_tongue_roll": "CTRL_C_tongue_bendTwist",
-                "CTRL_C_tongue_narrowWide": "CTRL_C_tongue_wideNarrow"}
-_TRANSFORM_CONTROLS = ("CTRL_faceGUI", "CTRL_C_headGUI", "CTRL_eyesAimFollowHead",
-                       "LOC_C_eyeDriver", "LOC_L_eyeDriver", "LOC_R_eyeDriver")
+_ABSENT_IN_UE = (
+    "CTRL_neckCorrectivesMultiplyerU",
+    "CTRL_neckCorrectivesMultiplyerM",
+    "CTRL_neckCorrectivesMultiplyerD",
+)
+_MH4_RENAMES = {
+    "CTRL_C_tongue": "CTRL_C_tongue_move",
+    "CTRL_C_tongue_tip": "CTRL_C_tongue_tipMove",
+    "CTRL_C_tongue_roll": "CTRL_C_tongue_bendTwist",
+    "CTRL_C_tongue_narrowWide": "CTRL_C_tongue_wideNarrow",
+}
+_TRANSFORM_CONTROLS = (
+    "CTRL_faceGUI",
+    "CTRL_C_headGUI",
+    "CTRL_eyesAimFollowHead",
+    "LOC_C_eyeDriver",
+    "LOC_L_eyeDriver",
+    "LOC_R_eyeDriver",
+)
 
 
-def fake_board_controls(channel_names: list[str] | tuple[str, ...], mh4: bool = False) -> dict[str, str]:
+def fake_board_controls(
+    channel_names: list[str] | tuple[str, ...], mh4: bool = False
+) -> dict[str, str]:
     """The face board's controls for a channel list: name -> "FLOAT" | "VECTOR2D" | "OTHER"."""
     out: dict[str, str] = {}
     for channel in channel_names:
@@ -119,7 +151,7 @@ def _record(name: str, *args: Any, **kwargs: Any) -> None:
 
 
 def fake_calls(name: str) -> list[tuple[tuple, dict]]:
-    """Recorded calls of one API (e.g. ``"ControlRigSequencerLibrary.set_local_control_rig_floats"``)."""
+    """Recorded calls of one API, e.g. ``"AnimationLibrary.add_float_curve_keys"``."""
     return [(a, k) for n, a, k in _STATE.calls if n == name]
 
 
@@ -270,8 +302,18 @@ class RigControlType(EnumBase):
     pass
 
 
-_enum(RigControlType, "BOOL", "FLOAT", "INTEGER", "VECTOR2D", "POSITION", "SCALE", "ROTATOR",
-      "EULER_TRANSFORM", "SCALE_FLOAT")
+_enum(
+    RigControlType,
+    "BOOL",
+    "FLOAT",
+    "INTEGER",
+    "VECTOR2D",
+    "POSITION",
+    "SCALE",
+    "ROTATOR",
+    "EULER_TRANSFORM",
+    "SCALE_FLOAT",
+)
 
 
 class RigControlValueType(EnumBase):
@@ -447,9 +489,15 @@ class RigControlElement(StructBase):
 class MovieSceneSequencePlaybackParams(StructBase):
     _props = {"frame": None, "update_method": UpdatePositionMethod.PLAY}
 
-    def __init__(self, frame: FrameTime | None = None, time: float = 0.0, marked_frame: str = "",
-                 timecode: Any = None, position_type: Any = MovieScenePositionType.FRAME,
-                 update_method: Any = UpdatePositionMethod.PLAY) -> None:
+    def __init__(
+        self,
+        frame: FrameTime | None = None,
+        time: float = 0.0,
+        marked_frame: str = "",
+        timecode: Any = None,
+        position_type: Any = MovieScenePositionType.FRAME,
+        update_method: Any = UpdatePositionMethod.PLAY,
+    ) -> None:
         super().__init__()
         self._values.update(frame=frame or FrameTime(), update_method=update_method)
 
@@ -463,20 +511,39 @@ class DirectoryPath(StructBase):
 
 
 class EditorDialogLibraryObjectDetailsViewOptions(StructBase):
-    _props = {"show_object_name": False, "allow_search": False, "allow_resizing": False,
-              "min_width": 0, "min_height": 0, "value_column_width_ratio": 0.0}
+    _props = {
+        "show_object_name": False,
+        "allow_search": False,
+        "allow_resizing": False,
+        "min_width": 0,
+        "min_height": 0,
+        "value_column_width_ratio": 0.0,
+    }
 
-    def __init__(self, show_object_name: bool = False, allow_search: bool = False,
-                 allow_resizing: bool = False, min_width: int = 0, min_height: int = 0,
-                 value_column_width_ratio: float = 0.0) -> None:
+    def __init__(
+        self,
+        show_object_name: bool = False,
+        allow_search: bool = False,
+        allow_resizing: bool = False,
+        min_width: int = 0,
+        min_height: int = 0,
+        value_column_width_ratio: float = 0.0,
+    ) -> None:
         super().__init__()
-        self._values.update(show_object_name=show_object_name, allow_search=allow_search,
-                            allow_resizing=allow_resizing, min_width=min_width, min_height=min_height,
-                            value_column_width_ratio=value_column_width_ratio)
+        self._values.update(
+            show_object_name=show_object_name,
+            allow_search=allow_search,
+            allow_resizing=allow_resizing,
+            min_width=min_width,
+            min_height=min_height,
+            value_column_width_ratio=value_column_width_ratio,
+        )
 
 
 class ToolMenuEntry(StructBase):
-    def __init__(self, name: str = "None", owner: Any = None, type: Any = MultiBlockType.NONE) -> None:  # noqa: A002
+    def __init__(
+        self, name: str = "None", owner: Any = None, type: Any = MultiBlockType.NONE
+    ) -> None:  # noqa: A002
         super().__init__()
         self._entry_name = name
         self._type = type
@@ -533,7 +600,9 @@ class Actor(Object):
         return self._label
 
     def get_components_by_class(self, component_class: Any = None) -> list[Any]:
-        return [c for c in self._components if component_class is None or isinstance(c, component_class)]
+        return [
+            c for c in self._components if component_class is None or isinstance(c, component_class)
+        ]
 
 
 class EditorSubsystem(Object):
@@ -590,12 +659,17 @@ class SystemLibrary(Object):
 
 
 class RigHierarchy(Object):
-    def __init__(self, controls: dict[str, str], jaw_sign: float = 1.0, evaluates: bool = True) -> None:
+    def __init__(
+        self, controls: dict[str, str], jaw_sign: float = 1.0, evaluates: bool = True
+    ) -> None:
         super().__init__(name="RigHierarchy")
-        self._types = {name: getattr(RigControlType, "EULER_TRANSFORM" if kind == "OTHER" else kind)
-                       for name, kind in controls.items()}
+        self._types = {
+            name: getattr(RigControlType, "EULER_TRANSFORM" if kind == "OTHER" else kind)
+            for name, kind in controls.items()
+        }
         self._current: dict[str, Any] = {
-            n: (0.0, 0.0) if t is RigControlType.VECTOR2D else 0.0 for n, t in self._types.items()}
+            n: (0.0, 0.0) if t is RigControlType.VECTOR2D else 0.0 for n, t in self._types.items()
+        }
         self._jaw_sign = jaw_sign
         self._evaluates = evaluates
 
@@ -622,8 +696,13 @@ class RigHierarchy(Object):
         out._value = (value.x, value.y)
         return out
 
-    def set_control_value(self, key: RigElementKey, value: RigControlValue,
-                          value_type: Any = RigControlValueType.CURRENT, setup_undo: bool = False) -> None:
+    def set_control_value(
+        self,
+        key: RigElementKey,
+        value: RigControlValue,
+        value_type: Any = RigControlValueType.CURRENT,
+        setup_undo: bool = False,
+    ) -> None:
         _record("RigHierarchy.set_control_value", key.name, value._value)
         self._set(key.name, value._value)
 
@@ -642,7 +721,10 @@ class RigHierarchy(Object):
         if kind is None:
             return False
         is_2d = isinstance(value, tuple)
-        if is_2d != (kind is RigControlType.VECTOR2D) or kind not in (RigControlType.FLOAT, RigControlType.VECTOR2D):
+        if is_2d != (kind is RigControlType.VECTOR2D) or kind not in (
+            RigControlType.FLOAT,
+            RigControlType.VECTOR2D,
+        ):
             _STATE.log.append(("warning", f"Control Rig Wrong Type: {name}"))
             return False
         self._current[name] = value
@@ -728,8 +810,13 @@ class MovieSceneScriptingFloatChannel(MovieSceneScriptingChannel):
         frames = sorted(self._keys)
         return [MovieSceneScriptingFloatKey(self, frames[i]) for i in indices]
 
-    def add_key(self, time: FrameNumber, new_value: float, sub_frame: float = 0.0,
-                time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE) -> MovieSceneScriptingFloatKey:
+    def add_key(
+        self,
+        time: FrameNumber,
+        new_value: float,
+        sub_frame: float = 0.0,
+        time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE,
+    ) -> MovieSceneScriptingFloatKey:
         _check_unit(time_unit)
         self._keys[time.value] = float(new_value)
         return MovieSceneScriptingFloatKey(self, time.value)
@@ -768,7 +855,9 @@ class MovieSceneControlRigParameterSection(MovieSceneSection):
         for name, kind in controls.items():
             if kind is RigControlType.VECTOR2D:
                 for axis in ("X", "Y"):
-                    self._channels[f"{name}.{axis}"] = MovieSceneScriptingFloatChannel(f"{name}.{axis}")
+                    self._channels[f"{name}.{axis}"] = MovieSceneScriptingFloatChannel(
+                        f"{name}.{axis}"
+                    )
             elif kind is RigControlType.FLOAT:
                 self._channels[name] = MovieSceneScriptingFloatChannel(name)
 
@@ -924,11 +1013,22 @@ class _RigLibrary:
 
 class ControlRigSequencerLibrary(Object):
     @classmethod
-    def find_or_create_control_rig_track(cls, world: World, level_sequence: LevelSequence,
-                                         control_rig_class: Class, binding: MovieSceneBindingProxy,
-                                         is_layered_control_rig: bool = False) -> Any:
-        _record("ControlRigSequencerLibrary.find_or_create_control_rig_track", world, level_sequence,
-                control_rig_class, binding, is_layered_control_rig=is_layered_control_rig)
+    def find_or_create_control_rig_track(
+        cls,
+        world: World,
+        level_sequence: LevelSequence,
+        control_rig_class: Class,
+        binding: MovieSceneBindingProxy,
+        is_layered_control_rig: bool = False,
+    ) -> Any:
+        _record(
+            "ControlRigSequencerLibrary.find_or_create_control_rig_track",
+            world,
+            level_sequence,
+            control_rig_class,
+            binding,
+            is_layered_control_rig=is_layered_control_rig,
+        )
         if not isinstance(control_rig_class, _RigClass) or binding._sequence is not level_sequence:
             return None
         for track in binding._tracks:
@@ -939,20 +1039,37 @@ class ControlRigSequencerLibrary(Object):
         return track
 
     @classmethod
-    def get_control_rigs(cls, level_sequence: LevelSequence) -> list[ControlRigSequencerBindingProxy]:
+    def get_control_rigs(
+        cls, level_sequence: LevelSequence
+    ) -> list[ControlRigSequencerBindingProxy]:
         if _STATE.open_sequence is not level_sequence:  # rigs are instanced by an open Sequencer
             return []
-        return [ControlRigSequencerBindingProxy(t._rig, t, b) for b in level_sequence._bindings
-                for t in b._tracks if isinstance(t, MovieSceneControlRigParameterTrack)]
+        return [
+            ControlRigSequencerBindingProxy(t._rig, t, b)
+            for b in level_sequence._bindings
+            for t in b._tracks
+            if isinstance(t, MovieSceneControlRigParameterTrack)
+        ]
 
     @classmethod
-    def set_local_control_rig_float(cls, level_sequence: LevelSequence, control_rig: ControlRig,
-                                    control_name: str, frame: FrameNumber, value: float,
-                                    time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE,
-                                    set_key: bool = True) -> None:
+    def set_local_control_rig_float(
+        cls,
+        level_sequence: LevelSequence,
+        control_rig: ControlRig,
+        control_name: str,
+        frame: FrameNumber,
+        value: float,
+        time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE,
+        set_key: bool = True,
+    ) -> None:
         _check_unit(time_unit)
-        _record("ControlRigSequencerLibrary.set_local_control_rig_float", control_name, frame.value,
-                value, set_key=set_key)
+        _record(
+            "ControlRigSequencerLibrary.set_local_control_rig_float",
+            control_name,
+            frame.value,
+            value,
+            set_key=set_key,
+        )
         section = _RigLibrary._section(level_sequence, control_rig)
         if section is None or not control_rig.get_hierarchy()._set(control_name, float(value)):
             return
@@ -960,26 +1077,47 @@ class ControlRigSequencerLibrary(Object):
             section._channels[control_name]._keys[frame.value] = float(value)
 
     @classmethod
-    def set_local_control_rig_vector2d(cls, level_sequence: LevelSequence, control_rig: ControlRig,
-                                       control_name: str, frame: FrameNumber, value: Vector2D,
-                                       time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE,
-                                       set_key: bool = True) -> None:
+    def set_local_control_rig_vector2d(
+        cls,
+        level_sequence: LevelSequence,
+        control_rig: ControlRig,
+        control_name: str,
+        frame: FrameNumber,
+        value: Vector2D,
+        time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE,
+        set_key: bool = True,
+    ) -> None:
         _check_unit(time_unit)
-        _record("ControlRigSequencerLibrary.set_local_control_rig_vector2d", control_name, frame.value,
-                (value.x, value.y), set_key=set_key)
+        _record(
+            "ControlRigSequencerLibrary.set_local_control_rig_vector2d",
+            control_name,
+            frame.value,
+            (value.x, value.y),
+            set_key=set_key,
+        )
         section = _RigLibrary._section(level_sequence, control_rig)
-        if section is None or not control_rig.get_hierarchy()._set(control_name, (value.x, value.y)):
+        if section is None or not control_rig.get_hierarchy()._set(
+            control_name, (value.x, value.y)
+        ):
             return
         if set_key:
             section._channels[f"{control_name}.X"]._keys[frame.value] = value.x
             section._channels[f"{control_name}.Y"]._keys[frame.value] = value.y
 
     @classmethod
-    def set_local_control_rig_floats(cls, level_sequence: LevelSequence, control_rig: ControlRig,
-                                     control_name: str, frames: list[FrameNumber], values: list[float],
-                                     time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE) -> None:
+    def set_local_control_rig_floats(
+        cls,
+        level_sequence: LevelSequence,
+        control_rig: ControlRig,
+        control_name: str,
+        frames: list[FrameNumber],
+        values: list[float],
+        time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE,
+    ) -> None:
         _check_unit(time_unit)
-        _record("ControlRigSequencerLibrary.set_local_control_rig_floats", control_name, len(frames))
+        _record(
+            "ControlRigSequencerLibrary.set_local_control_rig_floats", control_name, len(frames)
+        )
         if len(frames) != len(values):
             raise ValueError("frames and values differ in length")
         section = _RigLibrary._section(level_sequence, control_rig)
@@ -990,12 +1128,19 @@ class ControlRigSequencerLibrary(Object):
             section._channels[control_name]._keys[frame.value] = float(value)
 
     @classmethod
-    def set_local_control_rig_vector2_ds(cls, level_sequence: LevelSequence, control_rig: ControlRig,
-                                         control_name: str, frames: list[FrameNumber],
-                                         values: list[Vector2D],
-                                         time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE) -> None:
+    def set_local_control_rig_vector2_ds(
+        cls,
+        level_sequence: LevelSequence,
+        control_rig: ControlRig,
+        control_name: str,
+        frames: list[FrameNumber],
+        values: list[Vector2D],
+        time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE,
+    ) -> None:
         _check_unit(time_unit)
-        _record("ControlRigSequencerLibrary.set_local_control_rig_vector2_ds", control_name, len(frames))
+        _record(
+            "ControlRigSequencerLibrary.set_local_control_rig_vector2_ds", control_name, len(frames)
+        )
         if len(frames) != len(values):
             raise ValueError("frames and values differ in length")
         section = _RigLibrary._section(level_sequence, control_rig)
@@ -1025,11 +1170,16 @@ class LevelSequenceEditorBlueprintLibrary(Object):
         return _STATE.open_sequence
 
     @classmethod
-    def set_global_position(cls, playback_params: MovieSceneSequencePlaybackParams,
-                            time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE) -> None:
+    def set_global_position(
+        cls,
+        playback_params: MovieSceneSequencePlaybackParams,
+        time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE,
+    ) -> None:
         _check_unit(time_unit)
-        _record("LevelSequenceEditorBlueprintLibrary.set_global_position",
-                playback_params.get_editor_property("frame").frame_number.value)
+        _record(
+            "LevelSequenceEditorBlueprintLibrary.set_global_position",
+            playback_params.get_editor_property("frame").frame_number.value,
+        )
 
 
 # Animation assets
@@ -1053,7 +1203,9 @@ class AnimationDataController(Object):
     def set_frame_rate(self, frame_rate: FrameRate, should_transact: bool = True) -> None:
         self._frame_rate = frame_rate
 
-    def set_number_of_frames(self, new_length_in_frames: FrameNumber, should_transact: bool = True) -> None:
+    def set_number_of_frames(
+        self, new_length_in_frames: FrameNumber, should_transact: bool = True
+    ) -> None:
         self._n_frames = new_length_in_frames.value
 
 
@@ -1075,16 +1227,26 @@ class AnimSequenceFactory(Factory):
 
 class AnimationLibrary(Object):
     @classmethod
-    def add_curve(cls, animation_sequence_base: AnimSequenceBase, curve_name: str,
-                  curve_type: Any = RawCurveTrackTypes.RCT_FLOAT, meta_data_curve: bool = False) -> None:
+    def add_curve(
+        cls,
+        animation_sequence_base: AnimSequenceBase,
+        curve_name: str,
+        curve_type: Any = RawCurveTrackTypes.RCT_FLOAT,
+        meta_data_curve: bool = False,
+    ) -> None:
         if curve_name in animation_sequence_base._curves:
             _STATE.log.append(("warning", f"curve {curve_name} already exists"))
             return
         animation_sequence_base._curves[curve_name] = {"times": [], "values": []}
 
     @classmethod
-    def add_float_curve_keys(cls, animation_sequence_base: AnimSequenceBase, curve_name: str,
-                             times: list[float], values: list[float]) -> None:
+    def add_float_curve_keys(
+        cls,
+        animation_sequence_base: AnimSequenceBase,
+        curve_name: str,
+        times: list[float],
+        values: list[float],
+    ) -> None:
         _record("AnimationLibrary.add_float_curve_keys", curve_name, len(times))
         if len(times) != len(values):
             raise ValueError("times and values differ in length")
@@ -1105,8 +1267,15 @@ class SoundWave(SoundBase):
 
 
 class AssetImportTask(Object):
-    _props = {"filename": "", "destination_path": "", "destination_name": "", "automated": False,
-              "replace_existing": False, "save": False, "imported_object_paths": []}
+    _props = {
+        "filename": "",
+        "destination_path": "",
+        "destination_name": "",
+        "automated": False,
+        "replace_existing": False,
+        "save": False,
+        "imported_object_paths": [],
+    }
 
 
 def _normal(path: str) -> str:
@@ -1122,8 +1291,14 @@ def _add_asset(path: str, asset: Any) -> Any:
 
 
 class AssetTools(Object):
-    def create_asset(self, asset_name: str, package_path: str, asset_class: type, factory: Any,
-                     calling_context: str = "None") -> Any:
+    def create_asset(
+        self,
+        asset_name: str,
+        package_path: str,
+        asset_class: type,
+        factory: Any,
+        calling_context: str = "None",
+    ) -> Any:
         path = f"{package_path}/{asset_name}"
         _record("AssetTools.create_asset", path, asset_class.__name__)
         if _normal(path) in _STATE.assets:
@@ -1141,8 +1316,11 @@ class AssetTools(Object):
         for task in import_tasks:
             filename = task.get_editor_property("filename")
             _record("AssetTools.import_asset_tasks", filename)
-            path = f"{task.get_editor_property('destination_path')}/{task.get_editor_property('destination_name')}"
-            if not os.path.isfile(filename) or not filename.lower().endswith((".wav", ".flac", ".ogg")):
+            folder = task.get_editor_property("destination_path")
+            path = f"{folder}/{task.get_editor_property('destination_name')}"
+            if not os.path.isfile(filename) or not filename.lower().endswith(
+                (".wav", ".flac", ".ogg")
+            ):
                 continue
             sound = _add_asset(path, SoundWave())
             sound._source_file = filename
@@ -1200,10 +1378,17 @@ class AudioComponent(Object):
 
 class GameplayStatics(Object):
     @classmethod
-    def spawn_sound2d(cls, world_context_object: Any, sound: Any, volume_multiplier: float = 1.0,
-                      pitch_multiplier: float = 1.0, start_time: float = 0.0,
-                      concurrency_settings: Any = None, persist_across_level_transition: bool = False,
-                      auto_destroy: bool = True) -> AudioComponent:
+    def spawn_sound2d(
+        cls,
+        world_context_object: Any,
+        sound: Any,
+        volume_multiplier: float = 1.0,
+        pitch_multiplier: float = 1.0,
+        start_time: float = 0.0,
+        concurrency_settings: Any = None,
+        persist_across_level_transition: bool = False,
+        auto_destroy: bool = True,
+    ) -> AudioComponent:
         if not isinstance(sound, SoundBase):
             raise TypeError("spawn_sound2d needs a SoundBase")
         component = AudioComponent(sound, start_time)
@@ -1226,8 +1411,9 @@ class ToolMenu(ToolMenuBase):
         self._sections: list[str] = []
         self._entries: list[tuple[str, ToolMenuEntry]] = []
 
-    def add_sub_menu(self, owner: str, section_name: str, name: str, label: str,
-                     tool_tip: str = "") -> ToolMenu:
+    def add_sub_menu(
+        self, owner: str, section_name: str, name: str, label: str, tool_tip: str = ""
+    ) -> ToolMenu:
         full = f"{self._menu_name}.{name}"
         sub = ToolMenu(full, owner)
         sub._label = label
@@ -1265,15 +1451,20 @@ class ToolMenus(Object):
 
 class EditorDialog(Object):
     @classmethod
-    def show_object_details_view(cls, title: str, out_object: Any,
-                                 options: EditorDialogLibraryObjectDetailsViewOptions | None = None) -> bool:
+    def show_object_details_view(
+        cls,
+        title: str,
+        out_object: Any,
+        options: EditorDialogLibraryObjectDetailsViewOptions | None = None,
+    ) -> bool:
         _record("EditorDialog.show_object_details_view", title)
         handler = _STATE.dialog_handler
         return True if handler is None else bool(handler(title, out_object))
 
     @classmethod
-    def show_message(cls, title: str, message: str, message_type: Any,
-                     default_value: Any = AppReturnType.NO) -> Any:
+    def show_message(
+        cls, title: str, message: str, message_type: Any, default_value: Any = AppReturnType.NO
+    ) -> Any:
         _STATE.messages.append((str(title), str(message)))
         return AppReturnType.OK
 
@@ -1292,7 +1483,9 @@ def uclass() -> Any:
     def decorate(cls: type) -> type:
         defs = {k: v for k, v in vars(cls).items() if isinstance(v, _PropertyDef)}
         defaults = {bool: False, int: 0, float: 0.0, str: ""}
-        cls._props = {k: (defaults[d.type] if d.type in defaults else d.type()) for k, d in defs.items()}  # type: ignore[attr-defined]
+        cls._props = {
+            k: (defaults[d.type] if d.type in defaults else d.type()) for k, d in defs.items()
+        }  # type: ignore[attr-defined]
         cls._types = {k: d.type for k, d in defs.items()}  # type: ignore[attr-defined]
         for name in defs:
             delattr(cls, name)
@@ -1308,6 +1501,7 @@ def uclass() -> Any:
 
         cls.set_editor_property = set_editor_property  # type: ignore[method-assign]
         return cls
+
     return decorate
 
 
@@ -1342,9 +1536,14 @@ class ScopedSlowTask:
 FACE_RIG_PATH = "/Game/MetaHumans/Common/Face/Face_ControlBoard_CtrlRig"
 
 
-def fake_add_face_rig(channel_names: list[str] | tuple[str, ...], *, mh4: bool = False,
-                      jaw_sign: float = 1.0, evaluates: bool = True,
-                      path: str = FACE_RIG_PATH) -> ControlRigBlueprint:
+def fake_add_face_rig(
+    channel_names: list[str] | tuple[str, ...],
+    *,
+    mh4: bool = False,
+    jaw_sign: float = 1.0,
+    evaluates: bool = True,
+    path: str = FACE_RIG_PATH,
+) -> ControlRigBlueprint:
     """Put a face board control rig asset in the project."""
     rig_class = _RigClass(fake_board_controls(channel_names, mh4), jaw_sign, evaluates)
     return _add_asset(path, ControlRigBlueprint(rig_class))

@@ -34,13 +34,17 @@ INDEX = json.loads((INDEX_DIR / "ue56_index.json").read_text(encoding="utf-8"))
 CLASSES: dict = INDEX["classes"]
 FUNCTIONS: dict = INDEX["functions"]
 PLUGIN_SOURCES = sorted(p for p in PLUGIN_PYTHON.rglob("*.py") if "__pycache__" not in p.parts)
-REGENERATE = "regenerate tests/data/unreal_stub/ue56_index.json with make_index.py (see its docstring)"
+REGENERATE = (
+    "regenerate tests/data/unreal_stub/ue56_index.json with make_index.py (see its docstring)"
+)
 
 
 def _legacy_names() -> tuple[str, ...]:
     tree = ast.parse((PACKAGE / "editor" / "compat.py").read_text(encoding="utf-8"))
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "LEGACY_NAMES" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", "") == "LEGACY_NAMES" for t in node.targets
+        ):
             return tuple(ast.literal_eval(node.value))
     raise AssertionError("compat.LEGACY_NAMES not found")
 
@@ -100,24 +104,40 @@ def test_index_is_from_the_56_stub_and_covers_every_name_in_use():
     top, attrs = load_make_index().referenced_names()
     missing_top = sorted(top - set(INDEX["considered_top"]))
     missing_attrs = sorted(attrs - set(INDEX["considered_attrs"]) - {"__init__"})
-    assert not missing_top and not missing_attrs, f"names not in the index: {missing_top + missing_attrs}; {REGENERATE}"
+    assert not missing_top and not missing_attrs, (
+        f"names not in the index: {missing_top + missing_attrs}; {REGENERATE}"
+    )
 
 
 def _plugin_unreal_uses():
-    """``(file, line, top, attr or None, call node or None)`` for each ``unreal.X[.y]`` in the plugin."""
+    """``(file, line, top, attr or None, call or None)`` for each ``unreal.X[.y]`` in the plugin."""
     for path in PLUGIN_SOURCES:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "unreal":
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "unreal"
+            ):
                 parent = parents.get(node)
-                attr = parent.attr if isinstance(parent, ast.Attribute) and parent.value is node else None
+                attr = (
+                    parent.attr
+                    if isinstance(parent, ast.Attribute) and parent.value is node
+                    else None
+                )
                 target = parent if attr else node
                 call = parents.get(target)
                 call = call if isinstance(call, ast.Call) and call.func is target else None
                 yield path.relative_to(REPO), node.lineno, node.attr, attr, call
-            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr") \
-                    and len(node.args) >= 2 and isinstance(node.args[0], ast.Name) and node.args[0].id == "unreal":
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id == "unreal"
+            ):
                 yield path.relative_to(REPO), node.lineno, node.args[1].value, None, None
 
 
@@ -131,8 +151,12 @@ def test_every_unreal_name_the_plugin_uses_exists_in_ue56():
             continue
         if top in FUNCTIONS:
             if call is not None and attr is None:
-                problems += [f"{loc}: {p}" for p in accepts(FUNCTIONS[top]["params"],
-                                                             [k.arg for k in call.keywords], len(call.args))]
+                problems += [
+                    f"{loc}: {p}"
+                    for p in accepts(
+                        FUNCTIONS[top]["params"], [k.arg for k in call.keywords], len(call.args)
+                    )
+                ]
             continue
         if top not in CLASSES:
             problems.append(f"{loc}: not in the UE 5.6 API")
@@ -141,7 +165,12 @@ def test_every_unreal_name_the_plugin_uses_exists_in_ue56():
             if call is not None:  # a constructor
                 init = member(top, "__init__")
                 if init is not None:
-                    problems += [f"{loc}(): {p}" for p in accepts(init["params"], [k.arg for k in call.keywords], len(call.args))]
+                    problems += [
+                        f"{loc}(): {p}"
+                        for p in accepts(
+                            init["params"], [k.arg for k in call.keywords], len(call.args)
+                        )
+                    ]
             continue
         enum_members = {m for k in chain(top) for m in CLASSES[k]["enum_members"]}
         found = member(top, attr)
@@ -150,34 +179,46 @@ def test_every_unreal_name_the_plugin_uses_exists_in_ue56():
         elif found is not None and call is not None:
             if found["kind"] not in ("classmethod", "staticmethod"):
                 problems.append(f"{loc}: called on the class but it is an instance {found['kind']}")
-            problems += [f"{loc}(): {p}" for p in accepts(found["params"], [k.arg for k in call.keywords], len(call.args))]
+            problems += [
+                f"{loc}(): {p}"
+                for p in accepts(found["params"], [k.arg for k in call.keywords], len(call.args))
+            ]
     assert n_checked > 60, "the scan found too few uses; is the plugin path right?"
     assert not problems, "\n".join(problems)
 
 
 def _fake_public_classes():
     for name, obj in vars(fake_unreal).items():
-        if inspect.isclass(obj) and obj.__module__ == fake_unreal.__name__ and not name.startswith("_"):
+        if (
+            inspect.isclass(obj)
+            and obj.__module__ == fake_unreal.__name__
+            and not name.startswith("_")
+        ):
             yield name, obj
 
 
 def _constructed_by_plugin() -> set[str]:
-    return {top for _, _, top, attr, call in _plugin_unreal_uses() if attr is None and call is not None}
+    return {
+        top for _, _, top, attr, call in _plugin_unreal_uses() if attr is None and call is not None
+    }
 
 
 def _sig_problems(where: str, fn, stub_sig: str) -> list[str]:
-    fake_params = [p for p in inspect.signature(fn).parameters.values()
-                   if p.name not in ("self", "cls")]
+    fake_params = [
+        p for p in inspect.signature(fn).parameters.values() if p.name not in ("self", "cls")
+    ]
     stub = params(stub_sig)
     if any(p.startswith("*") for p in stub):
         return []
     names = [p.rstrip("=") for p in stub]
     problems = []
     if [p.name for p in fake_params] != names[: len(fake_params)]:
-        problems.append(f"{where}: fake parameters {[p.name for p in fake_params]} are not a prefix of "
-                        f"UE 5.6's {names}")
-    elif any(not p.endswith("=") for p in stub[len(fake_params):]):
-        problems.append(f"{where}: UE 5.6 requires {stub[len(fake_params):]} which the fake lacks")
+        problems.append(
+            f"{where}: fake parameters {[p.name for p in fake_params]} are not a prefix of "
+            f"UE 5.6's {names}"
+        )
+    elif any(not p.endswith("=") for p in stub[len(fake_params) :]):
+        problems.append(f"{where}: UE 5.6 requires {stub[len(fake_params) :]} which the fake lacks")
     return problems
 
 
@@ -203,9 +244,16 @@ def test_fake_unreal_matches_ue56_names_and_signatures():
                 if name not in constructed:
                     continue  # the plugin never builds one; the fake's constructor is internal
                 stub = member(name, "__init__")
-                problems += _sig_problems(f"{name}()", value, stub["params"]) if stub else [f"{name}(): no constructor in UE 5.6"]
+                problems += (
+                    _sig_problems(f"{name}()", value, stub["params"])
+                    if stub
+                    else [f"{name}(): no constructor in UE 5.6"]
+                )
                 continue
-            if not (inspect.isfunction(value) or isinstance(value, (classmethod, staticmethod, property))):
+            if not (
+                inspect.isfunction(value)
+                or isinstance(value, (classmethod, staticmethod, property))
+            ):
                 continue
             stub = member(name, attr)
             if stub is None:
@@ -215,16 +263,24 @@ def test_fake_unreal_matches_ue56_names_and_signatures():
                 continue
             if isinstance(value, property):
                 if stub["kind"] != "property":
-                    problems.append(f"{name}.{attr}: a property in the fake, a {stub['kind']} in UE 5.6")
+                    problems.append(
+                        f"{name}.{attr}: a property in the fake, a {stub['kind']} in UE 5.6"
+                    )
                 continue
             is_class_level = isinstance(value, (classmethod, staticmethod))
             if is_class_level != (stub["kind"] in ("classmethod", "staticmethod")):
-                problems.append(f"{name}.{attr}: {'class' if is_class_level else 'instance'} method in the "
-                                f"fake, {stub['kind']} in UE 5.6")
+                problems.append(
+                    f"{name}.{attr}: {'class' if is_class_level else 'instance'} method in the "
+                    f"fake, {stub['kind']} in UE 5.6"
+                )
             fn = value.__func__ if isinstance(value, (classmethod, staticmethod)) else value
             problems += _sig_problems(f"{name}.{attr}", fn, stub["params"])
     for name, fn in vars(fake_unreal).items():
-        if inspect.isfunction(fn) and fn.__module__ == fake_unreal.__name__ and not name.startswith(("_", "fake_")):
+        if (
+            inspect.isfunction(fn)
+            and fn.__module__ == fake_unreal.__name__
+            and not name.startswith(("_", "fake_"))
+        ):
             if name not in FUNCTIONS:
                 problems.append(f"function {name}: not in UE 5.6")
             else:
@@ -235,11 +291,15 @@ def test_fake_unreal_matches_ue56_names_and_signatures():
 def test_the_fake_rejects_what_unreal_rejects(monkeypatch):
     unreal = fake_unreal.fake_install(monkeypatch)
     with pytest.raises(Exception, match="Failed to find property"):
-        unreal.AssetImportTask().set_editor_property("file_name", "x.wav")  # the property is "filename"
+        unreal.AssetImportTask().set_editor_property(
+            "file_name", "x.wav"
+        )  # the property is "filename"
     with pytest.raises(TypeError):
         unreal.FrameNumber(1.5)  # FrameNumber holds an int32
     with pytest.raises(TypeError):
-        unreal.ControlRigSequencerLibrary.set_local_control_rig_float(None, None, "x", unreal.FrameNumber(0), 1.0, setkey=False)
+        unreal.ControlRigSequencerLibrary.set_local_control_rig_float(
+            None, None, "x", unreal.FrameNumber(0), 1.0, setkey=False
+        )
 
 
 def test_plugin_imports_unreal_only_inside_functions_and_uses_stdlib_only():
@@ -275,14 +335,19 @@ def test_plugin_imports_unreal_only_inside_functions_and_uses_stdlib_only():
 
 def test_legacy_spellings_live_only_in_compat_and_are_absent_from_ue56():
     for name in LEGACY:
-        assert name not in CLASSES and name not in FUNCTIONS and all(
-            name not in c["members"] for c in CLASSES.values()), f"{name} exists in 5.6; not legacy"
+        assert (
+            name not in CLASSES
+            and name not in FUNCTIONS
+            and all(name not in c["members"] for c in CLASSES.values())
+        ), f"{name} exists in 5.6; not legacy"
     for path in PLUGIN_SOURCES:
         if path.name == "compat.py":
             continue
         text = path.read_text(encoding="utf-8")
         for name in LEGACY:
-            assert f".{name}" not in text and f'"{name}"' not in text, f"{path.name} uses legacy {name}"
+            assert f".{name}" not in text and f'"{name}"' not in text, (
+                f"{path.name} uses legacy {name}"
+            )
 
 
 def test_uplugin_depends_on_every_unreal_plugin_the_code_uses():
@@ -294,7 +359,14 @@ def test_uplugin_depends_on_every_unreal_plugin_the_code_uses():
     # mirrors every class the behaviour tests touch, e.g. the Sequencer scripting channels).
     used = {top for _, _, top, _, _ in _plugin_unreal_uses() if top in CLASSES}
     used |= {name for name, _ in _fake_public_classes() if name in CLASSES}
-    needed = {CLASSES[c]["source"]["plugin"]: c for c in sorted(used) if "plugin" in CLASSES[c]["source"]}
+    needed = {
+        CLASSES[c]["source"]["plugin"]: c for c in sorted(used) if "plugin" in CLASSES[c]["source"]
+    }
     missing = {p: c for p, c in needed.items() if p not in deps}
     assert not missing, f"add to EmoFaceBridge.uplugin Plugins: {missing}"
-    assert {"ControlRig", "SequencerScripting", "LevelSequenceEditor", "EditorScriptingUtilities"} <= set(needed)
+    assert {
+        "ControlRig",
+        "SequencerScripting",
+        "LevelSequenceEditor",
+        "EditorScriptingUtilities",
+    } <= set(needed)

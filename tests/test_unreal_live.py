@@ -22,7 +22,11 @@ FACEBOARD = load_mapping("metahuman_faceboard")
 
 
 def raw_frames(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-1, 1, size=(n, len(CONTROLLER_NAMES))).astype(np.float32)
+    return (
+        np.random.default_rng(seed)
+        .uniform(-1, 1, size=(n, len(CONTROLLER_NAMES)))
+        .astype(np.float32)
+    )
 
 
 def tick_until(unreal, predicate, timeout_s: float = TIMEOUT_S, each=None) -> bool:
@@ -44,7 +48,11 @@ def expected_controls(mapped: np.ndarray, jaw_sign: float = 1.0) -> dict:
         control, _, axis = name.partition(".")
         if axis:
             x, y = out.get(control, (0.0, 0.0))
-            out[control] = (value, y) if axis == "X" else (x, value * (jaw_sign if control == "CTRL_C_jaw" else 1.0))
+            out[control] = (
+                (value, y)
+                if axis == "X"
+                else (x, value * (jaw_sign if control == "CTRL_C_jaw" else 1.0))
+            )
         else:
             out[control] = value
     return out
@@ -67,8 +75,14 @@ def scene(fake_unreal):
 def osc_settings(**kwargs):
     from emoface_unreal.settings import LiveSettings
 
-    values = dict(transport="osc", endpoint="127.0.0.1:0", subject="npc1", actor="BP_Ada",
-                  jaw_self_test=False, play_audio=False)
+    values = dict(
+        transport="osc",
+        endpoint="127.0.0.1:0",
+        subject="npc1",
+        actor="BP_Ada",
+        jaw_self_test=False,
+        play_audio=False,
+    )
     values.update(kwargs)
     return LiveSettings(**values)
 
@@ -92,21 +106,42 @@ def test_frames_over_osc_set_every_control_to_its_mapped_value(scene):
     with OscSender("127.0.0.1", port) as sender:
         sender.send_schema(schema)
         for i, row in enumerate(raw):
-            sender.send_frame(bp.Frame("npc1", i, i / 60, 60.0, FACEBOARD.apply_array(row), schema.schema_id))
-        assert tick_until(unreal, lambda: driver.session.state["npc1"].n_applied >= 1
-                          and driver.session.state["npc1"].last_frame.seq == 2)
+            sender.send_frame(
+                bp.Frame("npc1", i, i / 60, 60.0, FACEBOARD.apply_array(row), schema.schema_id)
+            )
+        assert tick_until(
+            unreal,
+            lambda: (
+                driver.session.state["npc1"].n_applied >= 1
+                and driver.session.state["npc1"].last_frame.seq == 2
+            ),
+        )
     assert_rig_holds(rig, expected_controls(FACEBOARD.apply_array(raw[2])))
     # The writes went through Sequencer without keys, one call per control (2D as one Vector2D).
     floats = unreal.fake_calls("ControlRigSequencerLibrary.set_local_control_rig_float")
     vectors = unreal.fake_calls("ControlRigSequencerLibrary.set_local_control_rig_vector2d")
     assert floats and all(k == {"set_key": False} for _, k in floats + vectors)
-    assert {a[0] for a, _ in vectors} == {"CTRL_C_eye", "CTRL_L_eye", "CTRL_R_eye", "CTRL_C_jaw", "CTRL_C_mouth",
-                                          "CTRL_L_mouth_corner", "CTRL_R_mouth_corner", "CTRL_L_nose",
-                                          "CTRL_R_nose", "CTRL_C_teethU", "CTRL_C_teethD", "CTRL_C_tongue",
-                                          "CTRL_C_tongue_roll", "CTRL_C_tongue_tip"}
+    assert {a[0] for a, _ in vectors} == {
+        "CTRL_C_eye",
+        "CTRL_L_eye",
+        "CTRL_R_eye",
+        "CTRL_C_jaw",
+        "CTRL_C_mouth",
+        "CTRL_L_mouth_corner",
+        "CTRL_R_mouth_corner",
+        "CTRL_L_nose",
+        "CTRL_R_nose",
+        "CTRL_C_teethU",
+        "CTRL_C_teethD",
+        "CTRL_C_tongue",
+        "CTRL_C_tongue_roll",
+        "CTRL_C_tongue_tip",
+    }
     status = driver.status()
     assert status.state == "receiving" and status.subjects[0].n_controls == 157
-    assert status.subjects[0].n_unresolved == 0 and status.subjects[0].mapping.startswith("metahuman_faceboard")
+    assert status.subjects[0].n_unresolved == 0 and status.subjects[0].mapping.startswith(
+        "metahuman_faceboard"
+    )
     sequence_path = driver.sequence.get_path_name()
     from emoface_unreal.editor import live
 
@@ -146,12 +181,15 @@ def test_jaw_self_test_sets_the_jaw_direction_before_frames_apply(fake_unreal, j
     raw[CONTROLLER_NAMES.index("CTRL_C_jaw-translateY")] = 0.6
     with OscSender("127.0.0.1", port) as sender:
         sender.send_schema(schema)
-        sender.send_frame(bp.Frame("npc1", 0, 0.0, 60.0, FACEBOARD.apply_array(raw), schema.schema_id))
+        sender.send_frame(
+            bp.Frame("npc1", 0, 0.0, 60.0, FACEBOARD.apply_array(raw), schema.schema_id)
+        )
         assert tick_until(unreal, lambda: driver.session.n_frames_applied == 1)
     rig = unreal.fake_open_rig()
     assert rig.get_hierarchy().fake_value("CTRL_C_jaw") == pytest.approx((0.0, 0.6 * jaw_sign))
     assert rig.get_hierarchy().get_curve_value(
-        unreal.RigElementKey(type=unreal.RigElementType.CURVE, name="CTRL_expressions_jawOpen")) == pytest.approx(0.6)
+        unreal.RigElementKey(type=unreal.RigElementType.CURVE, name="CTRL_expressions_jawOpen")
+    ) == pytest.approx(0.6)
     if result == "negative":
         assert any("flipping the jaw's Y" in m for _, m in unreal.fake_state().log)
 
@@ -160,7 +198,12 @@ def test_garbage_input_shows_in_the_status_and_never_raises(scene):
     unreal = scene
     driver, port = start_osc(osc_settings())
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for junk in (b"\x00", b"#bundle\x00garbage", b"/emoface/npc1/frame\x00\x00\x00\x00,i", b"EMFB\x01\x02"):
+        for junk in (
+            b"\x00",
+            b"#bundle\x00garbage",
+            b"/emoface/npc1/frame\x00\x00\x00\x00,i",
+            b"EMFB\x01\x02",
+        ):
             s.sendto(junk, ("127.0.0.1", port))
     assert tick_until(unreal, lambda: driver.status().n_malformed == 4)
     status = driver.status()
@@ -171,7 +214,9 @@ def test_garbage_input_shows_in_the_status_and_never_raises(scene):
     schema = curves.schema("npc1", 60.0)
     with OscSender("127.0.0.1", port, mode="array") as sender:
         sender.send_schema(schema)
-        sender.send_frame(bp.Frame("npc1", 0, 0.0, 60.0, curves.apply_array(raw_frames(1)[0]), schema.schema_id))
+        sender.send_frame(
+            bp.Frame("npc1", 0, 0.0, 60.0, curves.apply_array(raw_frames(1)[0]), schema.schema_id)
+        )
         assert tick_until(unreal, lambda: "anim_curves" in driver.status().last_error)
     assert "--mapping metahuman_faceboard" in driver.status().last_error
     assert driver.session.n_frames_applied == 0
@@ -184,18 +229,33 @@ def test_an_editor_api_failure_in_the_tick_is_caught_and_reported(scene, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("Sequencer went away")
 
-    monkeypatch.setattr(unreal.ControlRigSequencerLibrary, "set_local_control_rig_float", classmethod(broken))
+    monkeypatch.setattr(
+        unreal.ControlRigSequencerLibrary, "set_local_control_rig_float", classmethod(broken)
+    )
     schema = FACEBOARD.schema("npc1", 60.0)
     with OscSender("127.0.0.1", port) as sender:
         sender.send_schema(schema)
-        sender.send_frame(bp.Frame("npc1", 0, 0.0, 60.0, FACEBOARD.apply_array(raw_frames(1)[0]), schema.schema_id))
+        sender.send_frame(
+            bp.Frame(
+                "npc1", 0, 0.0, 60.0, FACEBOARD.apply_array(raw_frames(1)[0]), schema.schema_id
+            )
+        )
         assert tick_until(unreal, lambda: "Sequencer went away" in driver.status().last_error)
     assert driver.running
-    assert unreal.fake_open_rig().get_hierarchy().fake_value("CTRL_C_jaw") != (0.0, 0.0)  # 2D writes still happen
-    warnings = [m for level, m in unreal.fake_state().log if level == "warning" and "Sequencer went away" in m]
+    assert unreal.fake_open_rig().get_hierarchy().fake_value("CTRL_C_jaw") != (
+        0.0,
+        0.0,
+    )  # 2D writes still happen
+    warnings = [
+        m
+        for level, m in unreal.fake_state().log
+        if level == "warning" and "Sequencer went away" in m
+    ]
     assert 1 <= len(warnings) <= 143  # once per control at most, not once per frame
     unreal.fake_tick(n=5)
-    assert len([m for level, m in unreal.fake_state().log if "Sequencer went away" in m]) == len(warnings)
+    assert len([m for level, m in unreal.fake_state().log if "Sequencer went away" in m]) == len(
+        warnings
+    )
 
 
 def test_line_audio_plays_with_the_offset_and_stops_with_the_line(scene, tmp_path):
@@ -207,7 +267,9 @@ def test_line_audio_plays_with_the_offset_and_stops_with_the_line(scene, tmp_pat
     schema = FACEBOARD.schema("npc1", 60.0)
     with OscSender("127.0.0.1", port) as sender:
         sender.send_schema(schema)
-        sender.send_start(bp.StreamStart("npc1", 1, schema.schema_id, 30, 60.0, time.time(), {"source": str(wav)}))
+        sender.send_start(
+            bp.StreamStart("npc1", 1, schema.schema_id, 30, 60.0, time.time(), {"source": str(wav)})
+        )
         assert tick_until(unreal, lambda: unreal.fake_state().sounds)
         (component,) = unreal.fake_state().sounds
         assert component._sound._source_file == str(wav) and component._start_time >= 0.19
@@ -215,7 +277,9 @@ def test_line_audio_plays_with_the_offset_and_stops_with_the_line(scene, tmp_pat
         sender.send_end(bp.StreamEnd("npc1", 1, 3, bp.EndReason.INTERRUPTED, time.time()))
         assert tick_until(unreal, lambda: not component.is_playing())
         missing = str(tmp_path / "nope.wav")
-        sender.send_start(bp.StreamStart("npc1", 2, schema.schema_id, 30, 60.0, time.time(), {"source": missing}))
+        sender.send_start(
+            bp.StreamStart("npc1", 2, schema.schema_id, 30, 60.0, time.time(), {"source": missing})
+        )
         assert tick_until(unreal, lambda: "audio file not found" in driver.status().last_error)
 
 
@@ -243,7 +307,9 @@ def test_two_subjects_drive_two_faces_and_the_selected_actor_is_used(scene):
         for subject, row in zip(("npc1", "npc2"), raws):
             schema = FACEBOARD.schema(subject, 60.0)
             sender.send_schema(schema)
-            sender.send_frame(bp.Frame(subject, 0, 0.0, 60.0, FACEBOARD.apply_array(row), schema.schema_id))
+            sender.send_frame(
+                bp.Frame(subject, 0, 0.0, 60.0, FACEBOARD.apply_array(row), schema.schema_id)
+            )
         assert tick_until(unreal, lambda: driver.session.n_frames_applied == 2)
     rigs = {s: d.binding.rig for s, d in driver.subjects.items()}
     assert rigs["npc1"] is not rigs["npc2"]
@@ -257,11 +323,26 @@ def test_watchdog_rests_the_face_when_frames_stop(scene):
     schema = FACEBOARD.schema("npc1", 60.0)
     with OscSender("127.0.0.1", port) as sender:
         sender.send_schema(schema)
-        sender.send_frame(bp.Frame("npc1", 0, 0.0, 60.0, FACEBOARD.apply_array(raw_frames(1)[0]), schema.schema_id))
+        sender.send_frame(
+            bp.Frame(
+                "npc1", 0, 0.0, 60.0, FACEBOARD.apply_array(raw_frames(1)[0]), schema.schema_id
+            )
+        )
         assert tick_until(unreal, lambda: driver.session.n_frames_applied == 1)
     hierarchy = unreal.fake_open_rig().get_hierarchy()
     assert hierarchy.fake_value("CTRL_C_jaw") != (0.0, 0.0)
     assert tick_until(unreal, lambda: hierarchy.fake_value("CTRL_C_jaw") == (0.0, 0.0))
+
+
+def test_closing_the_live_sequence_in_sequencer_shows_in_the_status(scene):
+    unreal = scene
+    driver, _ = start_osc(osc_settings())
+    unreal.fake_tick(n=2)
+    assert driver.status().last_error == ""
+    unreal.LevelSequenceEditorBlueprintLibrary.close_level_sequence()
+    assert tick_until(
+        unreal, lambda: "not open in Sequencer" in driver.status().last_error, timeout_s=3
+    )
 
 
 def test_editor_shutdown_stops_live_drive(scene):
@@ -283,8 +364,12 @@ def test_menu_starts_stops_shows_status_and_saves_settings(scene, tmp_path):
     unreal = scene
     assert menu.register_menus() and menu.register_menus()  # idempotent
     sub = unreal.fake_state().menus["LevelEditor.MainMenu.EmoFace"]
-    assert [e._label for _, e in sub._entries] == ["Start live drive...", "Stop live drive", "Show live status",
-                                                    "Bake files into assets..."]
+    assert [e._label for _, e in sub._entries] == [
+        "Start live drive...",
+        "Stop live drive",
+        "Show live status",
+        "Bake files into assets...",
+    ]
 
     def fill(title, obj):
         obj.set_editor_property("transport", "osc")
@@ -333,9 +418,10 @@ def test_init_unreal_registers_the_menu_and_never_raises(fake_unreal, monkeypatc
 
 def test_emoface_stream_drives_the_face_end_to_end(scene, tmp_path):
     """`emoface stream line.json --zmq` into the plugin's built-in ZeroMQ subscriber."""
-    from bridge.cli import main
-    from emoface_unreal.settings import LiveSettings
     from emoface_unreal.editor import live
+    from emoface_unreal.settings import LiveSettings
+
+    from bridge.cli import main
 
     unreal = scene
     values = raw_frames(20, seed=3)
@@ -343,21 +429,52 @@ def test_emoface_stream_drives_the_face_end_to_end(scene, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    driver = live.start(LiveSettings(endpoint=f"tcp://127.0.0.1:{port}", subject="npc1", actor="BP_Ada",
-                                     zmq_backend="builtin", jaw_self_test=False, play_audio=False,
-                                     watchdog_timeout_ms=60_000))
+    driver = live.start(
+        LiveSettings(
+            endpoint=f"tcp://127.0.0.1:{port}",
+            subject="npc1",
+            actor="BP_Ada",
+            zmq_backend="builtin",
+            jaw_self_test=False,
+            play_audio=False,
+            watchdog_timeout_ms=60_000,
+        )
+    )
     codes = []
-    thread = threading.Thread(target=lambda: codes.append(main(
-        ["stream", str(path), "--subject", "npc1", "--zmq", f"tcp://127.0.0.1:{port}", "--start-delay-s", "0.8"])))
+    thread = threading.Thread(
+        target=lambda: codes.append(
+            main(
+                [
+                    "stream",
+                    str(path),
+                    "--subject",
+                    "npc1",
+                    "--zmq",
+                    f"tcp://127.0.0.1:{port}",
+                    "--start-delay-s",
+                    "0.8",
+                ]
+            )
+        )
+    )
     thread.start()
     try:
         assert tick_until(unreal, lambda: not thread.is_alive(), timeout_s=15)
-        assert tick_until(unreal, lambda: driver.session.state["npc1"].last_frame is not None
-                          and driver.session.state["npc1"].last_frame.seq == 19)
+        assert tick_until(
+            unreal,
+            lambda: (
+                driver.session.state["npc1"].last_frame is not None
+                and driver.session.state["npc1"].last_frame.seq == 19
+            ),
+        )
     finally:
         thread.join(10)
     assert codes == [0]
     unreal.fake_tick(n=3)
     status = driver.status()
-    assert status.n_frames == 20 and status.subjects[0].n_applied >= 1 and status.subjects[0].line_id == 1
+    assert (
+        status.n_frames == 20
+        and status.subjects[0].n_applied >= 1
+        and status.subjects[0].line_id == 1
+    )
     assert_rig_holds(unreal.fake_open_rig(), expected_controls(FACEBOARD.apply_array(values[19])))

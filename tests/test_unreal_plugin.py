@@ -16,7 +16,7 @@ from emoface_core.formats import JsonWriter, TxtWriter
 
 fake_unreal.fake_plugin_on_path()
 
-from emoface_unreal import bakeplan, baked, controls, rigmap, selftest, settings, status  # noqa: E402
+from emoface_unreal import baked, bakeplan, controls, rigmap, selftest, settings, status  # noqa: E402
 from emoface_unreal.data import DataFileError, load_channel_names  # noqa: E402
 
 
@@ -46,18 +46,29 @@ def test_json_and_txt_read_back_the_written_values(tmp_path, clip_json):
     txt = TxtWriter().write(animation, tmp_path / "line_01.txt")
     clip_txt = baked.load_clip(txt, txt_fps=30)
     assert clip_txt.fps == 30 and clip_txt.n_frames == 12
-    np.testing.assert_allclose(np.array([clip_txt.frame(i) for i in range(12)]), animation.values, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array([clip_txt.frame(i) for i in range(12)]), animation.values, atol=1e-6
+    )
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda d: d.update(format="other"), "not an EmoFace animation file"),
-    (lambda d: d.update(format_version=2), "format_version 2 is not supported"),
-    (lambda d: d.update(fps=0), "fps must be a number"),
-    (lambda d: d["channels"].pop("CTRL_C_jaw-translateY"), "missing, e.g. CTRL_C_jaw-translateY"),
-    (lambda d: d["channels"]["CTRL_L_eye-translateX"].pop(), "CTRL_L_eye-translateX has 11 frames"),
-    (lambda d: d["channels"]["CTRL_C_jaw-translateX"].__setitem__(3, "x"), "value 3 is 'x'"),
-    (lambda d: d.update(n_frames=99), "n_frames says 99"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda d: d.update(format="other"), "not an EmoFace animation file"),
+        (lambda d: d.update(format_version=2), "format_version 2 is not supported"),
+        (lambda d: d.update(fps=0), "fps must be a number"),
+        (
+            lambda d: d["channels"].pop("CTRL_C_jaw-translateY"),
+            "missing, e.g. CTRL_C_jaw-translateY",
+        ),
+        (
+            lambda d: d["channels"]["CTRL_L_eye-translateX"].pop(),
+            "CTRL_L_eye-translateX has 11 frames",
+        ),
+        (lambda d: d["channels"]["CTRL_C_jaw-translateX"].__setitem__(3, "x"), "value 3 is 'x'"),
+        (lambda d: d.update(n_frames=99), "n_frames says 99"),
+    ],
+)
 def test_bad_json_files_name_the_file_and_the_problem(tmp_path, clip_json, mutate, expected):
     path, _ = clip_json
     doc = json.loads(path.read_text())
@@ -72,7 +83,9 @@ def test_bad_json_files_name_the_file_and_the_problem(tmp_path, clip_json, mutat
 def test_bad_txt_and_other_files_are_reported(tmp_path):
     bad = tmp_path / "short.txt"
     bad.write_text("0.1,0.2\n")
-    with pytest.raises(baked.BakedFileError, match=r"short.txt:1: expected 174 comma-separated values, found 2"):
+    with pytest.raises(
+        baked.BakedFileError, match=r"short.txt:1: expected 174 comma-separated values, found 2"
+    ):
         baked.load_clip(bad)
     nan = tmp_path / "nan.txt"
     nan.write_text(",".join(["nan"] * 174) + "\n")
@@ -87,7 +100,9 @@ def test_bad_txt_and_other_files_are_reported(tmp_path):
         baked.load_clip(tmp_path / "garbage.json")
 
 
-@pytest.mark.parametrize("role, shipped", [("faceboard", "metahuman_faceboard"), ("curves", "metahuman_curves")])
+@pytest.mark.parametrize(
+    "role, shipped", [("faceboard", "metahuman_faceboard"), ("curves", "metahuman_curves")]
+)
 def test_plugin_mapping_equals_the_bridge_mapping(clip_json, role, shipped):
     from bridge.mapping import load_mapping
 
@@ -112,10 +127,14 @@ def test_a_damaged_mapping_file_is_reported(tmp_path):
 
 
 BOARD = fake_unreal.fake_board_controls(CONTROLLER_NAMES)
-RIG = {name: {"FLOAT": controls.FLOAT, "VECTOR2D": controls.VECTOR2D}.get(kind, controls.OTHER)
-       for name, kind in BOARD.items()}
-RIG_MH4 = {name: {"FLOAT": controls.FLOAT, "VECTOR2D": controls.VECTOR2D}.get(kind, controls.OTHER)
-           for name, kind in fake_unreal.fake_board_controls(CONTROLLER_NAMES, mh4=True).items()}
+RIG = {
+    name: {"FLOAT": controls.FLOAT, "VECTOR2D": controls.VECTOR2D}.get(kind, controls.OTHER)
+    for name, kind in BOARD.items()
+}
+RIG_MH4 = {
+    name: {"FLOAT": controls.FLOAT, "VECTOR2D": controls.VECTOR2D}.get(kind, controls.OTHER)
+    for name, kind in fake_unreal.fake_board_controls(CONTROLLER_NAMES, mh4=True).items()
+}
 
 
 def test_faceboard_targets_resolve_to_every_board_control_with_2d_grouped():
@@ -130,7 +149,9 @@ def test_faceboard_targets_resolve_to_every_board_control_with_2d_grouped():
     assert floats["CTRL_L_brow_down"] == names.index("CTRL_L_brow_down")
     flipped = plan.with_sign("CTRL_C_jaw", "Y", -1.0)
     assert dict((c, (x, y)) for c, x, y in flipped.vector_values(values))["CTRL_C_jaw"] == (
-        names.index("CTRL_C_jaw.X"), -names.index("CTRL_C_jaw.Y"))
+        names.index("CTRL_C_jaw.X"),
+        -names.index("CTRL_C_jaw.Y"),
+    )
 
 
 def test_mh4_rig_gets_the_renamed_tongue_controls():
@@ -138,19 +159,34 @@ def test_mh4_rig_gets_the_renamed_tongue_controls():
     plan = controls.plan_controls(names, RIG_MH4)
     assert plan.unresolved == ()
     driven = set(plan.controls)
-    assert {"CTRL_C_tongue_move", "CTRL_C_tongue_tipMove", "CTRL_C_tongue_bendTwist",
-            "CTRL_C_tongue_wideNarrow"} <= driven
+    assert {
+        "CTRL_C_tongue_move",
+        "CTRL_C_tongue_tipMove",
+        "CTRL_C_tongue_bendTwist",
+        "CTRL_C_tongue_wideNarrow",
+    } <= driven
     # MH4 reuses CTRL_C_tongue_roll for a new 1-D slider: the old 2D roll must not land on it.
     assert "CTRL_C_tongue_roll" not in driven
     assert any("MetaHuman 4" in n and "CTRL_C_tongue_bendTwist" in n for n in plan.notes)
 
 
 def test_names_the_rig_lacks_or_cannot_take_are_reported_not_guessed():
-    rig = {"CTRL_C_jaw": controls.VECTOR2D, "CTRL_L_brow_down": controls.FLOAT,
-           "CTRL_faceGUI": controls.OTHER}
+    rig = {
+        "CTRL_C_jaw": controls.VECTOR2D,
+        "CTRL_L_brow_down": controls.FLOAT,
+        "CTRL_faceGUI": controls.OTHER,
+    }
     plan = controls.plan_controls(
-        ["CTRL_C_jaw.Y", "CTRL_L_brow_down.X", "CTRL_L_brow_down-translateY", "CTRL_faceGUI", "CTRL_gone",
-         "CTRL_C_jaw"], rig)
+        [
+            "CTRL_C_jaw.Y",
+            "CTRL_L_brow_down.X",
+            "CTRL_L_brow_down-translateY",
+            "CTRL_faceGUI",
+            "CTRL_gone",
+            "CTRL_C_jaw",
+        ],
+        rig,
+    )
     assert plan.unresolved == ("CTRL_L_brow_down.X", "CTRL_faceGUI", "CTRL_gone")
     assert [(w.control, w.index) for w in plan.floats] == [("CTRL_L_brow_down", 2)]
     assert [(w.control, w.x_index, w.y_index) for w in plan.vectors] == [("CTRL_C_jaw", None, 0)]
@@ -165,17 +201,25 @@ def test_delta_filter_writes_only_changes_and_refreshes():
     assert f.select(floats, vectors) == (floats, vectors)
     assert f.select(floats, vectors) == ([], [])
     assert f.select([("a", 0.0), ("b", 0.6)], [("j", 0.0, 0.2001)]) == ([("b", 0.6)], [])
-    assert f.select([("a", 0.0), ("b", 0.6)], vectors) == ([("a", 0.0), ("b", 0.6)], vectors)  # refresh
+    assert f.select([("a", 0.0), ("b", 0.6)], vectors) == (
+        [("a", 0.0), ("b", 0.6)],
+        vectors,
+    )  # refresh
     f.reset()
     assert f.select(floats, vectors) == (floats, vectors)
 
 
 def test_live_settings_validate_with_field_names():
     s = settings.LiveSettings()
-    assert (s.transport, s.endpoint, s.bindings()) == ("zmq", "tcp://127.0.0.1:5555", [("emoface", "")])
+    assert (s.transport, s.endpoint, s.bindings()) == (
+        "zmq",
+        "tcp://127.0.0.1:5555",
+        [("emoface", "")],
+    )
     assert settings.LiveSettings(transport="osc").endpoint == "127.0.0.1:9000"
-    assert settings.LiveSettings(subject="npc1", more_bindings="npc2=BP_Bob; npc3 = BP_Cy").bindings()[1:] == [
-        ("npc2", "BP_Bob"), ("npc3", "BP_Cy")]
+    assert settings.LiveSettings(
+        subject="npc1", more_bindings="npc2=BP_Bob; npc3 = BP_Cy"
+    ).bindings()[1:] == [("npc2", "BP_Bob"), ("npc3", "BP_Cy")]
     for kwargs, message in [
         ({"transport": "udp"}, "`transport` must be one of zmq, osc, but 'udp' is provided"),
         ({"endpoint": "tcp://127.0.0.1:70000"}, "port in 1..65535"),
@@ -199,15 +243,21 @@ def test_live_settings_validate_with_field_names():
 def test_settings_save_and_load(tmp_path):
     path = tmp_path / "Saved" / "EmoFace" / "settings.json"
     assert settings.load_settings(path) == (settings.LiveSettings(), settings.BakeSettings())
-    live = settings.LiveSettings(transport="osc", subject="npc7", actor="BP_Ada", audio_offset_ms=-40)
-    bake = settings.BakeSettings(input_folder="/data/lines", anim_sequence=True, replace_existing=True)
+    live = settings.LiveSettings(
+        transport="osc", subject="npc7", actor="BP_Ada", audio_offset_ms=-40
+    )
+    bake = settings.BakeSettings(
+        input_folder="/data/lines", anim_sequence=True, replace_existing=True
+    )
     settings.save_settings(path, live, bake)
     assert settings.load_settings(path) == (live, bake)
     doc = json.loads(path.read_text())
     doc["live"]["future_option"] = 1
     doc["bake"]["replace_existing"] = "yes"
     path.write_text(json.dumps(doc))
-    with pytest.raises(ValueError, match=r"settings.json: `replace_existing` must be true or false"):
+    with pytest.raises(
+        ValueError, match=r"settings.json: `replace_existing` must be true or false"
+    ):
         settings.load_settings(path)
     path.write_text("{not json")
     with pytest.raises(ValueError, match="settings.json"):
@@ -215,7 +265,7 @@ def test_settings_save_and_load(tmp_path):
 
 
 class FakeRig:
-    """The jaw and the jawOpen curve of a rig that opens with ``sign`` * Y, updating a tick later."""
+    """The jaw and jawOpen curve of a rig that opens with ``sign`` * Y, updating a tick later."""
 
     def __init__(self, sign: float = 1.0, evaluates: bool = True) -> None:
         self.sign, self.evaluates = sign, evaluates
@@ -233,11 +283,14 @@ class FakeRig:
         return value
 
 
-@pytest.mark.parametrize("sign, evaluates, result, final_sign", [
-    (1.0, True, selftest.POSITIVE, 1.0),
-    (-1.0, True, selftest.NEGATIVE, -1.0),
-    (1.0, False, selftest.INCONCLUSIVE, 1.0),
-])
+@pytest.mark.parametrize(
+    "sign, evaluates, result, final_sign",
+    [
+        (1.0, True, selftest.POSITIVE, 1.0),
+        (-1.0, True, selftest.NEGATIVE, -1.0),
+        (1.0, False, selftest.INCONCLUSIVE, 1.0),
+    ],
+)
 def test_jaw_self_test_finds_the_opening_direction(sign, evaluates, result, final_sign):
     rig = FakeRig(sign, evaluates)
     test = selftest.JawSelfTest(rig.write, rig.read)
@@ -274,7 +327,10 @@ def test_bake_plan_names_files_and_finds_audio(tmp_path):
     (other / "a_b.flac").write_text("x")
     assert bakeplan.find_audio(tmp_path / "a_b.json", str(other)) == other / "a_b.flac"
     (tmp_path / "src.wav").write_text("x")
-    assert bakeplan.find_audio(tmp_path / "b line.json", metadata={"source_audio": "src.wav"}) == tmp_path / "src.wav"
+    assert (
+        bakeplan.find_audio(tmp_path / "b line.json", metadata={"source_audio": "src.wav"})
+        == tmp_path / "src.wav"
+    )
     assert bakeplan.find_audio(tmp_path / "b line.json") is None
     with pytest.raises(FileNotFoundError):
         bakeplan.find_baked_files(tmp_path / "nope")
@@ -285,32 +341,62 @@ def test_control_and_curve_keys_for_a_known_clip(clip_json):
 
     path, animation = clip_json
     clip = baked.load_clip(path)
-    keys = bakeplan.control_keys(clip, rigmap.load_rig_mapping("faceboard"), RIG,
-                                 signs={("CTRL_C_jaw", "Y"): -1.0})
+    keys = bakeplan.control_keys(
+        clip, rigmap.load_rig_mapping("faceboard"), RIG, signs={("CTRL_C_jaw", "Y"): -1.0}
+    )
     assert keys.n_frames == 12 and keys.n_controls == 157 and keys.unresolved == ()
     jaw = CONTROLLER_NAMES.index("CTRL_C_jaw-translateY")
     expected_y = -np.clip(animation.values[:, jaw], 0, 1)
     np.testing.assert_allclose(keys.vectors["CTRL_C_jaw"][1], expected_y, atol=1e-6)
     brow = CONTROLLER_NAMES.index("CTRL_L_brow_down-translateY")
-    np.testing.assert_allclose(keys.floats["CTRL_L_brow_down"], np.clip(animation.values[:, brow], 0, 1), atol=1e-6)
+    np.testing.assert_allclose(
+        keys.floats["CTRL_L_brow_down"], np.clip(animation.values[:, brow], 0, 1), atol=1e-6
+    )
     curves = bakeplan.curve_keys(clip, rigmap.load_rig_mapping("curves"))
     assert curves.times_s[:3] == [0.0, 1 / 60, 2 / 60]
     bridge = load_mapping("metahuman_curves")
     j = bridge.names.index("CTRL_expressions_jawLeft")
-    np.testing.assert_allclose(curves.curves["CTRL_expressions_jawLeft"], bridge.apply_array(animation.values)[:, j], atol=1e-6)
+    np.testing.assert_allclose(
+        curves.curves["CTRL_expressions_jawLeft"],
+        bridge.apply_array(animation.values)[:, j],
+        atol=1e-6,
+    )
 
 
 def test_status_text_shows_counts_subjects_and_the_last_error():
-    s = status.LiveStatus(state="receiving", source="zmq tcp://127.0.0.1:5555 (built-in subscriber)",
-                          n_packets=130, n_frames=120, n_applied=100,
-                          dropped={"superseded": 15, "stale": 0, "before schema": 5}, n_malformed=3,
-                          last_error="malformed packet (3 bytes): bad magic", last_error_age_s=2.4)
-    s.subjects.append(status.SubjectStatus("npc1", "BP_Ada", 100, 157, 0, 2, 119, 3.7, "positive",
-                                           "metahuman_faceboard (control_rig)"))
+    s = status.LiveStatus(
+        state="receiving",
+        source="zmq tcp://127.0.0.1:5555 (built-in subscriber)",
+        n_packets=130,
+        n_frames=120,
+        n_applied=100,
+        dropped={"superseded": 15, "stale": 0, "before schema": 5},
+        n_malformed=3,
+        last_error="malformed packet (3 bytes): bad magic",
+        last_error_age_s=2.4,
+    )
+    s.subjects.append(
+        status.SubjectStatus(
+            "npc1",
+            "BP_Ada",
+            100,
+            157,
+            0,
+            2,
+            119,
+            3.7,
+            "positive",
+            "metahuman_faceboard (control_rig)",
+        )
+    )
     text = s.text()
     assert "receiving (zmq tcp://127.0.0.1:5555" in text
     assert "applied 100, dropped 20 (superseded 15, before schema 5), malformed 3" in text
-    assert "npc1 -> BP_Ada: 100 frames applied" in text and "lag 4 ms" in text and "jaw test positive" in text
+    assert (
+        "npc1 -> BP_Ada: 100 frames applied" in text
+        and "lag 4 ms" in text
+        and "jaw test positive" in text
+    )
     assert "last error (2 s ago): malformed packet" in text
     assert status.LiveStatus().text() == "EmoFace live: stopped"
     assert math.isclose(s.n_dropped, 20)

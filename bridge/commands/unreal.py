@@ -1,6 +1,4 @@
-"""``emoface unreal``: install the Unreal Editor plugin into a project, check an install, refresh
-the plugin's generated files.
-"""
+"""``emoface unreal``: install the Unreal plugin, check an install, refresh generated files."""
 
 from __future__ import annotations
 
@@ -18,9 +16,11 @@ Next, in Unreal Editor 5.4-5.6:
      MetaHuman's label (or leave it empty and select the MetaHuman first), OK.
   4. In a terminal:  emoface stream line.wav --subject npc1 --emotion happy
      (ZeroMQ on tcp://127.0.0.1:5555; the plugin subscribes with its built-in client, no pyzmq
-     needed in the editor. For OSC choose transport "osc" and run: emoface stream line.wav --osc 127.0.0.1:9000)
+     needed in the editor. For OSC choose transport "osc" and run:
+     emoface stream line.wav --subject npc1 --osc 127.0.0.1:9000)
 Bake a folder of .json/.txt files: EmoFace > Bake files into assets..., or headless:
-  UnrealEditor-Cmd "{uproject}" -run=pythonscript -script="emoface_bake.py --input DIR --anim-only --skeleton /Game/MetaHumans/Common/Face/Face_Archetype_Skeleton"
+  UnrealEditor-Cmd "{uproject}" -run=pythonscript -script="emoface_bake.py --input DIR
+    --anim-only --skeleton /Game/MetaHumans/Common/Face/Face_Archetype_Skeleton"
 See docs/unreal.md for the Level Sequence bake and the Live Link Face route."""
 
 
@@ -30,45 +30,66 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "unreal",
         help="install and check the Unreal Editor plugin",
         description="Install the EmoFace Bridge plugin into an Unreal project, check an install, "
-                    "or refresh the plugin's generated files.",
+        "or refresh the plugin's generated files.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     actions = p.add_subparsers(dest="unreal_action", metavar="ACTION")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
     i = actions.add_parser(
-        "install", help="copy the plugin into PROJECT/Plugins/EmoFaceBridge",
-        description="Copy the plugin into PROJECT/Plugins/EmoFaceBridge with the protocol module and "
-                    "the mappings it bakes with, generated from this installation.",
+        "install",
+        help="copy the plugin into PROJECT/Plugins/EmoFaceBridge",
+        description="Copy the plugin into PROJECT/Plugins/EmoFaceBridge with the protocol module "
+        "and "
+        "the mappings it bakes with, generated from this installation.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     i.add_argument("project", help="the Unreal project folder (or its .uproject file)")
-    i.add_argument("--mapping", default="metahuman_faceboard",
-                   help="control-rig mapping for Level Sequence bakes (shipped name or .yaml path)")
-    i.add_argument("--curves-mapping", default="metahuman_curves",
-                   help="curve mapping for AnimSequence bakes (shipped name or .yaml path)")
-    i.add_argument("--wheel", action="append", default=[], type=Path, metavar="WHEEL",
-                   help="a cp311 binary wheel to vendor per platform (e.g. pyzmq); repeatable")
-    i.add_argument("--force", action="store_true",
-                   help="replace a Plugins/EmoFaceBridge folder that is not an EmoFace install")
+    i.add_argument(
+        "--mapping",
+        default="metahuman_faceboard",
+        help="control-rig mapping for Level Sequence bakes (shipped name or .yaml path)",
+    )
+    i.add_argument(
+        "--curves-mapping",
+        default="metahuman_curves",
+        help="curve mapping for AnimSequence bakes (shipped name or .yaml path)",
+    )
+    i.add_argument(
+        "--wheel",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="WHEEL",
+        help="a cp311 binary wheel to vendor per platform (e.g. pyzmq); repeatable",
+    )
+    i.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a Plugins/EmoFaceBridge folder that is not an EmoFace install",
+    )
     i.set_defaults(func=run_install)
 
     c = actions.add_parser(
-        "check", help="say whether a project's plugin matches this installation",
+        "check",
+        help="say whether a project's plugin matches this installation",
         description="Check that PROJECT's EmoFace plugin is present and matches this bridge "
-                    "(protocol, channels, plugin code). Exits 1 when something is out of date.",
+        "(protocol, channels, plugin code). Exits 1 when something is out of date.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     c.add_argument("project", help="the Unreal project folder (or its .uproject file)")
     c.set_defaults(func=run_check)
 
     s = actions.add_parser(
-        "sync", help="regenerate the plugin's generated files in the source tree (developers)",
+        "sync",
+        help="regenerate the plugin's generated files in the source tree (developers)",
         description="Rewrite unreal_plugin/EmoFaceBridge's generated files (protocol.py copy, "
-                    "channel list, compiled mappings) from their sources in this checkout.",
+        "channel list, compiled mappings) from their sources in this checkout.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    s.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything is stale")
+    s.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if anything is stale"
+    )
     s.set_defaults(func=run_sync)
 
 
@@ -76,12 +97,19 @@ def run_install(args: argparse.Namespace) -> int:
     """Install and print what to do next."""
     from bridge.unreal_install import install_plugin
 
-    report = install_plugin(args.project, faceboard=args.mapping, curves=args.curves_mapping,
-                            wheels=tuple(args.wheel), force=args.force)
+    report = install_plugin(
+        args.project,
+        faceboard=args.mapping,
+        curves=args.curves_mapping,
+        wheels=tuple(args.wheel),
+        force=args.force,
+    )
     verb = "Updated" if report.replaced else "Installed"
     print(f"{verb} EmoFace Bridge in {report.plugin_dir}")
-    print(f"  bakes with mappings: {report.mappings['faceboard']} (Level Sequences), "
-          f"{report.mappings['curves']} (AnimSequences)")
+    print(
+        f"  bakes with mappings: {report.mappings['faceboard']} (Level Sequences), "
+        f"{report.mappings['curves']} (AnimSequences)"
+    )
     for site in report.vendored:
         print(f"  vendored packages kept/added in {site}")
     print(NEXT_STEPS.format(uproject=report.uproject, uproject_name=report.uproject.name))
@@ -99,8 +127,10 @@ def run_check(args: argparse.Namespace) -> int:
         return 1
     summary = installed_summary(args.project)
     zmq = ", ".join(summary["pyzmq"]) or "none (the built-in ZeroMQ subscriber is used)"
-    print(f"EmoFace plugin OK: faceboard {summary['faceboard']}, curves {summary['curves']}, "
-          f"vendored pyzmq: {zmq}")
+    print(
+        f"EmoFace plugin OK: faceboard {summary['faceboard']}, curves {summary['curves']}, "
+        f"vendored pyzmq: {zmq}"
+    )
     return 0
 
 

@@ -39,7 +39,7 @@ _SOURCE = re.compile(r"^    - \*\*(Plugin|Module)\*\*: (\w+)")
 
 
 def _split_top(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside brackets and quotes (stub defaults hold nested lists and strings)."""
+    """Split on ``sep`` outside brackets and quotes (stub defaults nest lists and strings)."""
     parts, depth, quote, current = [], 0, "", []
     for ch in text:
         if quote:
@@ -64,7 +64,7 @@ def _params(def_line: str) -> tuple[list[str], str]:
 
     Parsed by hand: some generated defaults are not valid Python.
     """
-    head = def_line.strip()[len("def "):]
+    head = def_line.strip()[len("def ") :]
     open_at = head.index("(")
     depth, close_at = 0, -1
     quote = ""
@@ -106,8 +106,16 @@ def parse_stub(text: str) -> dict:
         m = _CLASS.match(line)
         if m:
             bases = [b.strip().split("[")[0] for b in m.group(2).split(",") if b.strip()]
-            current = classes.setdefault(m.group(1), {"bases": bases, "source": {}, "members": {},
-                                                      "editor_properties": [], "enum_members": []})
+            current = classes.setdefault(
+                m.group(1),
+                {
+                    "bases": bases,
+                    "source": {},
+                    "members": {},
+                    "editor_properties": [],
+                    "enum_members": [],
+                },
+            )
             decorators = []
             continue
         if line and not line[0].isspace() and not line.startswith(("class ", "def ", "@")):
@@ -128,10 +136,18 @@ def parse_stub(text: str) -> dict:
                 if any(d.endswith(".setter") for d in decorators):
                     decorators = []
                     continue
-                kind = ("property" if "property" in decorators else
-                        "classmethod" if "classmethod" in decorators else
-                        "staticmethod" if "staticmethod" in decorators else "method")
-                current["members"].setdefault(name, {"kind": kind, "params": params, "returns": returns})
+                kind = (
+                    "property"
+                    if "property" in decorators
+                    else "classmethod"
+                    if "classmethod" in decorators
+                    else "staticmethod"
+                    if "staticmethod" in decorators
+                    else "method"
+                )
+                current["members"].setdefault(
+                    name, {"kind": kind, "params": params, "returns": returns}
+                )
             decorators = []
             continue
         if current is None:
@@ -163,19 +179,40 @@ def referenced_names() -> tuple[set[str], set[str]]:
     plugin = [p for p in PLUGIN_PYTHON.rglob("*.py") if "__pycache__" not in p.parts]
     for path in plugin:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "unreal":
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "unreal"
+            ):
                 top.add(node.attr)
-            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
-                    and isinstance(node.value.value, ast.Name) and node.value.value.id == "unreal":
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Attribute)
+                and isinstance(node.value.value, ast.Name)
+                and node.value.value.id == "unreal"
+            ):
                 attrs.add(node.attr)
-            elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
-                    and isinstance(node.args[0].value, str):
+            elif (
+                isinstance(node, ast.Call)
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 func = node.func
-                if isinstance(func, ast.Attribute) and func.attr in ("get_editor_property", "set_editor_property"):
+                if isinstance(func, ast.Attribute) and func.attr in (
+                    "get_editor_property",
+                    "set_editor_property",
+                ):
                     attrs.add(node.args[0].value)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr") \
-                    and len(node.args) >= 2 and isinstance(node.args[0], ast.Name) and node.args[0].id == "unreal" \
-                    and isinstance(node.args[1], ast.Constant):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id == "unreal"
+                and isinstance(node.args[1], ast.Constant)
+            ):
                 top.add(node.args[1].value)
     for node in ast.parse(FAKE.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
@@ -186,14 +223,23 @@ def referenced_names() -> tuple[set[str], set[str]]:
                 elif isinstance(item, ast.AnnAssign | ast.Assign):
                     value = item.value
                     targets = [item.target] if isinstance(item, ast.AnnAssign) else item.targets
-                    if any(getattr(t, "id", "") == "_props" for t in targets) and isinstance(value, ast.Dict):
+                    if any(getattr(t, "id", "") == "_props" for t in targets) and isinstance(
+                        value, ast.Dict
+                    ):
                         attrs.update(k.value for k in value.keys if isinstance(k, ast.Constant))
                     elif isinstance(value, ast.Name):  # get_editor_property = _get_editor_property
-                        attrs.update(t.id for t in targets if isinstance(t, ast.Name) and not t.id.startswith("_"))
+                        attrs.update(
+                            t.id
+                            for t in targets
+                            if isinstance(t, ast.Name) and not t.id.startswith("_")
+                        )
         elif isinstance(node, ast.FunctionDef) and not node.name.startswith(("_", "fake_")):
             top.add(node.name)
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
-                and getattr(node.value.func, "id", "") == "_enum":
+        elif (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", "") == "_enum"
+        ):
             attrs.update(a.value for a in node.value.args if isinstance(a, ast.Constant))
     return top, attrs
 
@@ -225,7 +271,7 @@ def build_index(model: dict, meta: dict) -> dict:
     return {
         "stub": meta,
         "about": "Names and signatures extracted from the UE 5.6 Python stub by make_index.py; "
-                 "only what the EmoFace plugin and tests/fake_unreal.py reference.",
+        "only what the EmoFace plugin and tests/fake_unreal.py reference.",
         "considered_top": sorted(top),
         "considered_attrs": sorted(attrs),
         "functions": functions,
@@ -245,8 +291,13 @@ def main(argv: list[str]) -> int:
             text = zf.read(STUB_MEMBER).decode("utf-8-sig")
     else:
         text = raw.decode("utf-8-sig")
-    meta = {"package": "unreal-stub", "version": "0.3", "engine": "5.6.0", "file": source.name,
-            "sha256": hashlib.sha256(raw).hexdigest()}
+    meta = {
+        "package": "unreal-stub",
+        "version": "0.3",
+        "engine": "5.6.0",
+        "file": source.name,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+    }
     index = build_index(parse_stub(text), meta)
     OUT.write_text(json.dumps(index, indent=1, sort_keys=False) + "\n", encoding="utf-8")
     print(f"{OUT}: {len(index['classes'])} classes, {len(index['functions'])} functions")

@@ -1,4 +1,4 @@
-"""Read baked EmoFace animation files with the standard library: the project's JSON and the authors' .txt.
+"""Read baked EmoFace animation files with the standard library: our JSON and the authors' .txt.
 
 JSON (``emoface_core.formats``, ``format_version`` 1)::
 
@@ -103,10 +103,14 @@ def _parse_json(text: str, path: str, names: tuple[str, ...]) -> BakedClip:
     except ValueError as e:
         raise BakedFileError(f"{path}: not JSON ({e})") from e
     if not isinstance(doc, dict) or doc.get("format") != JSON_FORMAT:
-        raise BakedFileError(f"{path}: not an EmoFace animation file (format must be {JSON_FORMAT!r})")
+        raise BakedFileError(
+            f"{path}: not an EmoFace animation file (format must be {JSON_FORMAT!r})"
+        )
     if doc.get("format_version") != JSON_FORMAT_VERSION:
-        raise BakedFileError(f"{path}: format_version {doc.get('format_version')!r} is not supported "
-                             f"(this plugin reads {JSON_FORMAT_VERSION})")
+        raise BakedFileError(
+            f"{path}: format_version {doc.get('format_version')!r} is not supported "
+            f"(this plugin reads {JSON_FORMAT_VERSION})"
+        )
     fps = doc.get("fps")
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 1000:
         raise BakedFileError(f"{path}: fps must be a number in (0, 1000], got {fps!r}")
@@ -125,8 +129,9 @@ def _parse_json(text: str, path: str, names: tuple[str, ...]) -> BakedClip:
         if n_frames is None:
             n_frames = len(values)
         elif len(values) != n_frames:
-            raise BakedFileError(f"{path}: channel {name} has {len(values)} frames, "
-                                 f"{names[0]} has {n_frames}")
+            raise BakedFileError(
+                f"{path}: channel {name} has {len(values)} frames, {names[0]} has {n_frames}"
+            )
         columns[name] = _finite(values, f"{path}: channel {name}")
     if not n_frames:
         raise BakedFileError(f"{path}: no frames")
@@ -147,8 +152,10 @@ def _parse_txt(text: str, path: str, names: tuple[str, ...], fps: float) -> Bake
             continue
         parts = line.split(",")
         if len(parts) != len(names):
-            raise BakedFileError(f"{path}:{line_no}: expected {len(names)} comma-separated values, "
-                                 f"found {len(parts)}")
+            raise BakedFileError(
+                f"{path}:{line_no}: expected {len(names)} comma-separated values, "
+                f"found {len(parts)}"
+            )
         try:
             row = [float(p) for p in parts]
         except ValueError as e:

@@ -34,13 +34,14 @@ def find_baked_files(path: str | Path) -> list[Path]:
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such file or folder")
     return sorted(
-        p for p in path.iterdir()
+        p
+        for p in path.iterdir()
         if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
     )
 
 
 def asset_name(stem: str, prefix: str) -> str:
-    """A valid Unreal asset name: ``prefix`` + the stem with anything but ``[A-Za-z0-9_]`` as ``_``."""
+    """A valid Unreal asset name: ``prefix`` + the stem, anything but ``[A-Za-z0-9_]`` as ``_``."""
     clean = re.sub(r"[^A-Za-z0-9_]", "_", stem).strip("_") or "clip"
     return (prefix + clean)[:MAX_ASSET_NAME]
 
@@ -61,7 +62,9 @@ def unique_asset_names(paths: list[Path], prefix: str) -> dict[Path, str]:
     return names
 
 
-def find_audio(source: Path, audio_folder: str = "", metadata: Mapping | None = None) -> Path | None:
+def find_audio(
+    source: Path, audio_folder: str = "", metadata: Mapping | None = None
+) -> Path | None:
     """The audio of a baked file: same stem in ``audio_folder``, then beside the file, then the
     JSON's ``source_audio``/``audio`` metadata. None when there is none."""
     folders = [Path(audio_folder)] if audio_folder else []

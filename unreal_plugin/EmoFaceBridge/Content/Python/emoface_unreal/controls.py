@@ -1,4 +1,4 @@
-"""Turn target names (``CTRL_C_jaw.Y``, ``CTRL_L_brow_down``) into writes on a real face control rig.
+"""Turn target names (``CTRL_C_jaw.Y``, ``CTRL_L_brow_down``) into writes on a real face rig.
 
 Names are resolved once, when a rig is bound or a schema changes, against the controls the rig
 actually has (``rig_controls``: name -> "float" | "vector2d" | "other"):
@@ -37,7 +37,7 @@ _AXIS_SUFFIXES = ((".X", "X"), (".Y", "Y"), ("-translateX", "X"), ("-translateY"
 
 
 def split_target(name: str) -> tuple[str, str | None]:
-    """``(control, axis)``: ``CTRL_C_jaw.Y`` -> ``("CTRL_C_jaw", "Y")``; a slider -> ``(name, None)``."""
+    """``CTRL_C_jaw.Y`` -> ``("CTRL_C_jaw", "Y")``; a slider name -> ``(name, None)``."""
     for suffix, axis in _AXIS_SUFFIXES:
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)], axis
@@ -99,26 +99,36 @@ class ControlPlan:
     def vector_values(self, values: Sequence[float]) -> list[tuple[str, float, float]]:
         """``(control, x, y)`` for every 2D control, from one frame."""
         return [
-            (w.control,
-             w.x_sign * values[w.x_index] if w.x_index is not None else 0.0,
-             w.y_sign * values[w.y_index] if w.y_index is not None else 0.0)
+            (
+                w.control,
+                w.x_sign * values[w.x_index] if w.x_index is not None else 0.0,
+                w.y_sign * values[w.y_index] if w.y_index is not None else 0.0,
+            )
             for w in self.vectors
         ]
 
     def neutral(self) -> tuple[list[tuple[str, float]], list[tuple[str, float, float]]]:
         """Every control at rest (0)."""
-        return [(w.control, 0.0) for w in self.floats], [(w.control, 0.0, 0.0) for w in self.vectors]
+        return [(w.control, 0.0) for w in self.floats], [
+            (w.control, 0.0, 0.0) for w in self.vectors
+        ]
 
     def with_sign(self, control: str, axis: str, sign: float) -> ControlPlan:
         """A copy with one axis' sign set (the jaw self-test flips the jaw's Y when needed)."""
         vectors = tuple(
-            Vector2Write(w.control, w.x_index, w.y_index,
-                         sign if axis == "X" and w.control == control else w.x_sign,
-                         sign if axis == "Y" and w.control == control else w.y_sign)
+            Vector2Write(
+                w.control,
+                w.x_index,
+                w.y_index,
+                sign if axis == "X" and w.control == control else w.x_sign,
+                sign if axis == "Y" and w.control == control else w.y_sign,
+            )
             for w in self.vectors
         )
-        floats = tuple(FloatWrite(w.control, w.index, sign if w.control == control else w.sign)
-                       for w in self.floats)
+        floats = tuple(
+            FloatWrite(w.control, w.index, sign if w.control == control else w.sign)
+            for w in self.floats
+        )
         return ControlPlan(floats, vectors, self.unresolved, self.notes, self.n_targets)
 
 
@@ -172,7 +182,9 @@ def plan_controls(
             if split_target(name)[1] is None:
                 notes.append(f"{name}: {rig_name} is a 2D control here; driving its Y axis")
             if axis in axes.setdefault(rig_name, {}):
-                notes.append(f"{name}: {rig_name}.{axis} is already driven by another target; ignored")
+                notes.append(
+                    f"{name}: {rig_name}.{axis} is already driven by another target; ignored"
+                )
                 continue
             axes[rig_name][axis] = i
         elif kind == FLOAT:
@@ -193,8 +205,9 @@ def plan_controls(
         Vector2Write(c, a.get("X"), a.get("Y"), signs.get((c, "X"), 1.0), signs.get((c, "Y"), 1.0))
         for c, a in axes.items()
     )
-    return ControlPlan(tuple(floats.values()), vectors, tuple(unresolved), tuple(notes),
-                       len(target_names))
+    return ControlPlan(
+        tuple(floats.values()), vectors, tuple(unresolved), tuple(notes), len(target_names)
+    )
 
 
 @dataclass

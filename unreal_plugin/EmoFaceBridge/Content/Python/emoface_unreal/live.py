@@ -1,4 +1,4 @@
-"""The editor-tick side of live drive, without Unreal: drain packets, keep the newest frame per subject.
+"""The editor-tick side of live drive, without Unreal: drain packets, newest frame per subject.
 
 ``LiveSession.tick()`` runs once per editor tick on the game thread. It drains everything the
 reader thread queued, feeds the protocol ``Decoder`` (which drops malformed, duplicate and stale
@@ -57,8 +57,17 @@ class TickEvents:
     idle: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return any((self.frames, self.schemas, self.starts, self.ends, self.play_audio,
-                    self.stop_audio, self.idle))
+        return any(
+            (
+                self.frames,
+                self.schemas,
+                self.starts,
+                self.ends,
+                self.play_audio,
+                self.stop_audio,
+                self.idle,
+            )
+        )
 
 
 def audio_of(start: protocol.StreamStart) -> str:
@@ -153,7 +162,11 @@ class LiveSession:
                 events.stop_audio.append(message.subject)
             state.line = message
             path = audio_of(message)
-            state.audio_due = (path, message.t_capture + self.audio_offset_s) if path and self.play_audio else None
+            state.audio_due = (
+                (path, message.t_capture + self.audio_offset_s)
+                if path and self.play_audio
+                else None
+            )
             events.starts.append(message)
         elif isinstance(message, protocol.StreamEnd):
             if message.reason != protocol.EndReason.FINISHED:
@@ -179,8 +192,11 @@ class LiveSession:
 
     def _watchdog(self, now: float, events: TickEvents) -> None:
         for state in self.state.values():
-            if not state.idle and state.subject not in events.frames \
-                    and now - state.last_frame_wall > self.watchdog_timeout_s:
+            if (
+                not state.idle
+                and state.subject not in events.frames
+                and now - state.last_frame_wall > self.watchdog_timeout_s
+            ):
                 state.idle = True
                 events.idle.append(state.subject)
 
@@ -208,7 +224,12 @@ class LiveSession:
 
     @property
     def n_dropped(self) -> int:
-        """Frames that never reached a rig: superseded, stale, duplicate, unnamed, lost on the way."""
+        """Frames that never reached a rig: superseded, stale, duplicate, unnamed, lost."""
         st = self.decoder.stats
-        return (self.n_superseded + st.n_duplicates + st.n_out_of_order + st.n_waiting_for_schema
-                + st.n_missing)
+        return (
+            self.n_superseded
+            + st.n_duplicates
+            + st.n_out_of_order
+            + st.n_waiting_for_schema
+            + st.n_missing
+        )

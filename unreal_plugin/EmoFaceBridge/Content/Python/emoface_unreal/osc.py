@@ -120,7 +120,7 @@ def _split(address: str, root: str) -> tuple[str, str]:
     prefix = root + "/"
     if not address.startswith(prefix):
         raise OscError(f"address {address[:60]!r} is not under {root}/")
-    subject, sep, leaf = address[len(prefix):].partition("/")
+    subject, sep, leaf = address[len(prefix) :].partition("/")
     if not subject or not sep or not leaf:
         raise OscError(f"address {address[:60]!r} is not {root}/<subject>/<name>")
     return subject, leaf
@@ -189,8 +189,15 @@ class OscToProtocol:
             raise OscError(f"start info is not JSON: {e}") from e
         if not isinstance(info, dict):
             raise OscError("start info must be a JSON object")
-        return protocol.StreamStart(subject, args[0] & _U32, args[1] & _U32, args[2] & _U32,
-                                    float(args[3]), float(args[4]), info)
+        return protocol.StreamStart(
+            subject,
+            args[0] & _U32,
+            args[1] & _U32,
+            args[2] & _U32,
+            float(args[3]),
+            float(args[4]),
+            info,
+        )
 
     def _end(self, subject: str, args: list[Any]) -> protocol.StreamEnd:
         _types(args, "iisd", "end")
@@ -222,5 +229,13 @@ class OscToProtocol:
             values = tuple(named[n] for n in names)
         else:
             values = ()  # schema not seen yet: the decoder counts it as waiting for the schema
-        return protocol.Frame(subject, seq & _U32, float(t_s), float(fps), values, sid & _U32,
-                              line_id & _U32, float(t_capture))
+        return protocol.Frame(
+            subject,
+            seq & _U32,
+            float(t_s),
+            float(fps),
+            values,
+            sid & _U32,
+            line_id & _U32,
+            float(t_capture),
+        )

@@ -26,7 +26,9 @@ class MappedTarget:
     lo: float | None
     hi: float | None
 
-    def value(self, inputs: dict[str, float] | dict[str, list[float]], i: int | None = None) -> float:
+    def value(
+        self, inputs: dict[str, float] | dict[str, list[float]], i: int | None = None
+    ) -> float:
         """The target's value from channel values (or frame ``i`` of channel columns)."""
         if i is None:
             x = sum(inputs[s] for s in self.sources)  # type: ignore[misc]
@@ -88,7 +90,11 @@ def load_rig_mapping(role_or_path: str | Path) -> RigMapping:
     Raises:
         DataFileError: missing or malformed file, or unknown channels.
     """
-    path = mapping_path(role_or_path) if role_or_path in ("faceboard", "curves") else Path(role_or_path)
+    path = (
+        mapping_path(role_or_path)
+        if role_or_path in ("faceboard", "curves")
+        else Path(role_or_path)
+    )
     doc = read_json(path)
     channels = set(load_channel_names())
     try:
@@ -102,10 +108,23 @@ def load_rig_mapping(role_or_path: str | Path) -> RigMapping:
             unknown = [s for s in sources if s not in channels]
             if not sources or unknown:
                 raise DataFileError(f"{where}: unknown source channel(s) {unknown or sources}")
-            targets.append(MappedTarget(name, tuple(sources), float(scale), float(offset),
-                                        _bound(lo, where), _bound(hi, where)))
-        return RigMapping(str(doc["name"]), str(doc.get("digest", "")), str(doc["target_kind"]),
-                          tuple(targets), str(path))
+            targets.append(
+                MappedTarget(
+                    name,
+                    tuple(sources),
+                    float(scale),
+                    float(offset),
+                    _bound(lo, where),
+                    _bound(hi, where),
+                )
+            )
+        return RigMapping(
+            str(doc["name"]),
+            str(doc.get("digest", "")),
+            str(doc["target_kind"]),
+            tuple(targets),
+            str(path),
+        )
     except DataFileError:
         raise
     except (KeyError, TypeError, ValueError) as e:

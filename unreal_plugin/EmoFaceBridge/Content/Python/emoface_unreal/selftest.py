@@ -10,6 +10,7 @@ tick rather than a blocking call.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 JAW_OPEN_CURVE = "CTRL_expressions_jawOpen"
@@ -29,8 +30,9 @@ class JawSelfTest:
         read_open: the current ``CTRL_expressions_jawOpen`` value, or None when unreadable.
     """
 
-    def __init__(self, write_jaw: Callable[[float], None],
-                 read_open: Callable[[], float | None]) -> None:
+    def __init__(
+        self, write_jaw: Callable[[float], None], read_open: Callable[[], float | None]
+    ) -> None:
         self.write_jaw = write_jaw
         self.read_open = read_open
         self.result = PENDING
@@ -81,22 +83,29 @@ class JawSelfTest:
             self._phase, self._wait = "plus", 0
         elif value - self._baseline > MIN_RISE:
             if self._phase == "plus":
-                self._finish(POSITIVE, f"jaw opens with +Y ({JAW_OPEN_CURVE} {self._baseline:.2f} -> {value:.2f})")
+                self._finish(
+                    POSITIVE,
+                    f"jaw opens with +Y ({JAW_OPEN_CURVE} {self._baseline:.2f} -> {value:.2f})",
+                )
             else:
-                self._finish(NEGATIVE, f"jaw opens with -Y on this rig ({JAW_OPEN_CURVE} "
-                                       f"{self._baseline:.2f} -> {value:.2f}); flipping the jaw's Y")
+                self._finish(
+                    NEGATIVE,
+                    f"jaw opens with -Y on this rig ({JAW_OPEN_CURVE} "
+                    f"{self._baseline:.2f} -> {value:.2f}); flipping the jaw's Y",
+                )
         elif self._wait >= SETTLE_TICKS + MAX_WAIT_TICKS:
             if self._phase == "plus":
                 self.write_jaw(-TEST_VALUE)
                 self._phase, self._wait = "minus", 0
             else:
-                self._finish(INCONCLUSIVE, f"{JAW_OPEN_CURVE} did not move for +Y or -Y (the rig may "
-                                           "not be evaluating); assuming +Y opens the jaw")
+                self._finish(
+                    INCONCLUSIVE,
+                    f"{JAW_OPEN_CURVE} did not move for +Y or -Y (the rig may "
+                    "not be evaluating); assuming +Y opens the jaw",
+                )
 
     def _finish(self, result: str, message: str) -> None:
         self.result = result
         self.message = message
-        try:
+        with contextlib.suppress(Exception):  # restoring the jaw is best effort
             self.write_jaw(0.0)
-        except Exception:  # noqa: BLE001, S110 - restoring is best effort
-            pass

@@ -40,8 +40,12 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def _check_range(name: str, value: float, lo: float, hi: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not lo <= value <= hi:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not lo <= value <= hi
+    ):
         raise ValueError(f"`{name}` must be between {lo:g} and {hi:g}, but {value!r} is provided")
 
 
@@ -58,7 +62,9 @@ def parse_bindings(text: str) -> list[tuple[str, str]]:
             continue
         subject, sep, actor = (part.strip() for part in item.partition("="))
         if not sep or not subject or not actor:
-            raise ValueError(f"`more_bindings` items must look like subject=ActorLabel, got {item!r}")
+            raise ValueError(
+                f"`more_bindings` items must look like subject=ActorLabel, got {item!r}"
+            )
         out.append((subject, actor))
     return out
 
@@ -72,17 +78,23 @@ def check_endpoint(transport: str, endpoint: str) -> tuple[str, int]:
     text = endpoint.strip()
     if transport == "zmq":
         if not text.startswith("tcp://"):
-            raise ValueError(f"`endpoint` for zmq must look like tcp://127.0.0.1:5555, but {endpoint!r} "
-                             "is provided (the editor subscribes over TCP)")
-        text = text[len("tcp://"):]
+            raise ValueError(
+                f"`endpoint` for zmq must look like tcp://127.0.0.1:5555, but {endpoint!r} "
+                "is provided (the editor subscribes over TCP)"
+            )
+        text = text[len("tcp://") :]
     elif "://" in text:
-        raise ValueError(f"`endpoint` for osc must look like 127.0.0.1:9000, but {endpoint!r} is provided")
+        raise ValueError(
+            f"`endpoint` for osc must look like 127.0.0.1:9000, but {endpoint!r} is provided"
+        )
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     lowest = 1 if transport == "zmq" else 0  # listening on port 0 takes any free port (tests)
     if not sep or not host or not port.isdigit() or not lowest <= int(port) <= 65535:
-        raise ValueError(f"`endpoint` needs HOST:PORT with a port in {lowest}..65535, but {endpoint!r} "
-                         "is provided")
+        raise ValueError(
+            f"`endpoint` needs HOST:PORT with a port in {lowest}..65535, but {endpoint!r} "
+            "is provided"
+        )
     return host, int(port)
 
 
@@ -129,13 +141,19 @@ class LiveSettings:
         _check_choice("zmq_backend", self.zmq_backend, ZMQ_BACKENDS)
         _check_choice("apply_mode", self.apply_mode, APPLY_MODES)
         if not self.endpoint.strip():
-            self.endpoint = DEFAULT_ZMQ_ENDPOINT if self.transport == "zmq" else DEFAULT_OSC_ENDPOINT
+            self.endpoint = (
+                DEFAULT_ZMQ_ENDPOINT if self.transport == "zmq" else DEFAULT_OSC_ENDPOINT
+            )
         check_endpoint(self.transport, self.endpoint)
         if not _SUBJECT_RE.match(self.subject):
-            raise ValueError(f"`subject` must be 1-255 letters, digits or _.-, but {self.subject!r} is provided")
+            raise ValueError(
+                f"`subject` must be 1-255 letters, digits or _.-, but {self.subject!r} is provided"
+            )
         for subject, _ in parse_bindings(self.more_bindings):
             if not _SUBJECT_RE.match(subject):
-                raise ValueError(f"`more_bindings` subject {subject!r} must be letters, digits or _.-")
+                raise ValueError(
+                    f"`more_bindings` subject {subject!r} must be letters, digits or _.-"
+                )
         subjects = [s for s, _ in self.bindings()]
         if len(set(subjects)) != len(subjects):
             raise ValueError(f"`more_bindings` repeats a subject: {', '.join(subjects)}")
@@ -144,8 +162,10 @@ class LiveSettings:
         _check_range("queue_size", self.queue_size, 8, 100_000)
         self.queue_size = int(self.queue_size)
         if self.face_rig_asset and not _ASSET_PATH_RE.match(self.face_rig_asset.split(".")[0]):
-            raise ValueError(f"`face_rig_asset` must be an asset path like /Game/MetaHumans/Common/Face/"
-                             f"Face_ControlBoard_CtrlRig, but {self.face_rig_asset!r} is provided")
+            raise ValueError(
+                f"`face_rig_asset` must be an asset path like /Game/MetaHumans/Common/Face/"
+                f"Face_ControlBoard_CtrlRig, but {self.face_rig_asset!r} is provided"
+            )
 
     def bindings(self) -> list[tuple[str, str]]:
         """``(subject, actor label)`` pairs; an empty label means "the selected actor"."""
@@ -191,8 +211,10 @@ class BakeSettings:
         _check_choice("key_strategy", self.key_strategy, KEY_STRATEGIES)
         _check_range("txt_fps", self.txt_fps, 1, 1000)
         if not _ASSET_PATH_RE.match(self.output_path.rstrip("/")):
-            raise ValueError(f"`output_path` must be a content folder like {DEFAULT_OUTPUT_PATH}, "
-                             f"but {self.output_path!r} is provided")
+            raise ValueError(
+                f"`output_path` must be a content folder like {DEFAULT_OUTPUT_PATH}, "
+                f"but {self.output_path!r} is provided"
+            )
         self.output_path = self.output_path.rstrip("/")
         if not (self.level_sequence or self.anim_sequence):
             raise ValueError("nothing to make: enable `level_sequence` and/or `anim_sequence`")
@@ -234,7 +256,9 @@ def load_settings(path: str | Path) -> tuple[LiveSettings, BakeSettings]:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(doc, dict):
             raise ValueError("the file must hold a JSON object")
-        return from_dict(LiveSettings, doc.get("live", {})), from_dict(BakeSettings, doc.get("bake", {}))
+        return from_dict(LiveSettings, doc.get("live", {})), from_dict(
+            BakeSettings, doc.get("bake", {})
+        )
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"{path}: {e}") from e
 
@@ -243,7 +267,9 @@ def save_settings(path: str | Path, live: LiveSettings, bake: BakeSettings) -> N
     """Write settings atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"live": dataclasses.asdict(live), "bake": dataclasses.asdict(bake)}, indent=1)
+    text = json.dumps(
+        {"live": dataclasses.asdict(live), "bake": dataclasses.asdict(bake)}, indent=1
+    )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

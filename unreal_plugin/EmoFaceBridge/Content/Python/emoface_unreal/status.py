@@ -73,8 +73,10 @@ class LiveStatus:
         if self.state == "stopped" and not self.n_packets:
             return lines[0]
         reasons = ", ".join(f"{k} {v}" for k, v in self.dropped.items() if v) or "none"
-        lines.append(f"  packets {self.n_packets}, frames received {self.n_frames}, applied "
-                     f"{self.n_applied}, dropped {self.n_dropped} ({reasons}), malformed {self.n_malformed}")
+        lines.append(
+            f"  packets {self.n_packets}, frames received {self.n_frames}, applied "
+            f"{self.n_applied}, dropped {self.n_dropped} ({reasons}), malformed {self.n_malformed}"
+        )
         for s in self.subjects:
             parts = [f"  {s.subject} -> {s.actor or '(no actor)'}: {s.n_applied} frames applied"]
             if s.mapping:

@@ -167,7 +167,7 @@ class OscSource(PacketSource):
         while True:
             try:
                 data = self._sock.recv(65536)
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 return out
             self._sock.settimeout(0.0)
             try:
@@ -198,9 +198,11 @@ def make_source(settings: LiveSettings, subjects: list[str]) -> PacketSource:
         return PyzmqSource(settings.endpoint, subjects)
     except ImportError:
         if settings.zmq_backend == "pyzmq":
-            raise ImportError("zmq_backend is 'pyzmq' but this Python has no pyzmq; install it into "
-                              "the plugin (emoface unreal install --wheel pyzmq-...-cp311-....whl) or "
-                              "use zmq_backend 'builtin'") from None
+            raise ImportError(
+                "zmq_backend is 'pyzmq' but this Python has no pyzmq; install it into "
+                "the plugin (emoface unreal install --wheel pyzmq-...-cp311-....whl) or "
+                "use zmq_backend 'builtin'"
+            ) from None
         return BuiltinZmqSource(settings.endpoint, subjects)
 
 
@@ -215,8 +217,9 @@ class Receiver:
         clock: wall clock (seconds) stamped on each packet.
     """
 
-    def __init__(self, source: PacketSource, queue_size: int = 256,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, source: PacketSource, queue_size: int = 256, clock: Callable[[], float] = time.time
+    ) -> None:
         self.source = source
         self.queue: queue.Queue[tuple[float, bytes]] = queue.Queue(maxsize=queue_size)
         self.clock = clock

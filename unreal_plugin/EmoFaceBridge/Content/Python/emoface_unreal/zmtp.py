@@ -83,7 +83,9 @@ class ZmtpSubscriber:
         timeout_s: connect and handshake timeout.
     """
 
-    def __init__(self, host: str, port: int, topics: list[bytes], *, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, host: str, port: int, topics: list[bytes], *, timeout_s: float = 2.0
+    ) -> None:
         self.host = host
         self.port = port
         self.topics = list(topics) or [b""]
@@ -115,12 +117,16 @@ class ZmtpSubscriber:
             sock.sendall(_command(b"READY", _property(b"Socket-Type", b"SUB")))
             name, body = self._read_command(time.monotonic() + self.timeout_s)
             if name == b"ERROR":
-                raise ZmtpError(f"publisher refused the connection: {body[1:].decode('utf-8', 'replace')}")
+                raise ZmtpError(
+                    f"publisher refused the connection: {body[1:].decode('utf-8', 'replace')}"
+                )
             if name != b"READY":
                 raise ZmtpError(f"expected READY from the publisher, got {name!r}")
             socket_type = parse_ready(body).get("socket-type", b"")
             if socket_type not in (b"PUB", b"XPUB"):
-                raise ZmtpError(f"peer is a {socket_type.decode('ascii', 'replace')} socket, not PUB")
+                raise ZmtpError(
+                    f"peer is a {socket_type.decode('ascii', 'replace')} socket, not PUB"
+                )
             for topic in self.topics:
                 sock.sendall(_frame(b"\x01" + topic))
         except BaseException:
@@ -169,11 +175,13 @@ class ZmtpSubscriber:
         self._sock.settimeout(max(timeout_s, 0.001))
         try:
             chunk = self._sock.recv(65536)
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             return False
         if not chunk:
             self.close()
-            raise ConnectionResetError(f"publisher at {self.host}:{self.port} closed the connection")
+            raise ConnectionResetError(
+                f"publisher at {self.host}:{self.port} closed the connection"
+            )
         self._buf += chunk
         return True
 

@@ -29,7 +29,9 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise DataFileError(f"{path}: cannot read ({e}); reinstall with `emoface unreal install`") from e
+        raise DataFileError(
+            f"{path}: cannot read ({e}); reinstall with `emoface unreal install`"
+        ) from e
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,7 +44,11 @@ def load_channel_names() -> tuple[str, ...]:
     path = DATA_DIR / "channels.json"
     doc = read_json(path)
     names = doc.get("channels") if isinstance(doc, dict) else None
-    if not isinstance(names, list) or len(names) != N_CHANNELS or not all(isinstance(n, str) for n in names):
+    if (
+        not isinstance(names, list)
+        or len(names) != N_CHANNELS
+        or not all(isinstance(n, str) for n in names)
+    ):
         raise DataFileError(f"{path}: expected {N_CHANNELS} channel names; reinstall the plugin")
     return tuple(names)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -72,8 +73,9 @@ class AudioPlayer:
 
         self.stop(subject)
         sound = import_sound(path)
-        component = unreal.GameplayStatics.spawn_sound2d(scene.editor_world(), sound,
-                                                         start_time=max(0.0, start_s))
+        component = unreal.GameplayStatics.spawn_sound2d(
+            scene.editor_world(), sound, start_time=max(0.0, start_s)
+        )
         if component is not None:
             self._playing[subject] = component
         log.info("EmoFace: %s: playing %s from %.2f s", subject, os.path.basename(path), start_s)
@@ -82,10 +84,8 @@ class AudioPlayer:
         """Stop the subject's sound, if any."""
         component = self._playing.pop(subject, None)
         if component is not None:
-            try:
+            with contextlib.suppress(Exception):  # the component may already be gone
                 component.stop()
-            except Exception:  # noqa: BLE001, S110 - the component may already be gone
-                pass
 
     def stop_all(self) -> None:
         """Stop every sound."""

@@ -181,8 +181,10 @@ def bake_level_sequence(clip: BakedClip, name: str, ctx: _Context, result: FileR
     signs = {(JAW, "Y"): -1.0} if settings.flip_jaw_y else None
     keys = control_keys(clip, ctx.faceboard, rig.rig_controls(binding.rig), signs=signs)
     if keys.unresolved:
-        result.warnings.append(f"{len(keys.unresolved)} target(s) have no control on the face rig: "
-                               + ", ".join(keys.unresolved))
+        result.warnings.append(
+            f"{len(keys.unresolved)} target(s) have no control on the face rig: "
+            + ", ".join(keys.unresolved)
+        )
     key_controls(binding, keys, settings.key_strategy, result)
     sound_path = find_audio(Path(clip.path), settings.audio_folder, clip.metadata)
     if sound_path is not None:
@@ -190,8 +192,11 @@ def bake_level_sequence(clip: BakedClip, name: str, ctx: _Context, result: FileR
         section = compat.add_audio_track(sequence).add_section()
         section.set_sound(sound)
         section.set_range(0, clip.n_frames)
-    else:
-        result.warnings.append("no audio found (put line.wav beside line.json or set the audio folder)")
+    elif settings.audio_folder:  # asked for audio and found none; without a folder it is optional
+        result.warnings.append(
+            f"no audio named {Path(clip.path).stem}.wav (or .flac/.ogg...) in "
+            f"{settings.audio_folder} or beside the file"
+        )
     unreal.EditorAssetLibrary.save_loaded_asset(sequence, only_if_is_dirty=False)
     result.created.append(asset_path)
     return sequence
@@ -206,7 +211,9 @@ def expected_channels(keys: ControlKeys) -> dict[str, list[float]]:
     return out
 
 
-def key_controls(binding: rig.FaceBinding, keys: ControlKeys, strategy: str, result: FileResult) -> None:
+def key_controls(
+    binding: rig.FaceBinding, keys: ControlKeys, strategy: str, result: FileResult
+) -> None:
     """Key every control: batch rig calls, channels, or both (see the module docstring)."""
     import unreal
 
@@ -216,18 +223,25 @@ def key_controls(binding: rig.FaceBinding, keys: ControlKeys, strategy: str, res
     if strategy in ("auto", "rig"):
         lib = unreal.ControlRigSequencerLibrary
         for control, values in keys.floats.items():
-            lib.set_local_control_rig_floats(binding.sequence, binding.rig, control, frames, values,
-                                             time_unit=unit)
+            lib.set_local_control_rig_floats(
+                binding.sequence, binding.rig, control, frames, values, time_unit=unit
+            )
         for control, (xs, ys) in keys.vectors.items():
             points = [unreal.Vector2D(x, y) for x, y in zip(xs, ys)]
-            lib.set_local_control_rig_vector2_ds(binding.sequence, binding.rig, control, frames, points,
-                                                 time_unit=unit)
+            lib.set_local_control_rig_vector2_ds(
+                binding.sequence, binding.rig, control, frames, points, time_unit=unit
+            )
     if strategy == "rig":
         return
-    wrong = expected if strategy == "channels" else {
-        name: values for name, values in expected.items()
-        if not channel_holds(find_channel(binding.section, name), values, unit)
-    }
+    wrong = (
+        expected
+        if strategy == "channels"
+        else {
+            name: values
+            for name, values in expected.items()
+            if not channel_holds(find_channel(binding.section, name), values, unit)
+        }
+    )
     missing = []
     for name, values in wrong.items():
         channel = find_channel(binding.section, name)
@@ -236,12 +250,15 @@ def key_controls(binding: rig.FaceBinding, keys: ControlKeys, strategy: str, res
             continue
         key_channel(channel, values, unit)
     if strategy == "auto" and wrong:
-        result.warnings.append(f"{len(wrong) - len(missing)} channel(s) re-keyed directly because the "
-                               f"rig's batch keys did not hold: {', '.join(sorted(wrong)[:8])}"
-                               + (" ..." if len(wrong) > 8 else ""))
+        result.warnings.append(
+            f"{len(wrong) - len(missing)} channel(s) re-keyed directly because the "
+            f"rig's batch keys did not hold: {', '.join(sorted(wrong)[:8])}"
+            + (" ..." if len(wrong) > 8 else "")
+        )
     if missing:
-        result.warnings.append(f"{len(missing)} channel(s) not found on the face rig section: "
-                               + ", ".join(missing))
+        result.warnings.append(
+            f"{len(missing)} channel(s) not found on the face rig section: " + ", ".join(missing)
+        )
 
 
 def find_channel(section: Any, name: str) -> Any:
@@ -260,7 +277,9 @@ def channel_holds(channel: Any, values: list[float], unit: Any) -> bool:
     if channel is None or channel.get_num_keys() != len(values):
         return False
     n = len(values)
-    indices = sorted({round(i * (n - 1) / max(N_VERIFY_SAMPLES - 1, 1)) for i in range(N_VERIFY_SAMPLES)})
+    indices = sorted(
+        {round(i * (n - 1) / max(N_VERIFY_SAMPLES - 1, 1)) for i in range(N_VERIFY_SAMPLES)}
+    )
     for index, key in zip(indices, channel.get_keys_by_index(indices)):
         frame = key.get_time(time_unit=unit).frame_number.value
         if frame != index or abs(key.get_value() - values[index]) > VERIFY_TOLERANCE:
@@ -291,14 +310,17 @@ def bake_anim_sequence(clip: BakedClip, name: str, ctx: _Context, result: FileRe
     factory = unreal.AnimSequenceFactory()
     factory.set_editor_property("target_skeleton", ctx.skeleton)
     anim = unreal.AssetToolsHelpers.get_asset_tools().create_asset(
-        name, settings.output_path, unreal.AnimSequence, factory)
+        name, settings.output_path, unreal.AnimSequence, factory
+    )
     if anim is None:
         raise BakeError(f"could not create AnimSequence {asset_path}")
     controller = anim.get_editor_property("controller")
     controller.open_bracket("EmoFace bake", should_transact=False)
     try:
         controller.set_frame_rate(frame_rate(clip.fps), should_transact=False)
-        controller.set_number_of_frames(unreal.FrameNumber(max(clip.n_frames - 1, 1)), should_transact=False)
+        controller.set_number_of_frames(
+            unreal.FrameNumber(max(clip.n_frames - 1, 1)), should_transact=False
+        )
         library = unreal.AnimationLibrary
         for curve, values in keys.curves.items():
             library.add_curve(anim, curve, unreal.RawCurveTrackTypes.RCT_FLOAT, False)

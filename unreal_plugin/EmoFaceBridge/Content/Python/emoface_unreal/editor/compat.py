@@ -17,7 +17,7 @@ def display_rate_unit() -> Any:
     """``MovieSceneTimeUnit.DISPLAY_RATE`` (5.4+), else the 5.0-5.3 ``SequenceTimeUnit`` one."""
     import unreal
 
-    enum = getattr(unreal, "MovieSceneTimeUnit", None) or getattr(unreal, "SequenceTimeUnit")
+    enum = getattr(unreal, "MovieSceneTimeUnit", None) or unreal.SequenceTimeUnit
     return enum.DISPLAY_RATE
 
 
@@ -32,20 +32,23 @@ def engine_version() -> str:
 
 
 def skeletal_mesh_of(component: Any) -> Any:
-    """The skeletal mesh of a component (``get_skeletal_mesh_asset`` from 5.1, the property before)."""
+    """A component's skeletal mesh (``get_skeletal_mesh_asset`` since 5.1, the property before)."""
     if hasattr(component, "get_skeletal_mesh_asset"):
         return component.get_skeletal_mesh_asset()
     return component.get_editor_property("skeletal_mesh")
 
 
-def find_or_create_control_rig_track(world: Any, sequence: Any, rig_class: Any, binding: Any) -> Any:
-    """A (non-layered) control rig track on a binding; 5.0-5.3 have no ``is_layered_control_rig``."""
+def find_or_create_control_rig_track(
+    world: Any, sequence: Any, rig_class: Any, binding: Any
+) -> Any:
+    """A non-layered control rig track on a binding (5.0-5.3 lack ``is_layered_control_rig``)."""
     import unreal
 
     lib = unreal.ControlRigSequencerLibrary
     try:
-        return lib.find_or_create_control_rig_track(world, sequence, rig_class, binding,
-                                                    is_layered_control_rig=False)
+        return lib.find_or_create_control_rig_track(
+            world, sequence, rig_class, binding, is_layered_control_rig=False
+        )
     except TypeError:
         return lib.find_or_create_control_rig_track(world, sequence, rig_class, binding)
 

@@ -87,8 +87,12 @@ def edit(settings: T, title: str) -> T | None:
 
     obj = to_object(settings)
     options = unreal.EditorDialogLibraryObjectDetailsViewOptions(
-        show_object_name=False, allow_search=False, allow_resizing=True, min_width=520,
-        min_height=420, value_column_width_ratio=0.55,
+        show_object_name=False,
+        allow_search=False,
+        allow_resizing=True,
+        min_width=520,
+        min_height=420,
+        value_column_width_ratio=0.55,
     )
     while True:
         if not unreal.EditorDialog.show_object_details_view(title, obj, options):

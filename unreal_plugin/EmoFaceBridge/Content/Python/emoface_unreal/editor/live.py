@@ -93,6 +93,7 @@ class LiveDriver:
         self._shutdown_handle: Any = None
         self._errors_logged: set[str] = set()
         self._in_tick = False
+        self._last_sequencer_check = 0.0
 
     @property
     def running(self) -> bool:
@@ -115,10 +116,12 @@ class LiveDriver:
             source = make_source(self.settings, subjects)
             self.receiver = Receiver(source, self.settings.queue_size, clock=self.clock)
             self.session = LiveSession(
-                subjects, self.receiver.queue,
+                subjects,
+                self.receiver.queue,
                 watchdog_timeout_s=self.settings.watchdog_timeout_ms / 1000,
                 audio_offset_s=self.settings.audio_offset_ms / 1000,
-                play_audio=self.settings.play_audio, clock=self.clock,
+                play_audio=self.settings.play_audio,
+                clock=self.clock,
             )
             self.receiver.start(wait_s=START_WAIT_S)
             self._tick_handle = unreal.register_slate_post_tick_callback(self._on_tick)
@@ -130,8 +133,11 @@ class LiveDriver:
         except Exception:
             self.stop()
             raise
-        log.info("EmoFace: live drive started, %s; %s", source.description,
-                 ", ".join(f"{s.subject} -> {s.actor_label}" for s in self.subjects.values()))
+        log.info(
+            "EmoFace: live drive started, %s; %s",
+            source.description,
+            ", ".join(f"{s.subject} -> {s.actor_label}" for s in self.subjects.values()),
+        )
 
     def _bind_all(self) -> None:
         import unreal
@@ -140,8 +146,10 @@ class LiveDriver:
         for subject, label in self.settings.bindings():
             actor = scene.find_actor(label)
             if any(actor == other for _, other in actors):
-                raise scene.SceneError(f"{actor.get_actor_label()} is bound to two subjects; "
-                                       "give each subject its own MetaHuman")
+                raise scene.SceneError(
+                    f"{actor.get_actor_label()} is bound to two subjects; "
+                    "give each subject its own MetaHuman"
+                )
             actors.append((subject, actor))
         rig_class = scene.load_face_rig_class(self.settings.face_rig_asset)
         library = unreal.EditorAssetLibrary
@@ -225,8 +233,9 @@ class LiveDriver:
             if driven.plan is None or (driven.selftest is not None and not driven.selftest.done):
                 continue
             values = frame.values
-            floats, vectors = driven.delta.select(driven.plan.float_values(values),
-                                                  driven.plan.vector_values(values))
+            floats, vectors = driven.delta.select(
+                driven.plan.float_values(values), driven.plan.vector_values(values)
+            )
             driven.writer.write(floats, vectors)
             session.count_applied(subject)
         for subject in events.idle:
@@ -241,9 +250,26 @@ class LiveDriver:
                 self.audio.play(subject, path, start_s)
             except scene.SceneError as e:
                 self._error(f"{subject}: {e}")
+        self._check_sequencer()
         for driven in self.subjects.values():
             while driven.writer.new_errors:
                 self._error(f"{driven.subject}: {driven.writer.new_errors.pop(0)}")
+
+    def _check_sequencer(self) -> None:
+        """Say (once per second at most) when the live sequence is no longer open in Sequencer:
+        Sequencer-mode writes then do nothing."""
+        import unreal
+
+        now = self.clock()
+        if self.settings.apply_mode != "sequencer" or now - self._last_sequencer_check < 1.0:
+            return
+        self._last_sequencer_check = now
+        current = unreal.LevelSequenceEditorBlueprintLibrary.get_current_level_sequence()
+        if current != self.sequence:
+            self._error(
+                f"the live Level Sequence {LIVE_SEQUENCE} is not open in Sequencer, so the faces "
+                "do not move; stop and start live drive to reopen it"
+            )
 
     def _replan(self, driven: DrivenSubject) -> None:
         schema = driven.schema
@@ -253,27 +279,42 @@ class LiveDriver:
         driven.reported.add(schema.schema_id)
         if schema.target_kind not in DRIVABLE_KINDS:
             driven.plan = None
-            self._error(f"{driven.subject}: the stream carries {schema.target_kind} targets (mapping "
-                        f"{schema.mapping_id or '?'}); live drive needs face-board controls: stream with "
-                        "--mapping metahuman_faceboard")
+            self._error(
+                f"{driven.subject}: the stream carries {schema.target_kind} targets (mapping "
+                f"{schema.mapping_id or '?'}); live drive needs face-board controls: stream with "
+                "--mapping metahuman_faceboard"
+            )
             return
         plan = plan_controls(schema.names, driven.controls, signs=driven.signs)
         driven.delta.reset()
         if plan.n_controls == 0:
             driven.plan = None
-            self._error(f"{driven.subject}: none of the {len(schema.names)} targets is a control of "
-                        f"{driven.actor_label}'s face rig (first: {schema.names[0] if schema.names else '-'})")
+            self._error(
+                f"{driven.subject}: none of the {len(schema.names)} targets is a control of "
+                f"{driven.actor_label}'s face rig (first: {(schema.names or ('-',))[0]})"
+            )
             return
         driven.plan = plan
         if first_time:
-            log.info("EmoFace: %s: %d targets of mapping %s -> %d controls of %s", driven.subject,
-                     len(schema.names), schema.mapping_id or "?", plan.n_controls, driven.actor_label)
+            log.info(
+                "EmoFace: %s: %d targets of mapping %s -> %d controls of %s",
+                driven.subject,
+                len(schema.names),
+                schema.mapping_id or "?",
+                plan.n_controls,
+                driven.actor_label,
+            )
             for note in plan.notes:
                 log.info("EmoFace: %s: %s", driven.subject, note)
             if plan.unresolved:
-                log.warning("EmoFace: %s: %d target(s) have no control on %s's face rig and are "
-                            "ignored: %s", driven.subject, len(plan.unresolved), driven.actor_label,
-                            ", ".join(plan.unresolved))
+                log.warning(
+                    "EmoFace: %s: %d target(s) have no control on %s's face rig and are "
+                    "ignored: %s",
+                    driven.subject,
+                    len(plan.unresolved),
+                    driven.actor_label,
+                    ", ".join(plan.unresolved),
+                )
 
     def _selftest_done(self, driven: DrivenSubject) -> None:
         test = driven.selftest
@@ -307,7 +348,10 @@ class LiveDriver:
         candidates = [
             (session.last_error_wall, session.last_error),
             (receiver.last_error_wall, receiver.last_error),
-            (getattr(receiver.source, "last_error_wall", 0.0), getattr(receiver.source, "last_error", "")),
+            (
+                getattr(receiver.source, "last_error_wall", 0.0),
+                getattr(receiver.source, "last_error", ""),
+            ),
         ]
         when, last_error = max((c for c in candidates if c[1]), default=(0.0, ""))
         status = LiveStatus(
@@ -331,18 +375,20 @@ class LiveDriver:
         for subject, driven in self.subjects.items():
             state_ = session.state[subject]
             schema = driven.schema
-            status.subjects.append(SubjectStatus(
-                subject=subject,
-                actor=driven.actor_label,
-                n_applied=state_.n_applied,
-                n_controls=driven.plan.n_controls if driven.plan else 0,
-                n_unresolved=len(driven.plan.unresolved) if driven.plan else 0,
-                line_id=state_.line.line_id if state_.line else 0,
-                last_seq=state_.last_frame.seq if state_.last_frame else None,
-                lag_ms=state_.lag_ms,
-                jaw=driven.selftest.result if driven.selftest else "off",
-                mapping=f"{schema.mapping_id} ({schema.target_kind})" if schema else "",
-            ))
+            status.subjects.append(
+                SubjectStatus(
+                    subject=subject,
+                    actor=driven.actor_label,
+                    n_applied=state_.n_applied,
+                    n_controls=driven.plan.n_controls if driven.plan else 0,
+                    n_unresolved=len(driven.plan.unresolved) if driven.plan else 0,
+                    line_id=state_.line.line_id if state_.line else 0,
+                    last_seq=state_.last_frame.seq if state_.last_frame else None,
+                    lag_ms=state_.lag_ms,
+                    jaw=driven.selftest.result if driven.selftest else "off",
+                    mapping=f"{schema.mapping_id} ({schema.target_kind})" if schema else "",
+                )
+            )
         return status
 
 

@@ -23,14 +23,34 @@ SECTION_LIVE = "EmoFaceLive"
 SECTION_BAKE = "EmoFaceBake"
 _CALL = "import emoface_unreal.editor.menu as emoface_menu; emoface_menu.{}()"
 ENTRIES = (  # (section, name, label, tooltip, function)
-    (SECTION_LIVE, "EmoFaceStartLive", "Start live drive...",
-     "Receive an `emoface stream` and drive the MetaHumans bound to its subjects", "on_start_live"),
-    (SECTION_LIVE, "EmoFaceStopLive", "Stop live drive",
-     "Stop receiving and return the faces to rest", "on_stop_live"),
-    (SECTION_LIVE, "EmoFaceStatus", "Show live status",
-     "Frames received, applied and dropped; the last error", "on_show_status"),
-    (SECTION_BAKE, "EmoFaceBake", "Bake files into assets...",
-     "Turn a folder of EmoFace .json/.txt files into Level Sequences and/or AnimSequences", "on_bake"),
+    (
+        SECTION_LIVE,
+        "EmoFaceStartLive",
+        "Start live drive...",
+        "Receive an `emoface stream` and drive the MetaHumans bound to its subjects",
+        "on_start_live",
+    ),
+    (
+        SECTION_LIVE,
+        "EmoFaceStopLive",
+        "Stop live drive",
+        "Stop receiving and return the faces to rest",
+        "on_stop_live",
+    ),
+    (
+        SECTION_LIVE,
+        "EmoFaceStatus",
+        "Show live status",
+        "Frames received, applied and dropped; the last error",
+        "on_show_status",
+    ),
+    (
+        SECTION_BAKE,
+        "EmoFaceBake",
+        "Bake files into assets...",
+        "Turn a folder of EmoFace .json/.txt files into Level Sequences and/or AnimSequences",
+        "on_bake",
+    ),
 )
 
 
@@ -45,15 +65,22 @@ def register_menus() -> bool:
     if main is None:
         return False
     menus.unregister_owner_by_name(MENU_OWNER)
-    sub = main.add_sub_menu(MENU_OWNER, "", SUBMENU, "EmoFace",
-                            "EmoFace: drive MetaHuman faces from speech, live or baked")
+    sub = main.add_sub_menu(
+        MENU_OWNER,
+        "",
+        SUBMENU,
+        "EmoFace",
+        "EmoFace: drive MetaHuman faces from speech, live or baked",
+    )
     sub.add_section(SECTION_LIVE, "Live drive")
     sub.add_section(SECTION_BAKE, "Bake")
     for section, name, label, tooltip, function in ENTRIES:
         entry = unreal.ToolMenuEntry(name=name, type=unreal.MultiBlockType.MENU_ENTRY)
         entry.set_label(label)
         entry.set_tool_tip(tooltip)
-        entry.set_string_command(unreal.ToolMenuStringCommandType.PYTHON, "", _CALL.format(function))
+        entry.set_string_command(
+            unreal.ToolMenuStringCommandType.PYTHON, "", _CALL.format(function)
+        )
         sub.add_menu_entry(section, entry)
     menus.refresh_all_widgets()
     return True
@@ -75,6 +102,7 @@ def _safe(fn: Callable[[], Any]) -> Callable[[], None]:
         except Exception as e:  # noqa: BLE001 - a menu click must never end in a traceback
             log.error("EmoFace: %s failed: %s", fn.__name__, e, exc_info=True)
             dialogs.message("EmoFace", f"{type(e).__name__}: {e}")
+
     return wrapper
 
 
@@ -111,8 +139,12 @@ def on_start_live() -> None:
     except live.LiveError as e:
         dialogs.message("EmoFace: cannot start live drive", str(e))
         return
-    dialogs.message("EmoFace", live.status_text() + "\n\nStart a stream, e.g.\n  emoface stream line.wav "
-                    f"--subject {edited.subject}" + (" --osc " + edited.endpoint if edited.transport == "osc" else ""))
+    dialogs.message(
+        "EmoFace",
+        live.status_text() + "\n\nStart a stream, e.g.\n  emoface stream line.wav "
+        f"--subject {edited.subject}"
+        + (" --osc " + edited.endpoint if edited.transport == "osc" else ""),
+    )
 
 
 @_safe

@@ -38,7 +38,9 @@ def create_sequence(name: str, folder: str) -> Any:
 
     unreal.EditorAssetLibrary.make_directory(folder)
     tools = unreal.AssetToolsHelpers.get_asset_tools()
-    sequence = tools.create_asset(name, folder, unreal.LevelSequence, unreal.LevelSequenceFactoryNew())
+    sequence = tools.create_asset(
+        name, folder, unreal.LevelSequence, unreal.LevelSequenceFactoryNew()
+    )
     if sequence is None:
         raise scene.SceneError(f"could not create Level Sequence {folder}/{name}")
     return sequence
@@ -59,16 +61,22 @@ def bind_face(sequence: Any, actor: Any, rig_class: Any) -> FaceBinding:
     actor_binding = sequence.add_possessable(actor)
     face_binding = sequence.add_possessable(face)
     face_binding.set_parent(actor_binding)
-    track = compat.find_or_create_control_rig_track(scene.editor_world(), sequence, rig_class, face_binding)
+    track = compat.find_or_create_control_rig_track(
+        scene.editor_world(), sequence, rig_class, face_binding
+    )
     if track is None:
-        raise scene.SceneError(f"{actor.get_actor_label()}: Sequencer did not add a control rig track")
+        raise scene.SceneError(
+            f"{actor.get_actor_label()}: Sequencer did not add a control rig track"
+        )
     rig = None
     for proxy in unreal.ControlRigSequencerLibrary.get_control_rigs(sequence):
         if proxy.track == track:
             rig = proxy.control_rig
     if rig is None:
-        raise scene.SceneError(f"{actor.get_actor_label()}: no control rig instance for the face track "
-                               "(is the Level Sequence open in Sequencer?)")
+        raise scene.SceneError(
+            f"{actor.get_actor_label()}: no control rig instance for the face track "
+            "(is the Level Sequence open in Sequencer?)"
+        )
     section = track.get_section_to_key()
     if section is None:
         sections = list(track.get_sections())

@@ -1,4 +1,4 @@
-"""Find things in the open level and the project: MetaHuman actors, their face, the face board rig."""
+"""Find things in the level and the project: MetaHuman actors, their face, the face board rig."""
 
 from __future__ import annotations
 
@@ -37,13 +37,17 @@ def find_actor(label: str) -> Any:
     if not label:
         selected = list(actors_sub.get_selected_level_actors())
         if len(selected) != 1:
-            raise SceneError(f"select exactly one MetaHuman in the level (selected: {len(selected)}), "
-                             "or type its label in the EmoFace settings")
+            raise SceneError(
+                f"select exactly one MetaHuman in the level (selected: {len(selected)}), "
+                "or type its label in the EmoFace settings"
+            )
         return selected[0]
     actors = list(actors_sub.get_all_level_actors())
     matches = [a for a in actors if a.get_actor_label() == label]
     if not matches:
-        close = sorted(a.get_actor_label() for a in actors if label.lower() in a.get_actor_label().lower())
+        close = sorted(
+            a.get_actor_label() for a in actors if label.lower() in a.get_actor_label().lower()
+        )
         hint = f"; similar: {', '.join(close[:5])}" if close else ""
         raise SceneError(f"no actor labelled {label!r} in the open level{hint}")
     return matches[0]
@@ -66,8 +70,10 @@ def face_component(actor: Any) -> Any:
         if mesh is not None and "face" in mesh.get_name().lower():
             return component
     names = ", ".join(str(c.get_fname()) for c in components) or "none"
-    raise SceneError(f"{actor.get_actor_label()}: no face mesh component named {FACE_COMPONENT!r} "
-                     f"(skeletal mesh components: {names}); is it a MetaHuman?")
+    raise SceneError(
+        f"{actor.get_actor_label()}: no face mesh component named {FACE_COMPONENT!r} "
+        f"(skeletal mesh components: {names}); is it a MetaHuman?"
+    )
 
 
 def load_face_rig_class(asset_path: str = "") -> Any:
@@ -85,8 +91,10 @@ def load_face_rig_class(asset_path: str = "") -> Any:
         asset = unreal.EditorAssetLibrary.load_asset(path)
         if asset is not None and hasattr(asset, "get_control_rig_class"):
             return asset.get_control_rig_class()
-    raise SceneError(f"face control rig not found at {', '.join(paths)}; add a MetaHuman to the project "
-                     "or set the face rig asset in the EmoFace settings")
+    raise SceneError(
+        f"face control rig not found at {', '.join(paths)}; add a MetaHuman to the project "
+        "or set the face rig asset in the EmoFace settings"
+    )
 
 
 def face_skeleton(actor: Any) -> Any:
@@ -109,8 +117,11 @@ def load_skeleton(asset_path: str) -> Any:
     """
     import unreal
 
-    asset = unreal.EditorAssetLibrary.load_asset(asset_path) \
-        if unreal.EditorAssetLibrary.does_asset_exist(asset_path) else None
+    asset = (
+        unreal.EditorAssetLibrary.load_asset(asset_path)
+        if unreal.EditorAssetLibrary.does_asset_exist(asset_path)
+        else None
+    )
     if asset is None or not isinstance(asset, unreal.Skeleton):
         raise SceneError(f"{asset_path}: not a skeleton asset")
     return asset

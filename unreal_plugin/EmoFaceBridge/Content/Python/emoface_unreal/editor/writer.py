@@ -29,7 +29,9 @@ class RigWriter:
         self.errors: dict[str, str] = {}  # control -> its first failure
         self.new_errors: list[str] = []  # failures not yet reported to the status
 
-    def write(self, floats: list[tuple[str, float]], vectors: list[tuple[str, float, float]]) -> None:
+    def write(
+        self, floats: list[tuple[str, float]], vectors: list[tuple[str, float, float]]
+    ) -> None:
         """Set float controls and 2D controls; failures are counted, not raised."""
         for control, value in floats:
             self._call(control, self._write_float, control, value)
@@ -70,13 +72,26 @@ class SequencerWriter(RigWriter):
         self._vector2d = unreal.Vector2D
 
     def _write_float(self, control: str, value: float) -> None:
-        self._lib.set_local_control_rig_float(self.binding.sequence, self.binding.rig, control,
-                                              self._frame, value, time_unit=self._unit, set_key=False)
+        self._lib.set_local_control_rig_float(
+            self.binding.sequence,
+            self.binding.rig,
+            control,
+            self._frame,
+            value,
+            time_unit=self._unit,
+            set_key=False,
+        )
 
     def _write_vector2d(self, control: str, x: float, y: float) -> None:
-        self._lib.set_local_control_rig_vector2d(self.binding.sequence, self.binding.rig, control,
-                                                 self._frame, self._vector2d(x, y),
-                                                 time_unit=self._unit, set_key=False)
+        self._lib.set_local_control_rig_vector2d(
+            self.binding.sequence,
+            self.binding.rig,
+            control,
+            self._frame,
+            self._vector2d(x, y),
+            time_unit=self._unit,
+            set_key=False,
+        )
 
 
 class HierarchyWriter(RigWriter):
@@ -94,19 +109,25 @@ class HierarchyWriter(RigWriter):
         key = self._keys.get(control)
         if key is None:
             unreal = self._unreal
-            key = self._keys[control] = unreal.RigElementKey(type=unreal.RigElementType.CONTROL, name=control)
+            key = self._keys[control] = unreal.RigElementKey(
+                type=unreal.RigElementType.CONTROL, name=control
+            )
         return key
 
     def _write_float(self, control: str, value: float) -> None:
         unreal = self._unreal
-        self._hierarchy.set_control_value(self._key(control),
-                                          unreal.RigHierarchy.make_control_value_from_float(value),
-                                          unreal.RigControlValueType.CURRENT)
+        self._hierarchy.set_control_value(
+            self._key(control),
+            unreal.RigHierarchy.make_control_value_from_float(value),
+            unreal.RigControlValueType.CURRENT,
+        )
 
     def _write_vector2d(self, control: str, x: float, y: float) -> None:
         unreal = self._unreal
         value = unreal.RigHierarchy.make_control_value_from_vector2d(unreal.Vector2D(x, y))
-        self._hierarchy.set_control_value(self._key(control), value, unreal.RigControlValueType.CURRENT)
+        self._hierarchy.set_control_value(
+            self._key(control), value, unreal.RigControlValueType.CURRENT
+        )
 
 
 def make_writer(mode: str, binding: rig.FaceBinding) -> RigWriter:
