@@ -230,6 +230,7 @@ class _NormStats:
         self.adaptive = adaptive
         self.window_samples = window_s * SAMPLE_RATE
         self.gate = 10.0 ** (gate_db / 10.0)  # power ratio
+        self.level = 0.0  # adaptive: followed block power (variance)
         self.n = 0.0
         self.sum = 0.0
         self.sum_sq = 0.0
@@ -242,23 +243,34 @@ class _NormStats:
         if not self.adaptive:
             self._add(samples, windows)
             return
-        # Adaptive: per 20 ms block, skip near-silence, then forget a little and add.
+        # Adaptive, per 20 ms block: a level follower (instant attack, release over the window)
+        # gates out near-silence; statistics that describe near-silence relative to the level
+        # (e.g. a microphone that idled before anyone spoke) start over; the rest is forgotten
+        # with the window's time constant, counted in accepted audio so pauses keep the voice.
         n_blocks = max(1, math.ceil(samples.size / _GATE_BLOCK_SAMPLES))
         w_edges = np.linspace(0, len(windows), n_blocks + 1).round().astype(int)
         for i in range(n_blocks):
             block = samples[i * _GATE_BLOCK_SAMPLES : (i + 1) * _GATE_BLOCK_SAMPLES]
             wins = windows[w_edges[i] : w_edges[i + 1]]
-            if self.n > 0 and block.size:
-                if block.var() < self.gate * self.audio_var():
-                    continue
-                decay = math.exp(-block.size / self.window_samples)
-                self.n *= decay
-                self.sum *= decay
-                self.sum_sq *= decay
-                self.n_windows *= decay
-                self.window_sum *= decay
-                self.window_outer *= decay
+            if not block.size:
+                continue
+            power = float(block.var())
+            decay = math.exp(-block.size / self.window_samples)
+            self.level = max(power, self.level * decay)
+            if power < self.gate * self.level:
+                continue
+            if self.n and self.audio_var() < self.gate * self.level:
+                self._reset()
+            for name in ("n", "sum", "sum_sq", "n_windows"):
+                setattr(self, name, getattr(self, name) * decay)
+            self.window_sum *= decay
+            self.window_outer *= decay
             self._add(block, wins)
+
+    def _reset(self) -> None:
+        self.n = self.sum = self.sum_sq = self.n_windows = 0.0
+        self.window_sum[:] = 0.0
+        self.window_outer[:] = 0.0
 
     def _add(self, samples: np.ndarray, windows: np.ndarray) -> None:
         self.n += samples.size
@@ -1151,7 +1163,13 @@ class LiveRunner:
         self.stop = stop or (lambda: False)
         self.stats = LiveStats()
         self._anchor: float | None = None  # clock time at which audio sample 0 was captured
+        self._anchor_wall: float | None = None  # the same on the wall clock (Unix seconds)
         self._in_gap = False
+
+    @property
+    def anchor_wall_s(self) -> float | None:
+        """Wall-clock time (Unix seconds) at which the first audio sample was captured."""
+        return self._anchor_wall
 
     def run(self) -> LiveStats:
         """Stream until the source ends, ``stop`` says so, or a ``quit`` command arrives."""
@@ -1175,6 +1193,7 @@ class LiveRunner:
                 if chunk.size:
                     if self._anchor is None:
                         self._anchor = now - chunk.size / SAMPLE_RATE
+                        self._anchor_wall = time.time() - chunk.size / SAMPLE_RATE
                     stats.n_chunks += 1
                     stats.n_samples += chunk.size
                     last_audio = now

@@ -1,0 +1,350 @@
+"""``emoface live``: animate live audio (mic, stdin, file, ZeroMQ, UDP), frames out as they come."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from bridge.commands.bake import add_engine_arguments, build_engine
+from bridge.commands.stream import DEFAULT_SUBJECT, add_transport_arguments, build_outputs
+
+if TYPE_CHECKING:
+    from bridge.streamer import SubjectStream
+    from bridge.transport import Sender
+    from emoface_core.sources import AudioSource
+    from emoface_core.streaming import LiveStats, StreamConfig
+
+EPILOG = """\
+sources:
+  mic[:DEVICE]            microphone (needs the optional sounddevice package)
+  stdin                   raw PCM on standard input, e.g. arecord -f S16_LE -r 16000 -c 1 -t raw |
+  file:PATH               a sound file read in real time (--no-realtime: as fast as possible)
+  zmq:ENDPOINT            PULL socket bound at ENDPOINT; each message raw PCM, an empty one ends
+  zmq+connect:ENDPOINT    the same, connecting to a producer that binds
+  udp:HOST:PORT           raw PCM datagrams, e.g. ffmpeg -re -i a.wav -f s16le -ar 16000 -ac 1
+                          udp://127.0.0.1:PORT; an empty datagram (or --idle-timeout-s) ends
+  Raw PCM is 16-bit little-endian mono at 16 kHz unless --sample-rate/--channels/--sample-format.
+
+changing the emotion while running:
+  keys 0-6 (angry 0, disgust 1, fear 2, happy 3, neutral 4, sad 5, surprise 6), q quits
+    (when standard input is a terminal and not the audio source)
+  --control-port PORT: UDP text commands on 127.0.0.1, e.g.
+    echo "emotion happy:0.6" | nc -u -w0 127.0.0.1 PORT      (also: quit, {"emotion": "sad"})
+
+latency: a frame leaves about (lookahead + hop) frames plus one network call after its audio;
+  see docs/realtime.md for the trade-offs and measured figures.
+
+examples:
+  emoface live --source mic --emotion happy --subject npc1 --livelink
+  emoface live --source file:line.wav --engine procedural --osc 127.0.0.1:9000
+  sox line.wav -t raw -r 16000 -e signed -b 16 -c 1 - | emoface live --source stdin
+"""
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help, and the epilog kept as written."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``live`` subcommand."""
+    p = subparsers.add_parser(
+        "live",
+        help="animate live audio (mic, stdin, file, ZeroMQ, UDP) and stream frames as they come",
+        description="Read audio as it arrives, animate it with a bounded lookahead and send "
+        "each frame as soon as it is final, over the same transports as 'emoface stream'. Ends "
+        "when the source ends (or on Ctrl-C / q / a quit command).",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--source", required=True, help="where audio comes from (see below)")
+    add_engine_arguments(p)
+    p.add_argument("--subject", default=DEFAULT_SUBJECT, help="subject (NPC) name")
+    add_transport_arguments(p)
+    pcm = p.add_argument_group("raw PCM input (stdin, zmq, udp; rate and channels also for mic)")
+    pcm.add_argument("--sample-rate", type=_positive_int, default=16000, help="Hz")
+    pcm.add_argument("--channels", type=_positive_int, default=1, help="interleaved channels")
+    pcm.add_argument(
+        "--sample-format", default="s16le", choices=("s16le", "s32le", "f32le"), help="encoding"
+    )
+    pcm.add_argument("--chunk-ms", type=_positive_float, default=20.0, help="read size")
+    pcm.add_argument(
+        "--no-realtime",
+        action="store_true",
+        help="file source: read as fast as possible (no latency figures, no gaps)",
+    )
+    pcm.add_argument(
+        "--idle-timeout-s",
+        type=_positive_float,
+        default=None,
+        help="udp source: end after this long without a datagram",
+    )
+    net = p.add_argument_group("streaming inference")
+    net.add_argument(
+        "--lookahead-frames",
+        type=_non_negative_int,
+        default=None,
+        help="future audio a frame waits for (default 6 = 100 ms for the network)",
+    )
+    net.add_argument(
+        "--hop-frames", type=_positive_int, default=6, help="frames made final per network call"
+    )
+    net.add_argument(
+        "--context-frames", type=_non_negative_int, default=120, help="past frames attended to"
+    )
+    net.add_argument(
+        "--context",
+        default="cache",
+        choices=("cache", "recompute"),
+        help="reuse past keys/values (fast) or rerun the whole window (closer to whole-clip)",
+    )
+    net.add_argument(
+        "--norm",
+        default="auto",
+        choices=("auto", "cumulative", "adaptive"),
+        help="audio statistics: cumulative = all audio so far (files); adaptive = forgetting "
+        "and silence-gated (open feeds); auto picks by source",
+    )
+    net.add_argument(
+        "--fast",
+        default="off",
+        choices=("off", "int8"),
+        help="CPU fast mode for the network: int8 Linear layers (see docs/realtime.md)",
+    )
+    net.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--raw", action="store_true", help="engine output only: no smoothing, blinks or gaze"
+    )
+    p.add_argument("--seed", type=int, default=None, help="seed for blinks and gaze")
+    ctl = p.add_argument_group("control")
+    ctl.add_argument(
+        "--control-port",
+        type=_port,
+        default=None,
+        help="listen for UDP text commands ('emotion SPEC', 'quit') on 127.0.0.1:PORT",
+    )
+    ctl.add_argument("--no-keys", action="store_true", help="ignore the keyboard")
+    ctl.add_argument(
+        "--gap-timeout-ms",
+        type=_positive_float,
+        default=200.0,
+        help="a real-time source silent this long is a gap: silence fills it, the face relaxes",
+    )
+    ctl.add_argument(
+        "--start-delay-s",
+        type=_non_negative_float,
+        default=0.3,
+        help="wait after opening sockets so subscribers can connect before audio is read",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Stream one live source until it ends."""
+    from contextlib import ExitStack
+
+    from bridge.protocol import EndReason
+    from bridge.streamer import SubjectStream, check_subject
+    from emoface_core.emotion import parse_emotion_spec
+    from emoface_core.sources import KeyboardControl, UdpControl, parse_source
+    from emoface_core.streaming import LiveRunner, Streamer
+
+    subject = check_subject(args.subject)
+    timeline = parse_emotion_spec(args.emotion)
+    source = parse_source(
+        args.source,
+        sample_rate=args.sample_rate,
+        channels=args.channels,
+        sample_format=args.sample_format,
+        realtime=not args.no_realtime,
+        chunk_ms=args.chunk_ms,
+        idle_timeout_s=args.idle_timeout_s,
+    )
+    senders, outputs = build_outputs(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    engine = build_engine(args)
+    if args.fast != "off":
+        _make_fast(engine, args.fast)
+    streamer = Streamer(engine, _stream_config(args, engine, source))
+    _warm_up(streamer)
+    stop = threading.Event()
+    with ExitStack() as stack:
+        for sender in senders:
+            stack.enter_context(sender)
+        controls: list[Any] = []
+        if args.control_port is not None:
+            controls.append(stack.enter_context(UdpControl(port=args.control_port)))
+        if not args.no_keys and args.source not in ("stdin", "-") and sys.stdin.isatty():
+            controls.append(stack.enter_context(KeyboardControl()))
+        subject_stream = SubjectStream(subject, outputs, schema_interval_s=args.schema_interval_s)
+        where = ", ".join(f"{s.kind} {s.address}" for s in senders)
+        if args.start_delay_s:
+            time.sleep(args.start_delay_s)
+        stack.enter_context(source)
+        stream = streamer.open(
+            timeline, seed=args.seed, raw=args.raw, expected_samples=source.expected_samples
+        )
+        hints = [f"lookahead {1000 * stream.lookahead_frames / 60:.0f} ms"]
+        for control in controls:
+            if isinstance(control, UdpControl):
+                hints.append(f"commands on udp:{control.host}:{control.port}")
+            else:
+                hints.append("keys 0-6 set the emotion, q quits")
+        print(
+            f"emoface live: {source.name} -> {subject} via {where} ({'; '.join(hints)})",
+            file=sys.stderr,
+        )
+        runner = LiveRunner(
+            source,
+            stream,
+            _Sink(subject_stream, lambda: runner.anchor_wall_s, timeline.to_spec(), engine.name),
+            controls=controls,
+            gap_timeout_s=args.gap_timeout_ms / 1000.0,
+            stop=stop.is_set,
+        )
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        reason = EndReason.SHUTDOWN
+        interrupted = False
+        try:
+            stats = runner.run()
+            reason = (
+                EndReason.FINISHED if stats.end_reason == "source ended" else EndReason.INTERRUPTED
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+            reason = EndReason.INTERRUPTED
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            subject_stream.end_line(reason)
+        _print_summary(runner.stats, senders, source, interrupted)
+    return 130 if interrupted else 0
+
+
+class _Sink:
+    """Frames from the runner -> the subject's transports, starting the line on the first one."""
+
+    def __init__(self, stream: SubjectStream, anchor: Any, emotion: str, engine: str) -> None:
+        self.stream = stream
+        self.anchor = anchor
+        self.info = {"emotion": emotion, "engine": engine, "live": True}
+
+    def __call__(self, frames: Any, first: int) -> None:
+        if not self.stream.line_active:
+            self.stream.start_line(n_frames=0, info=self.info, t_audio_start=self.anchor())
+        for i, frame in enumerate(frames):
+            self.stream.push(frame, (first + i) / 60.0)
+
+
+def _stream_config(args: argparse.Namespace, engine: Any, source: AudioSource) -> StreamConfig:
+    from emoface_core.sources import FileSource
+    from emoface_core.streaming import StreamConfig
+
+    norm = args.norm
+    if norm == "auto":
+        norm = "cumulative" if isinstance(source, FileSource) else "adaptive"
+    lookahead = args.lookahead_frames
+    if lookahead is None:
+        lookahead = StreamConfig.lookahead_frames
+    return StreamConfig(
+        hop_frames=args.hop_frames,
+        lookahead_frames=lookahead,
+        context_frames=args.context_frames,
+        context=args.context,
+        norm=norm,
+    )
+
+
+def _make_fast(engine: Any, mode: str) -> None:
+    from emoface_core.fastmode import fast_model
+
+    model = getattr(engine, "model", None)
+    if model is None:
+        print(f"emoface: note: --fast {mode} applies to the network only; ignored", file=sys.stderr)
+        return
+    engine.model = fast_model(model, mode)
+
+
+def _warm_up(streamer: Any) -> None:
+    """One short throwaway stream, so the first live frames do not pay for lazy set-up."""
+    import numpy as np
+
+    stream = streamer.open("neutral", seed=0)
+    stream.process(np.zeros(16000 // 2, dtype=np.float32))
+    stream.finish()
+
+
+def _print_summary(
+    stats: LiveStats, senders: list[Sender], source: AudioSource, interrupted: bool
+) -> None:
+    import numpy as np
+
+    head = "interrupted after" if interrupted else f"{stats.end_reason or 'stopped'}:"
+    line = (
+        f"emoface live: {head} {stats.n_frames} frames from {stats.n_samples / 16000:.2f} s of "
+        f"audio in {stats.duration_s:.2f} s; {stats.n_gaps} gap(s) "
+        f"({stats.n_gap_samples / 16000:.2f} s filled), {stats.n_emotion_changes} emotion "
+        f"change(s), {stats.n_bad_commands} bad command(s)"
+    )
+    print(line, file=sys.stderr)
+    if stats.latency_s:
+        print(
+            f"  latency audio->sent: p50 {1e3 * stats.latency_percentile(50):.0f} ms, "
+            f"p99 {1e3 * stats.latency_percentile(99):.0f} ms, "
+            f"max {1e3 * max(stats.latency_s):.0f} ms",
+            file=sys.stderr,
+        )
+    busy = [t for t in stats.compute_s if t > 0.0005]
+    if busy:
+        print(
+            f"  compute per call: p50 {1e3 * np.percentile(busy, 50):.1f} ms, "
+            f"p99 {1e3 * np.percentile(busy, 99):.1f} ms",
+            file=sys.stderr,
+        )
+    for sender in senders:
+        s = sender.stats
+        print(
+            f"  {sender.kind} {sender.address}: {s.n_frames} frames, {s.n_dropped} dropped, "
+            f"{s.n_errors} errors",
+            file=sys.stderr,
+        )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
