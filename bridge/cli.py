@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.preview",
     "bridge.commands.serve",
     "bridge.commands.unreal",
+    "bridge.commands.live",
 )
 
 

@@ -68,7 +68,7 @@ def test_savgol_stream_uses_provisional_frames_as_its_lookahead():
     smoother, parts = SavgolStream(15, 3), []
     for i in range(0, 60, 4):
         out = smoother.push(x[i : i + 4], x[i + 4 : i + 11])  # the true future as the guess
-        if 12 <= i and i + 11 <= 60:  # a full window, and 7 guessed frames: nothing waits
+        if i >= 12 and i + 11 <= 60:  # a full window, and 7 guessed frames: nothing waits
             assert smoother.n_frames_out == smoother.n_frames_in
         parts.append(out)
     parts.append(smoother.flush())
