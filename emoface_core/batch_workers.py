@@ -13,7 +13,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,17 @@ log = logging.getLogger(__name__)
 MAX_WORKER_RESTARTS_PER_JOB = 2  # a worker dying this often per --jobs means something is broken
 
 
-def bake_line(line: BakeLine, settings: BatchSettings, engine: Any) -> Rendered:
+def bake_line(
+    line: BakeLine, settings: BatchSettings, engine: Any, *, audio_file: Path | None = None
+) -> Rendered:
     """Bake one line with a loaded engine and render every requested format.
+
+    Args:
+        line: the line.
+        settings: formats, post-processing and mapping.
+        engine: the loaded engine.
+        audio_file: where to read the audio when not at ``line.audio`` (a copy shipped to a
+            Ray worker); the metadata still names ``line.audio``.
 
     Raises:
         EmoFaceError, ValueError, OSError: the line's audio or emotion spec cannot be used.
@@ -47,7 +56,7 @@ def bake_line(line: BakeLine, settings: BatchSettings, engine: Any) -> Rendered:
 
     start = time.perf_counter()
     timeline = parse_emotion_spec(line.emotion)
-    audio = load_audio(line.audio)
+    audio = load_audio(audio_file or line.audio)
     animation = animate_audio(
         engine,
         audio,
@@ -56,6 +65,7 @@ def bake_line(line: BakeLine, settings: BatchSettings, engine: Any) -> Rendered:
         seed=line.seed,
         postprocess_config=settings.postprocess,
     )
+    animation.metadata["source_audio"] = str(line.audio)
     animation.metadata["subject"] = line.subject
     animation.metadata["output"] = line.output
     files = render_files(animation, settings.formats, settings.mapping)
@@ -288,7 +298,10 @@ class RayRunner:
         self.settings = settings
         self.n_workers = max(1, n_workers)
         if not ray.is_initialized():
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            if address == "local":  # a private single-machine instance (trying it out, tests)
+                ray.init(num_cpus=max(1, n_workers), include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
         self._actors: list[Any] = []
 
     def run(self, lines: Sequence[BakeLine]) -> Iterator[tuple[int, Outcome]]:
@@ -363,7 +376,7 @@ class _RayBaker:
             local = Path(tmp) / (line.audio.name or "audio")
             local.write_bytes(audio_bytes)
             try:
-                return bake_line(replace(line, audio=local), self.settings, self.engine)
+                return bake_line(line, self.settings, self.engine, audio_file=local)
             except Exception as e:
                 # Name the user's file, not the temporary copy.
                 return failure_reason(e).replace(str(local), str(line.audio))

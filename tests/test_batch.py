@@ -376,3 +376,26 @@ def test_hard_kill_leaves_only_hidden_temporaries_that_the_rerun_removes(tmp_pat
     assert _cli(*args) == 0
     assert not list(out.rglob("*.part"))
     assert len(_assert_complete_outputs(out)) == 12
+
+
+def test_ray_runner_matches_local_workers(voice):
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("emoface_core.procedural")
+    lines = collect_lines([str(voice / "lines.csv")], seed=2)
+    reports = {}
+    for name, address in (("local", None), ("ray", "local")):
+        settings = BatchSettings(output_dir=voice / name, engine="procedural", formats=("json",))
+        try:
+            reports[name] = run_batch(lines, settings, jobs=2, force=True, ray_address=address)
+        finally:
+            if address:
+                ray.shutdown()
+    statuses = {n: [(r.line.output, r.status) for r in rep.results] for n, rep in reports.items()}
+    assert statuses["ray"] == statuses["local"]
+    assert [r.status for r in reports["ray"].results].count("done") == 3
+    ray_reasons = [r.reason for r in reports["ray"].failed]
+    # Failures name the user's files, not the copies shipped to the workers.
+    assert ray_reasons == [r.reason for r in reports["local"].failed]
+    for name in ("guard/l01", "guard/l02", "merchant/l01"):
+        assert (voice / "ray" / f"{name}.json").read_text() == (
+            voice / "local" / f"{name}.json").read_text()
