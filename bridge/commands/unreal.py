@@ -18,8 +18,8 @@ Next, in Unreal Editor 5.4-5.6:
      (ZeroMQ on tcp://127.0.0.1:5555; the plugin subscribes with its built-in client, no pyzmq
      needed in the editor. For OSC choose transport "osc" and run:
      emoface stream line.wav --subject npc1 --osc 127.0.0.1:9000)
-Bake a folder of .json/.txt files: EmoFace > Bake files into assets..., or headless:
-  UnrealEditor-Cmd "{uproject}" -run=pythonscript -script="emoface_bake.py --input DIR
+Bake a folder of .json/.txt files: EmoFace > Bake files into assets..., or headless (one line):
+  UnrealEditor-Cmd "{uproject}" -run=pythonscript -script="{bake_script} --input DIR
     --anim-only --skeleton /Game/MetaHumans/Common/Face/Face_Archetype_Skeleton"
 See docs/unreal.md for the Level Sequence bake and the Live Link Face route."""
 
@@ -112,7 +112,9 @@ def run_install(args: argparse.Namespace) -> int:
     )
     for site in report.vendored:
         print(f"  vendored packages kept/added in {site}")
-    print(NEXT_STEPS.format(uproject=report.uproject, uproject_name=report.uproject.name))
+    bake_script = (report.plugin_dir / "Content" / "Python" / "emoface_bake.py").as_posix()
+    print(NEXT_STEPS.format(uproject=report.uproject, uproject_name=report.uproject.name,
+                            bake_script=bake_script))
     return 0
 
 

@@ -2,19 +2,20 @@
 
 AnimSequences only (no Sequencer needed), in the commandlet::
 
-    UnrealEditor-Cmd MyGame.uproject -run=pythonscript -script="emoface_bake.py --input D:/lines
+    UnrealEditor-Cmd MyGame.uproject -run=pythonscript -script=".../emoface_bake.py --input D:/lines
         --anim-only --skeleton /Game/MetaHumans/Common/Face/Face_Archetype_Skeleton"
 
 Level Sequences key the face control rig through Sequencer, which needs the editor UI, so run
 the full editor unattended and let the script quit it::
 
-    UnrealEditor MyGame.uproject -ExecutePythonScript="emoface_bake.py --input D:/lines
+    UnrealEditor MyGame.uproject -ExecutePythonScript=".../emoface_bake.py --input D:/lines
         --map /Game/Maps/Dialogue --actor BP_Ada --anim --quit"
 
 (each command on one line).
 
-Relative script names are found on the Python path (this plugin's Content/Python). The exit
-status is not passed back by Unreal; look for lines starting with "FAILED" in the log.
+Give the script's full path (``.../Plugins/EmoFaceBridge/Content/Python/emoface_bake.py``);
+``emoface unreal install`` prints it. Unreal does not pass the exit status back: look for lines
+starting with "FAILED" in the log.
 """
 
 from __future__ import annotations

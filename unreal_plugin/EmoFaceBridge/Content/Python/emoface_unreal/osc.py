@@ -32,37 +32,80 @@ class OscError(ValueError):
     """A datagram is not OSC, or not the bridge's layout."""
 
 
-def _string(data: bytes, offset: int) -> tuple[str, int]:
-    end = data.find(b"\x00", offset)
-    if end < 0:
+_FIXED = {tag: struct.Struct(fmt) for tag, fmt in
+          (("i", ">i"), ("f", ">f"), ("d", ">d"), ("h", ">q"), ("t", ">Q"), ("r", ">I"), ("c", ">i"))}
+_SIZE = struct.Struct(">i")
+_FLAGS = {"T": True, "F": False, "N": None, "I": float("inf")}
+
+
+def _string(data: bytes, offset: int, end: int) -> tuple[str, int]:
+    stop = data.find(b"\x00", offset, end)
+    if stop < 0:
         raise OscError("unterminated OSC string")
     try:
-        text = data[offset:end].decode("utf-8")
+        text = data[offset:stop].decode("utf-8")
     except UnicodeDecodeError as e:
         raise OscError("OSC string is not UTF-8") from e
-    return text, end + 1 + (-(end + 1 - offset) % 4)
+    return text, stop + 1 + (-(stop + 1 - offset) % 4)
 
 
-def _arg(tag: str, data: bytes, offset: int) -> tuple[Any, int]:
-    fixed = {"i": ">i", "f": ">f", "d": ">d", "h": ">q", "t": ">Q", "r": ">I", "c": ">i"}
-    if tag in fixed:
-        fmt = fixed[tag]
-        size = struct.calcsize(fmt)
-        if offset + size > len(data):
+def _arg(tag: str, data: bytes, offset: int, end: int) -> tuple[Any, int]:
+    fixed = _FIXED.get(tag)
+    if fixed is not None:
+        if offset + fixed.size > end:
             raise OscError(f"OSC argument {tag!r} runs past the end of the packet")
-        return struct.unpack_from(fmt, data, offset)[0], offset + size
+        return fixed.unpack_from(data, offset)[0], offset + fixed.size
     if tag == "s" or tag == "S":
-        return _string(data, offset)
+        return _string(data, offset, end)
     if tag == "b":
-        if offset + 4 > len(data):
+        if offset + 4 > end:
             raise OscError("OSC blob size runs past the end of the packet")
-        (n,) = struct.unpack_from(">i", data, offset)
-        if n < 0 or offset + 4 + n > len(data):
+        (n,) = _SIZE.unpack_from(data, offset)
+        if n < 0 or offset + 4 + n > end:
             raise OscError("OSC blob runs past the end of the packet")
         return data[offset + 4 : offset + 4 + n], offset + 4 + n + (-n % 4)
-    if tag in "TFNI":
-        return {"T": True, "F": False, "N": None, "I": float("inf")}[tag], offset
+    if tag in _FLAGS:
+        return _FLAGS[tag], offset
     raise OscError(f"unsupported OSC type tag {tag!r}")
+
+
+def _message(data: bytes, start: int, end: int) -> tuple[str, list[Any]]:
+    address, offset = _string(data, start, end)
+    if not address.startswith("/"):
+        raise OscError(f"OSC address must start with '/', got {address[:40]!r}")
+    if offset >= end:
+        return address, []  # OSC 1.0 allows a missing type tag string
+    tags, offset = _string(data, offset, end)
+    if not tags.startswith(","):
+        raise OscError("OSC type tags must start with ','")
+    if tags == ",f" and offset + 4 == end:  # the bridge's per-target value message
+        return address, [_FIXED["f"].unpack_from(data, offset)[0]]
+    args = []
+    for tag in tags[1:]:
+        value, offset = _arg(tag, data, offset, end)
+        args.append(value)
+    if offset != end:
+        raise OscError(f"OSC message has {end - offset} stray bytes")
+    return address, args
+
+
+def _walk(data: bytes, start: int, end: int, depth: int, out: list[tuple[str, list[Any]]]) -> None:
+    if data.startswith(b"#bundle\x00", start):
+        if depth >= MAX_BUNDLE_DEPTH:
+            raise OscError("OSC bundles nested too deep")
+        if end - start < 16:
+            raise OscError("OSC bundle shorter than its header")
+        offset = start + 16
+        while offset < end:
+            if offset + 4 > end:
+                raise OscError("OSC bundle element size runs past the end")
+            (n,) = _SIZE.unpack_from(data, offset)
+            if n <= 0 or n % 4 or offset + 4 + n > end:
+                raise OscError(f"OSC bundle element of {n} bytes does not fit")
+            _walk(data, offset + 4, offset + 4 + n, depth + 1, out)
+            offset += 4 + n
+    else:
+        out.append(_message(data, start, end))
 
 
 def parse_message(data: bytes) -> tuple[str, list[Any]]:
@@ -71,24 +114,10 @@ def parse_message(data: bytes) -> tuple[str, list[Any]]:
     Raises:
         OscError: malformed.
     """
-    address, offset = _string(data, 0)
-    if not address.startswith("/"):
-        raise OscError(f"OSC address must start with '/', got {address[:40]!r}")
-    if offset >= len(data):
-        return address, []  # OSC 1.0 allows a missing type tag string
-    tags, offset = _string(data, offset)
-    if not tags.startswith(","):
-        raise OscError("OSC type tags must start with ','")
-    args = []
-    for tag in tags[1:]:
-        value, offset = _arg(tag, data, offset)
-        args.append(value)
-    if offset != len(data):
-        raise OscError(f"OSC message has {len(data) - offset} stray bytes")
-    return address, args
+    return _message(bytes(data), 0, len(data))
 
 
-def parse_packet(data: bytes, _depth: int = 0) -> list[tuple[str, list[Any]]]:
+def parse_packet(data: bytes) -> list[tuple[str, list[Any]]]:
     """Every message of a packet (bundles flattened, in order).
 
     Raises:
@@ -96,24 +125,9 @@ def parse_packet(data: bytes, _depth: int = 0) -> list[tuple[str, list[Any]]]:
     """
     if not isinstance(data, (bytes, bytearray)):
         raise OscError(f"expected bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if data.startswith(b"#bundle\x00"):
-        if _depth >= MAX_BUNDLE_DEPTH:
-            raise OscError("OSC bundles nested too deep")
-        if len(data) < 16:
-            raise OscError("OSC bundle shorter than its header")
-        out = []
-        offset = 16
-        while offset < len(data):
-            if offset + 4 > len(data):
-                raise OscError("OSC bundle element size runs past the end")
-            (n,) = struct.unpack_from(">i", data, offset)
-            if n <= 0 or n % 4 or offset + 4 + n > len(data):
-                raise OscError(f"OSC bundle element of {n} bytes does not fit")
-            out.extend(parse_packet(data[offset + 4 : offset + 4 + n], _depth + 1))
-            offset += 4 + n
-        return out
-    return [parse_message(data)]
+    out: list[tuple[str, list[Any]]] = []
+    _walk(bytes(data), 0, len(data), 0, out)
+    return out
 
 
 def _split(address: str, root: str) -> tuple[str, str]:
@@ -212,12 +226,14 @@ class OscToProtocol:
         seq, line_id, t_s, fps, t_capture, sid = header[:6]
         named: dict[str, float] = {}
         array: list[float] | None = None
+        prefix = f"{self.root}/{subject}/"
+        n_prefix = len(prefix)
         for address, args in messages[1:]:
-            other, leaf = _split(address, self.root)
-            if other != subject:
-                raise OscError(f"frame bundle of {subject!r} holds a message for {other!r}")
-            if not args or not all(isinstance(a, float) for a in args):
+            if not address.startswith(prefix) or "/" in address[n_prefix:]:
+                raise OscError(f"frame bundle of {subject!r} holds {address[:60]!r}")
+            if not args or not all(type(a) is float for a in args):
                 raise OscError(f"{address[:60]!r}: frame values must be floats")
+            leaf = address[n_prefix:]
             if leaf == "values":
                 array = args
             else:
