@@ -531,7 +531,7 @@ class Service:
             duration_s=audio.duration_s,
         )
         with self._lines_lock:
-            self._reserve_queue_slot()
+            ahead = self._reserve_queue_slot()
             # A line still waiting for the engine is replaced, not played late.
             for other in self._lines.values():
                 if other.subject == subject and other.state in ("queued", "computing"):
@@ -566,7 +566,7 @@ class Service:
             "subject": subject,
             "n_frames": record.n_frames,
             "duration_s": round(record.duration_s, 4),
-            "queued": self._n_waiting,
+            "queued": ahead,
         }
 
     def _bake(self, request: dict[str, Any], envelope: list[bytes]) -> None:
@@ -608,12 +608,14 @@ class Service:
         )
         return None
 
-    def _reserve_queue_slot(self) -> None:
+    def _reserve_queue_slot(self) -> int:
+        """Count a request waiting for the engine; returns how many were waiting before it."""
         if self._n_waiting >= self.config.max_queue:
             raise RequestError(
                 "busy", f"{self._n_waiting} requests are waiting for the engine; try again later"
             )
         self._n_waiting += 1
+        return self._n_waiting - 1
 
     def _release_queue_slot(self) -> None:
         with self._lines_lock:

@@ -192,6 +192,33 @@ def test_queued_line_is_superseded_by_a_newer_one(clips):
             assert engine.n_calls == 2  # the superseded line was never computed
 
 
+class BrokenEngine(FakeEngine):
+    def infer(self, audio, timeline):
+        raise RuntimeError("GPU on fire")
+
+
+def test_busy_queue_and_failed_lines_are_reported(clips):
+    config = ServiceConfig(bind="tcp://127.0.0.1:*", zmq="tcp://127.0.0.1:*", max_queue=1)
+    with Service(config, FakeEngine(delay_s=0.5)) as service:
+        service.serve_in_thread()
+        with ServiceClient(service.endpoint, timeout_s=TIMEOUT_S) as client:
+            first = client.speak("guard", clips["quiet"])
+            assert first["queued"] == 0
+            with pytest.raises(ServiceError, match="busy: 1 requests are waiting"):
+                client.speak("merchant", clips["quiet"])
+            client.wait(first["id"], TIMEOUT_S)
+            assert client.speak("merchant", clips["quiet"])["queued"] == 0  # room again
+    with Service(ServiceConfig(bind="tcp://127.0.0.1:*", zmq="tcp://127.0.0.1:*"),
+                 BrokenEngine()) as service:
+        service.serve_in_thread()
+        with ServiceClient(service.endpoint, timeout_s=TIMEOUT_S) as client:
+            line = client.wait(client.speak("guard", clips["quiet"])["id"], TIMEOUT_S)
+            assert line["state"] == "failed" and "GPU on fire" in line["reason"]
+            with pytest.raises(ServiceError, match="internal: .*GPU on fire"):
+                client.bake(clips["quiet"])
+            assert client.ping()["ok"]
+
+
 BAD_REQUESTS = [
     (b"not json", "bad_request", "not valid JSON"),
     (b"[1, 2]", "bad_request", "must be a JSON object"),
