@@ -486,9 +486,17 @@ def _adaptive() -> Any:
 
 
 def _temp_sibling(path: Path) -> str:
+    """An empty temporary file next to ``path``, with the permissions a new file would get.
+
+    ``mkstemp`` creates files readable by their owner only; a preview should be as readable as
+    any other file the user creates (umask), e.g. by colleagues on a shared drive.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     return tmp
 
 
