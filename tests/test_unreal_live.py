@@ -298,6 +298,25 @@ def test_start_errors_are_clear_and_leave_nothing_running(scene):
     assert live.status_text() == "EmoFace live: stopped"
 
 
+def test_a_leftover_live_sequence_is_replaced_without_closing_the_users_sequence(scene):
+    from emoface_unreal.editor import live, rig
+
+    unreal = scene
+    leftover = rig.create_sequence(live.LIVE_SEQUENCE, live.LIVE_FOLDER)  # e.g. after a crash
+    users = unreal.AssetToolsHelpers.get_asset_tools().create_asset(
+        "LS_Cutscene", "/Game", unreal.LevelSequence, unreal.LevelSequenceFactoryNew()
+    )
+    unreal.LevelSequenceEditorBlueprintLibrary.open_level_sequence(users)
+    driver, _ = start_osc(osc_settings())
+    assert driver.sequence is not leftover
+    assert unreal.EditorAssetLibrary.load_asset(driver.sequence.get_path_name()) is driver.sequence
+    assert (
+        "LevelSequenceEditorBlueprintLibrary.close_level_sequence",
+        (),
+        {},
+    ) not in unreal.fake_state().calls
+
+
 def test_two_subjects_drive_two_faces_and_the_selected_actor_is_used(scene):
     unreal = scene
     driver, port = start_osc(osc_settings(actor="", more_bindings="npc2=BP_Ada"))

@@ -113,8 +113,11 @@ def run_install(args: argparse.Namespace) -> int:
     for site in report.vendored:
         print(f"  vendored packages kept/added in {site}")
     bake_script = (report.plugin_dir / "Content" / "Python" / "emoface_bake.py").as_posix()
-    print(NEXT_STEPS.format(uproject=report.uproject, uproject_name=report.uproject.name,
-                            bake_script=bake_script))
+    print(
+        NEXT_STEPS.format(
+            uproject=report.uproject, uproject_name=report.uproject.name, bake_script=bake_script
+        )
+    )
     return 0
 
 

@@ -32,8 +32,18 @@ class OscError(ValueError):
     """A datagram is not OSC, or not the bridge's layout."""
 
 
-_FIXED = {tag: struct.Struct(fmt) for tag, fmt in
-          (("i", ">i"), ("f", ">f"), ("d", ">d"), ("h", ">q"), ("t", ">Q"), ("r", ">I"), ("c", ">i"))}
+_FIXED = {
+    tag: struct.Struct(fmt)
+    for tag, fmt in (
+        ("i", ">i"),
+        ("f", ">f"),
+        ("d", ">d"),
+        ("h", ">q"),
+        ("t", ">Q"),
+        ("r", ">I"),
+        ("c", ">i"),
+    )
+}
 _SIZE = struct.Struct(">i")
 _FLAGS = {"T": True, "F": False, "N": None, "I": float("inf")}
 

@@ -154,9 +154,11 @@ class LiveDriver:
         rig_class = scene.load_face_rig_class(self.settings.face_rig_asset)
         library = unreal.EditorAssetLibrary
         path = f"{LIVE_FOLDER}/{LIVE_SEQUENCE}"
-        if library.does_asset_exist(path):
-            unreal.LevelSequenceEditorBlueprintLibrary.close_level_sequence()
-            library.delete_asset(path)  # our own scratch asset from an earlier session
+        if library.does_asset_exist(path):  # our own scratch asset from an earlier session
+            sequencer = unreal.LevelSequenceEditorBlueprintLibrary
+            if sequencer.get_current_level_sequence() == library.load_asset(path):
+                sequencer.close_level_sequence()
+            library.delete_asset(path)
         self.sequence = rig.create_sequence(LIVE_SEQUENCE, LIVE_FOLDER)
         self.sequence.set_display_rate(unreal.FrameRate(LIVE_FPS, 1))
         self.sequence.set_playback_start(0)
