@@ -33,12 +33,24 @@ class BakedFileError(EmoFaceError, ValueError):
     """A baked animation file cannot be read."""
 
 
+def default_file_mode() -> int:
+    """The mode a plainly created file gets (0o666 less the umask); mkstemp's is owner-only."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling and ``os.replace``."""
+    """Write ``data`` to ``path`` via a temporary sibling and ``os.replace``.
+
+    The result gets the user's usual permissions (umask), so colleagues on a shared drive can
+    read baked files, as they could any other file the user creates.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()

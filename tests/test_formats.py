@@ -91,3 +91,14 @@ def test_bad_baked_files(tmp_path, name, content, fragment):
     with pytest.raises(BakedFileError, match=fragment) as err:
         load_animation(path)
     assert name in str(err.value)
+
+
+def test_atomic_write_uses_umask_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "shared.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o644
