@@ -202,3 +202,9 @@ def test_cli_install_check_and_sync(project, capsys):
     err = capsys.readouterr().err
     assert err.startswith("emoface: error:") and "no such folder" in err and err.count("\n") == 1
     assert main(["unreal", "check", str(project.parent / "nowhere")]) == 1
+
+
+def test_plugin_versions_agree():
+    descriptor = json.loads((REPO_PLUGIN_DIR / "EmoFaceBridge.uplugin").read_text())
+    init = (REPO_PLUGIN_DIR / "Content" / "Python" / "emoface_unreal" / "__init__.py").read_text()
+    assert f'__version__ = "{descriptor["VersionName"]}"' in init
