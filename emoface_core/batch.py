@@ -205,12 +205,20 @@ class LineResult:
 
 @dataclass
 class BatchReport:
-    """The outcome of a batch: one result per line, in plan order, plus totals."""
+    """The outcome of a batch: one result per line, in plan order, plus totals.
+
+    Attributes:
+        results: the lines that were done, skipped or failed (interrupted ones are left out).
+        wall_s: duration of the run.
+        interrupted: whether Ctrl-C/SIGTERM stopped it early.
+        n_unfinished: lines left unbaked by the interruption (a rerun bakes them).
+        engine: the engine that ran ("emoface" or "procedural").
+    """
 
     results: list[LineResult]
     wall_s: float = 0.0
     interrupted: bool = False
-    n_not_started: int = 0
+    n_unfinished: int = 0
     engine: str = ""
 
     def count(self, status: str) -> int:
@@ -238,7 +246,7 @@ class BatchReport:
             "engine": self.engine,
             "wall_s": round(self.wall_s, 3),
             "interrupted": self.interrupted,
-            "not_started": self.n_not_started,
+            "unfinished": self.n_unfinished,
             "counts": {s: self.count(s) for s in STATUSES},
             "audio_s_done": round(self.audio_s_done, 3),
             "lines": [
@@ -870,7 +878,7 @@ def run_batch(
         finally:
             journal.close()
     report.results = [results[i] for i in sorted(results)]
-    report.n_not_started = len(plan.lines) - len(results)
+    report.n_unfinished = len(plan.lines) - len(results)
     report.wall_s = time.perf_counter() - start
     return report
 
@@ -915,5 +923,5 @@ def iter_summary_rows(report: BatchReport) -> Iterable[tuple[str, int, str]]:
     yield "done", report.count("done"), f"{report.audio_s_done:.1f} s audio"
     yield "skipped", report.count("skipped"), "up to date"
     yield "failed", report.count("failed"), ""
-    if report.n_not_started:
-        yield "not started", report.n_not_started, "interrupted"
+    if report.n_unfinished:
+        yield "unfinished", report.n_unfinished, "interrupted before they were baked"

@@ -347,7 +347,7 @@ def _print_summary(report: BatchReport, args: argparse.Namespace) -> None:
         f"Ray at {args.ray}" if args.ray else f"{args.jobs} worker{'s' if args.jobs > 1 else ''}"
     )
     print(
-        f"emoface bake: {len(report.results) + report.n_not_started} line(s) in "
+        f"emoface bake: {len(report.results) + report.n_unfinished} line(s) in "
         f"{report.wall_s:.1f} s (engine {report.engine}, {workers})",
         file=sys.stderr,
     )
