@@ -58,11 +58,18 @@ batch (several inputs, a folder, a glob, a manifest, or -o naming a folder):
 """
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the epilog's layout and show defaults."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the epilog's layout; show defaults only where they say something (shared)."""
 
     def __init__(self, prog: str) -> None:
         super().__init__(prog, width=100)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # Only defaults that say something: not None/False, not already in the help text.
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="bake audio into controller values (one file or a whole batch)",
         description="Animate audio clips and write the 174 controller values per frame.",
         epilog=EPILOG,
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "inputs",
@@ -120,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ray",
         default=None,
         metavar="ADDRESS",
-        help="run on a Ray cluster ('auto', 'ray://HOST:10001'; needs emoface[ray])",
+        help="run on a Ray cluster: 'auto', 'ray://HOST:10001', or 'local' (needs emoface[ray])",
     )
     batch.add_argument(
         "--report",

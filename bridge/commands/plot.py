@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bridge.commands.bake import HelpFormatter
+
 if TYPE_CHECKING:
     from emoface_core.audio import Audio
 
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Draw the key channels of a baked .json or .txt file over time, with the audio "
             "envelope on top and the emotion timeline at the bottom."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("baked", help="baked file (.json, or the authors' .txt)")
     p.add_argument("-o", "--output", required=True, help="image file: .png, .svg or .pdf")

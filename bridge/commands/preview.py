@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bridge.commands.bake import HelpFormatter
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``preview`` subcommand."""
@@ -16,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "baked file, so a result can be judged by eye without Unreal. MP4 needs ffmpeg on "
             "PATH and carries the audio; a GIF is silent."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("baked", help="baked file (.json, or the authors' .txt)")
     p.add_argument("-o", "--output", required=True, help="video file: .mp4 or .gif")

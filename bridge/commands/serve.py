@@ -7,7 +7,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from bridge.commands.bake import add_engine_arguments, build_engine
+from bridge.commands.bake import HelpFormatter, add_engine_arguments, build_engine
 
 if TYPE_CHECKING:
     from emoface_core.engine import Engine
@@ -27,10 +27,6 @@ python:
 """
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help, and the epilog kept as written."""
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``serve`` subcommand."""
     from bridge.client import DEFAULT_SERVICE_ENDPOINT
@@ -42,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "animates a line and streams its frames in real time to that NPC's subject; a new line "
         "for a busy NPC cross-fades from the current one. Runs until Ctrl-C.",
         epilog=EPILOG,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--bind",
