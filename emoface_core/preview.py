@@ -35,6 +35,7 @@ import numpy as np
 from emoface_core.animation import Animation
 from emoface_core.controllers import CONTROLLER_INDEX, N_CONTROLLERS
 from emoface_core.errors import EmoFaceError
+from emoface_core.formats import default_file_mode
 
 log = logging.getLogger(__name__)
 
@@ -494,9 +495,7 @@ def _temp_sibling(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, default_file_mode())
     return tmp
 
 
