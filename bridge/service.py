@@ -160,7 +160,9 @@ class Service:
         config: endpoints, transports and limits.
         engine: a loaded engine (``emoface_core.engines.load_engine``); it stays warm.
         context: ``zmq.Context`` (default: the process-wide one).
-        senders: frame senders to use instead of building them from ``config`` (tests).
+        outputs: senders paired with their mappings (``bridge.commands.stream.build_outputs``
+            builds them from the CLI's transport flags); default: built from ``config``'s
+            ``zmq``/``osc``/``livelink`` and ``mapping``. The service opens and closes them.
     """
 
     def __init__(
@@ -169,12 +171,13 @@ class Service:
         engine: Any,
         *,
         context: Any = None,
-        senders: Sequence[Any] | None = None,
+        outputs: Sequence[Output] | None = None,
     ) -> None:
         self.config = config
         self.engine = engine
         self._context = context
-        self._senders = list(senders) if senders is not None else None
+        self._given_outputs = list(outputs) if outputs is not None else None
+        self._senders: list[Any] | None = None
         self._outputs: list[Output] = []
         self._by_kind: dict[str, list[Output]] = {}
         self._router: Any = None
@@ -206,13 +209,17 @@ class Service:
         from bridge.errors import TransportError
         from bridge.mapping import load_mapping
 
-        mapping = load_mapping(self.config.mapping)
-        senders = self._senders if self._senders is not None else self._build_senders()
+        if self._given_outputs is not None:
+            outputs = self._given_outputs
+            senders = list({id(o.sender): o.sender for o in outputs}.values())
+        else:
+            senders = self._build_senders()
+            outputs = outputs_for(senders, load_mapping(self.config.mapping))
         self._senders = senders
         try:
             for sender in senders:
                 sender.open()
-            self._outputs = outputs_for(senders, mapping)
+            self._outputs = outputs
             for output in self._outputs:
                 self._by_kind.setdefault(output.sender.kind, []).append(output)
             context = self._context or zmq.Context.instance()

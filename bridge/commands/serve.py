@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from bridge.commands.bake import HelpFormatter, add_engine_arguments, build_engine
+from bridge.commands.stream import add_transport_arguments, build_outputs
 
 if TYPE_CHECKING:
     from emoface_core.engine import Engine
@@ -46,33 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="request endpoint (ROUTER); tcp://*:5556 would accept other machines",
     )
     add_engine_arguments(p)
-    p.add_argument(
-        "--mapping", default="metahuman_faceboard", help="mapping for ZeroMQ and OSC frames"
-    )
-    p.add_argument(
-        "--zmq",
-        nargs="?",
-        const="tcp://127.0.0.1:5555",
-        default=None,
-        metavar="ENDPOINT",
-        help="publish frames on a ZeroMQ PUB socket",
-    )
-    p.add_argument(
-        "--osc",
-        nargs="?",
-        const="127.0.0.1:9000",
-        default=None,
-        metavar="HOST:PORT",
-        help="send frames as OSC bundles",
-    )
-    p.add_argument(
-        "--livelink",
-        nargs="?",
-        const="127.0.0.1:11111",
-        default=None,
-        metavar="HOST:PORT",
-        help="send Live Link Face packets (ARKit names)",
-    )
+    add_transport_arguments(p)  # the same flags as `emoface stream` and `emoface live`
     p.add_argument(
         "--blend-ms",
         type=float,
@@ -99,25 +74,21 @@ def run(args: argparse.Namespace) -> int:
     from bridge.service import Service, ServiceConfig
     from emoface_core.emotion import parse_emotion_spec
 
-    zmq = args.zmq
-    if zmq is None and args.osc is None and args.livelink is None:
-        zmq = "tcp://127.0.0.1:5555"
     config = ServiceConfig(
         bind=args.bind,
         mapping=args.mapping,
-        zmq=zmq,
-        osc=args.osc,
-        livelink=args.livelink,
         blend_ms=args.blend_ms,
         max_audio_s=args.max_audio_s,
         max_queue=args.max_queue,
+        schema_interval_s=args.schema_interval_s,
         default_emotion=args.emotion,
     )
     parse_emotion_spec(args.emotion)  # a bad default is a usage error now, not one per request
     engine = build_engine(args)
     if not args.no_warmup:
         _warm_up(engine)
-    with Service(config, engine) as service:
+    _, outputs = build_outputs(args)
+    with Service(config, engine, outputs=outputs) as service:
         previous = signal.signal(signal.SIGTERM, lambda *_: service.stop())
         where = ", ".join(f"{s.kind} {s.address}" for s in service.senders)
         print(
