@@ -198,6 +198,7 @@ class RawStream(Protocol):
     """Incremental raw inference of one engine for one stream (no post-processing)."""
 
     lookahead_frames: int  # future frames of audio a frame waits for
+    hop_frames: int  # frames made final together (1: each as soon as possible)
 
     @property
     def next_frame(self) -> int:
@@ -408,6 +409,7 @@ class NeuralRawStream:
         self.emotion = emotion
         self.config = config
         self.lookahead_frames = config.lookahead_frames
+        self.hop_frames = config.hop_frames
         self.provisional = provisional
         self._scale = (
             network.grid_scale
@@ -583,9 +585,10 @@ class NeuralRawStream:
                 torch.from_numpy(v.astype(np.float32)).to(net.device)[None, :, None]
                 for v in (ch_mean, ch_var)
             )
+        # conv_features pads inputs under 25 ms at the end; those extra frames are dropped.
         conv = net.model.conv_features(samples, norm_stats=stats)[0]
-        assert conv.shape[-1] == k1 - k0, (conv.shape, k0, k1)
-        return conv
+        assert conv.shape[-1] >= k1 - k0, (conv.shape, k0, k1)
+        return conv[:, : k1 - k0]
 
     def _features(self, conv: torch.Tensor, conv_base: int, u0: int, u1: int) -> torch.Tensor:
         """Interpolated conv features of frames ``[u0, u1)`` ``[u1 - u0, C]``."""
@@ -731,6 +734,7 @@ class WindowedRawStream:
         self.emotion = emotion
         self.config = config
         self.lookahead_frames = config.lookahead_frames
+        self.hop_frames = config.hop_frames
         self._context = int(config.window_context_s * FPS) // 3 * 3  # 3 frames = 800 samples
         self._audio = np.zeros(0, dtype=np.float32)
         self._audio_base = 0  # sample index of _audio[0], always a multiple of 800
@@ -798,6 +802,7 @@ class EngineRawStream:
         self.engine = engine
         self.emotion = emotion
         self.lookahead_frames = int(getattr(engine, "stream_lookahead_frames", 0))
+        self.hop_frames = 1
         self._state = engine.start_stream()
         self._n_samples = 0
         self._next = 0
@@ -892,6 +897,21 @@ class Stream:
             return ahead
         smooth = self._smoother.lookahead_frames
         return max(ahead, smooth) if self.config.smooth_provisional else ahead + smooth
+
+    @property
+    def hop_frames(self) -> int:
+        """Frames the engine makes final together."""
+        return self.raw.hop_frames
+
+    def algorithmic_latency_s(self, chunk_s: float = 0.0) -> float:
+        """Longest wait, with instant compute, from a frame's first sample to its release.
+
+        The frame itself, its lookahead, the rest of its block, about 30 ms of conv receptive
+        field for the network, and the arrival of the chunk holding the last sample needed.
+        """
+        frontend_s = 0.03 if isinstance(self.raw, NeuralRawStream) else 0.0
+        frames = 1 + self.lookahead_frames + self.hop_frames - 1
+        return frames / FPS + frontend_s + chunk_s
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         """Feed 16 kHz mono float32 samples (any length); return frames now final."""
@@ -1066,6 +1086,7 @@ def stream_clip(stream: Stream, samples: np.ndarray, chunk_samples: int) -> np.n
 
 
 LATENCY_WINDOW = 36_000  # frames of latency kept for percentiles (10 minutes at 60 fps)
+LATE_TOLERANCE_S = 0.004  # a frame released this much after its playout time counts as late
 
 
 @dataclass
@@ -1080,6 +1101,7 @@ class LiveStats:
         n_frames: frames handed to the sink.
         n_emotion_changes: emotion changes applied.
         n_bad_commands: control messages that were refused.
+        n_late: frames released after their playout time (a few ms of tolerance).
         latency_s: per frame, sink time minus the capture time of the frame's first sample
             (real-time sources only; the last ``LATENCY_WINDOW`` frames).
         compute_s: per stream call, seconds spent computing (the last ``LATENCY_WINDOW`` calls).
@@ -1094,6 +1116,7 @@ class LiveStats:
     n_frames: int = 0
     n_emotion_changes: int = 0
     n_bad_commands: int = 0
+    n_late: int = 0
     latency_s: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     compute_s: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     duration_s: float = 0.0
@@ -1125,6 +1148,12 @@ class CommandInput(Protocol):
 class LiveRunner:
     """Runs one stream from a live source to a frame sink until the source ends.
 
+    Frames become final in blocks (a network call makes ``hop_frames`` at once). With a
+    ``playout_delay_s`` they are released one by one at ``capture time + delay`` (a jitter
+    buffer), so receivers see a steady 60 fps with a constant latency; frames computed later
+    than that go out at once and count as late. Without one, each block goes out as soon as it
+    is computed (lowest latency, in bursts).
+
     Args:
         source: the audio feed.
         stream: the stream to drive.
@@ -1132,8 +1161,11 @@ class LiveRunner:
         controls: command inputs polled between chunks (``emotion SPEC``, ``quit``).
         gap_timeout_s: a real-time source silent this long has a gap; silence fills it up to the
             wall clock so frames keep flowing and the face relaxes.
-        poll_s: longest wait for audio before checking controls and gaps again.
+        playout_delay_s: release frame ``i`` at its capture time plus this (real-time sources);
+            None sends frames as soon as they are computed.
+        poll_s: longest wait for audio before checking controls, gaps and due frames again.
         clock: monotonic seconds (injectable for tests).
+        sleep: sleeps for the given seconds (injectable for tests).
         stop: returns True to stop early (e.g. ``threading.Event.is_set``).
     """
 
@@ -1145,26 +1177,34 @@ class LiveRunner:
         *,
         controls: Sequence[CommandInput] = (),
         gap_timeout_s: float = 0.2,
+        playout_delay_s: float | None = None,
         poll_s: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
         stop: Callable[[], bool] | None = None,
     ) -> None:
         if gap_timeout_s <= 0:
             raise ConfigError(f"gap_timeout_s must be > 0, but {gap_timeout_s} is given")
         if poll_s <= 0:
             raise ConfigError(f"poll_s must be > 0, but {poll_s} is given")
+        if playout_delay_s is not None and playout_delay_s < 0:
+            raise ConfigError(f"playout_delay_s must be >= 0, but {playout_delay_s} is given")
         self.source = source
         self.stream = stream
         self.sink = sink
         self.controls = list(controls)
         self.gap_timeout_s = gap_timeout_s
+        self.playout_delay_s = playout_delay_s if source.realtime else None
         self.poll_s = poll_s
         self.clock = clock
+        self.sleep = sleep
         self.stop = stop or (lambda: False)
         self.stats = LiveStats()
         self._anchor: float | None = None  # clock time at which audio sample 0 was captured
         self._anchor_wall: float | None = None  # the same on the wall clock (Unix seconds)
         self._in_gap = False
+        self._pending: list[np.ndarray] = []  # computed, not yet released (playout)
+        self._n_released = 0  # frames handed to the sink
 
     @property
     def anchor_wall_s(self) -> float | None:
@@ -1184,11 +1224,12 @@ class LiveRunner:
                 if self._handle_commands():
                     stats.end_reason = "quit"
                     break
-                chunk = self.source.read(self.poll_s)
+                chunk = self.source.read(self._wait_s())
                 now = self.clock()
                 if chunk is None:
                     stats.end_reason = "source ended"
-                    self._emit(self._timed(self.stream.finish))
+                    self._queue(self._timed(self.stream.finish))
+                    self._drain()
                     break
                 if chunk.size:
                     if self._anchor is None:
@@ -1198,16 +1239,26 @@ class LiveRunner:
                     stats.n_samples += chunk.size
                     last_audio = now
                     self._in_gap = False
-                    self._emit(self._timed(self.stream.process, chunk))
+                    self._queue(self._timed(self.stream.process, chunk))
                 elif (
                     self._anchor is not None
                     and self.source.realtime
                     and now - last_audio > self.gap_timeout_s
                 ):
                     self._fill_gap(now)
+                self._release(self.clock())
         finally:
             stats.duration_s = self.clock() - started
         return stats
+
+    def _due(self, frame: int) -> float:
+        return self._anchor + frame / FPS + self.playout_delay_s
+
+    def _wait_s(self) -> float:
+        """How long the source may block: until the next frame is due, at most ``poll_s``."""
+        if not self._pending or self.playout_delay_s is None:
+            return self.poll_s
+        return min(self.poll_s, max(0.0, self._due(self._n_released) - self.clock()))
 
     def _fill_gap(self, now: float) -> None:
         """Add silence up to the wall clock (minus the timeout, the feed's jitter allowance)."""
@@ -1221,7 +1272,7 @@ class LiveRunner:
             log.info("audio feed gap: filling with silence")
         self._in_gap = True
         self.stats.n_gap_samples += behind
-        self._emit(self._timed(self.stream.process_gap, behind))
+        self._queue(self._timed(self.stream.process_gap, behind))
 
     def _timed(self, fn: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
         t0 = time.perf_counter()
@@ -1229,16 +1280,44 @@ class LiveRunner:
         self.stats.compute_s.append(time.perf_counter() - t0)
         return frames
 
-    def _emit(self, frames: np.ndarray) -> None:
+    def _queue(self, frames: np.ndarray) -> None:
         if not len(frames):
             return
-        first = self.stream.n_frames_out - len(frames)
+        if self.playout_delay_s is None or self._anchor is None:
+            self._emit(frames)
+        else:
+            self._pending.extend(frames)
+
+    def _release(self, now: float) -> None:
+        """Hand the frames that are due to the sink (late ones included)."""
+        n = 0
+        while n < len(self._pending) and self._due(self._n_released + n) <= now:
+            n += 1
+        if n:
+            block = np.asarray(self._pending[:n])
+            del self._pending[:n]
+            self._emit(block)
+
+    def _drain(self) -> None:
+        """The source ended: release the rest, each frame at its time."""
+        while self._pending:
+            wait = self._due(self._n_released) - self.clock()
+            if wait > 0:
+                self.sleep(wait)
+            self._release(self.clock())
+
+    def _emit(self, frames: np.ndarray) -> None:
+        first = self._n_released
         self.sink(frames, first)
+        self._n_released += len(frames)
         self.stats.n_frames += len(frames)
         if self._anchor is not None and self.source.realtime:
             now = self.clock()
             starts = self._anchor + np.arange(first, first + len(frames)) / FPS
-            self.stats.latency_s.extend((now - starts).tolist())
+            latency = now - starts
+            self.stats.latency_s.extend(latency.tolist())
+            if self.playout_delay_s is not None:
+                self.stats.n_late += int(np.sum(latency > self.playout_delay_s + LATE_TOLERANCE_S))
 
     def _handle_commands(self) -> bool:
         """Apply pending commands; True when one asks to quit."""

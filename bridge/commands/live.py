@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from emoface_core.sources import AudioSource
     from emoface_core.streaming import LiveStats, StreamConfig
 
+COMPUTE_MARGIN_S = 0.06  # default playout slack for one network call (see docs/realtime.md)
+
 EPILOG = """\
 sources:
   mic[:DEVICE]            microphone (needs the optional sounddevice package)
@@ -134,6 +136,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a real-time source silent this long is a gap: silence fills it, the face relaxes",
     )
     ctl.add_argument(
+        "--playout-ms",
+        type=_non_negative_float,
+        default=None,
+        help="send each frame this long after its audio was captured, at a steady 60 fps "
+        "(0: as soon as computed, in bursts; default: the stream's latency plus a compute margin)",
+    )
+    ctl.add_argument(
         "--start-delay-s",
         type=_non_negative_float,
         default=0.3,
@@ -190,7 +199,13 @@ def run(args: argparse.Namespace) -> int:
         stream = streamer.open(
             timeline, seed=args.seed, raw=args.raw, expected_samples=source.expected_samples
         )
-        hints = [f"lookahead {1000 * stream.lookahead_frames / 60:.0f} ms"]
+        playout_s = _playout_s(args, stream, streamer)
+        hints = [
+            f"lookahead {1000 * stream.lookahead_frames / 60:.0f} ms",
+            "frames sent as computed"
+            if playout_s is None
+            else f"playout {1000 * playout_s:.0f} ms",
+        ]
         for control in controls:
             if isinstance(control, UdpControl):
                 hints.append(f"commands on udp:{control.host}:{control.port}")
@@ -206,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
             _Sink(subject_stream, lambda: runner.anchor_wall_s, timeline.to_spec(), engine.name),
             controls=controls,
             gap_timeout_s=args.gap_timeout_ms / 1000.0,
+            playout_delay_s=playout_s,
             stop=stop.is_set,
         )
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -260,6 +276,14 @@ def _stream_config(args: argparse.Namespace, engine: Any, source: AudioSource) -
     )
 
 
+def _playout_s(args: argparse.Namespace, stream: Any, streamer: Any) -> float | None:
+    """The playout delay: the flag, or the stream's algorithmic latency plus a compute margin."""
+    if args.playout_ms is not None:
+        return args.playout_ms / 1000.0 or None
+    margin_s = COMPUTE_MARGIN_S if streamer.kind == "network" else 0.01
+    return stream.algorithmic_latency_s(args.chunk_ms / 1000.0) + margin_s
+
+
 def _make_fast(engine: Any, mode: str) -> None:
     from emoface_core.fastmode import fast_model
 
@@ -296,7 +320,7 @@ def _print_summary(
         print(
             f"  latency audio->sent: p50 {1e3 * stats.latency_percentile(50):.0f} ms, "
             f"p99 {1e3 * stats.latency_percentile(99):.0f} ms, "
-            f"max {1e3 * max(stats.latency_s):.0f} ms",
+            f"max {1e3 * max(stats.latency_s):.0f} ms; {stats.n_late} frame(s) late",
             file=sys.stderr,
         )
     busy = [t for t in stats.compute_s if t > 0.0005]
