@@ -203,9 +203,9 @@ class SavgolStream:
     the paper's window of 15). A smaller ``lookahead_frames`` fits the same window shifted into
     the past (``scipy.signal.savgol_coeffs(pos=...)``), trading smoothness for latency.
 
-    The first output waits until a whole window of frames has arrived (once per stream), so
-    clips shorter than the window fall back to ``smooth``'s shorter window exactly as whole-clip
-    inference does.
+    The first output waits until a whole window of frames (final and provisional) exists, once
+    per stream, so clips shorter than the window fall back to ``smooth``'s shorter window
+    exactly as whole-clip inference does.
 
     ``push(frames, provisional)`` also takes provisional frames: best guesses of the frames after
     the final ones (a streaming network's lookahead, recomputed later). They stand in for the
@@ -265,9 +265,9 @@ class SavgolStream:
             self._frames = np.zeros((0, frames.shape[1]), dtype=np.float32)
         self._frames = np.concatenate([self._frames, frames])
         self._n_in += len(frames)
-        if self._n_in < self.window:
-            return self._empty()
         extra = 0 if provisional is None else len(provisional)
+        if self._n_in + extra < self.window:
+            return self._empty()  # the clip may still be shorter than one window
         last = min(self._n_in - 1, self._n_in - 1 + extra - self.lookahead_frames)
         out = self._emit(last + 1, provisional, final_end=None)
         return out
