@@ -51,6 +51,8 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -1149,10 +1151,10 @@ class LiveRunner:
     """Runs one stream from a live source to a frame sink until the source ends.
 
     Frames become final in blocks (a network call makes ``hop_frames`` at once). With a
-    ``playout_delay_s`` they are released one by one at ``capture time + delay`` (a jitter
-    buffer), so receivers see a steady 60 fps with a constant latency; frames computed later
-    than that go out at once and count as late. Without one, each block goes out as soon as it
-    is computed (lowest latency, in bursts).
+    ``playout_delay_s`` a playout thread releases them one by one at ``capture time + delay``
+    (a jitter buffer), so receivers see a steady 60 fps at a constant latency while the next
+    block computes; frames computed later than that go out at once and count as late. Without
+    one, each block goes out as soon as it is computed (lowest latency, in bursts).
 
     Args:
         source: the audio feed.
@@ -1203,8 +1205,11 @@ class LiveRunner:
         self._anchor: float | None = None  # clock time at which audio sample 0 was captured
         self._anchor_wall: float | None = None  # the same on the wall clock (Unix seconds)
         self._in_gap = False
-        self._pending: list[np.ndarray] = []  # computed, not yet released (playout)
-        self._n_released = 0  # frames handed to the sink
+        self._n_queued = 0  # frames computed
+        self._playout: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue()
+        self._playout_thread: threading.Thread | None = None
+        self._abort = threading.Event()
+        self._playout_error: BaseException | None = None
 
     @property
     def anchor_wall_s(self) -> float | None:
@@ -1216,20 +1221,28 @@ class LiveRunner:
         started = self.clock()
         stats = self.stats
         last_audio = started
+        if self.playout_delay_s is not None:
+            self._playout_thread = threading.Thread(
+                target=self._playout_loop, name="emoface-playout", daemon=True
+            )
+            self._playout_thread.start()
+        finished = False
         try:
             while True:
+                if self._playout_error is not None:
+                    raise self._playout_error
                 if self.stop():
                     stats.end_reason = "stopped"
                     break
                 if self._handle_commands():
                     stats.end_reason = "quit"
                     break
-                chunk = self.source.read(self._wait_s())
+                chunk = self.source.read(self.poll_s)
                 now = self.clock()
                 if chunk is None:
                     stats.end_reason = "source ended"
                     self._queue(self._timed(self.stream.finish))
-                    self._drain()
+                    finished = True
                     break
                 if chunk.size:
                     if self._anchor is None:
@@ -1246,19 +1259,15 @@ class LiveRunner:
                     and now - last_audio > self.gap_timeout_s
                 ):
                     self._fill_gap(now)
-                self._release(self.clock())
         finally:
+            self._stop_playout(drain=finished)
             stats.duration_s = self.clock() - started
+        if self._playout_error is not None:
+            raise self._playout_error
         return stats
 
     def _due(self, frame: int) -> float:
         return self._anchor + frame / FPS + self.playout_delay_s
-
-    def _wait_s(self) -> float:
-        """How long the source may block: until the next frame is due, at most ``poll_s``."""
-        if not self._pending or self.playout_delay_s is None:
-            return self.poll_s
-        return min(self.poll_s, max(0.0, self._due(self._n_released) - self.clock()))
 
     def _fill_gap(self, now: float) -> None:
         """Add silence up to the wall clock (minus the timeout, the feed's jitter allowance)."""
@@ -1283,33 +1292,43 @@ class LiveRunner:
     def _queue(self, frames: np.ndarray) -> None:
         if not len(frames):
             return
-        if self.playout_delay_s is None or self._anchor is None:
-            self._emit(frames)
+        first = self._n_queued
+        self._n_queued += len(frames)
+        if self._playout_thread is None or self._anchor is None:
+            self._emit(frames, first)
         else:
-            self._pending.extend(frames)
+            self._playout.put((first, frames))
 
-    def _release(self, now: float) -> None:
-        """Hand the frames that are due to the sink (late ones included)."""
-        n = 0
-        while n < len(self._pending) and self._due(self._n_released + n) <= now:
-            n += 1
-        if n:
-            block = np.asarray(self._pending[:n])
-            del self._pending[:n]
-            self._emit(block)
+    def _playout_loop(self) -> None:
+        """Playout thread: hand each frame to the sink at its due time."""
+        try:
+            while not self._abort.is_set():
+                item = self._playout.get()
+                if item is None:
+                    return
+                first, frames = item
+                for i in range(len(frames)):
+                    wait = self._due(first + i) - self.clock()
+                    if wait > 0:
+                        self.sleep(wait)
+                    if self._abort.is_set():
+                        return
+                    self._emit(frames[i : i + 1], first + i)
+        except BaseException as e:  # surfaced by run() on the main thread
+            self._playout_error = e
 
-    def _drain(self) -> None:
-        """The source ended: release the rest, each frame at its time."""
-        while self._pending:
-            wait = self._due(self._n_released) - self.clock()
-            if wait > 0:
-                self.sleep(wait)
-            self._release(self.clock())
+    def _stop_playout(self, *, drain: bool) -> None:
+        """End the playout thread: after the queued frames (drain), or now."""
+        if self._playout_thread is None:
+            return
+        if not drain:
+            self._abort.set()
+        self._playout.put(None)
+        self._playout_thread.join()
+        self._playout_thread = None
 
-    def _emit(self, frames: np.ndarray) -> None:
-        first = self._n_released
+    def _emit(self, frames: np.ndarray, first: int) -> None:
         self.sink(frames, first)
-        self._n_released += len(frames)
         self.stats.n_frames += len(frames)
         if self._anchor is not None and self.source.realtime:
             now = self.clock()

@@ -469,3 +469,50 @@ def test_tiny_network_steps_stay_aligned_with_the_clip():
     mae = np.abs(got - whole).mean()
     print(f"hop 1, lookahead 1, 50-sample chunks: MAE {mae:.4f}")
     assert mae < 0.1
+
+
+class _RealtimeListSource:
+    """Chunks released at their capture times on the real clock (a live feed)."""
+
+    realtime = True
+
+    def __init__(self, samples: np.ndarray) -> None:
+        self.samples, self.pos, self.start = samples, 0, None
+
+    def read(self, timeout_s: float) -> np.ndarray | None:
+        import time
+
+        if self.start is None:
+            self.start = time.monotonic()
+        if self.pos >= self.samples.size:
+            return None
+        due = self.start + (self.pos + CHUNK_20MS) / SAMPLE_RATE
+        wait = due - time.monotonic()
+        if wait > timeout_s:
+            time.sleep(timeout_s)
+            return np.zeros(0, np.float32)
+        time.sleep(max(0.0, wait))
+        chunk = self.samples[self.pos : self.pos + CHUNK_20MS]
+        self.pos += CHUNK_20MS
+        return chunk
+
+
+def test_playout_releases_frames_at_a_steady_rate_and_fixed_latency():
+    import time
+
+    stream = Streamer(_LocalEngine(), StreamConfig(hop_frames=6, lookahead_frames=6)).open("sad")
+    sent: list[tuple[float, int]] = []
+
+    def sink(frames: np.ndarray, first: int) -> None:
+        sent.extend((time.monotonic(), first + i) for i in range(len(frames)))
+
+    delay_s = 0.25
+    stats = LiveRunner(
+        _RealtimeListSource(_speechlike(0.8)), stream, sink, playout_delay_s=delay_s
+    ).run()
+    assert [f for _, f in sent] == list(range(48)) and stats.n_frames == 48
+    latency = np.array(stats.latency_s)
+    assert np.all(latency >= delay_s - 1e-3)
+    assert np.median(latency) < delay_s + 0.01 and stats.n_late <= 2
+    gaps = np.diff([t for t, _ in sent])
+    assert np.median(gaps) == pytest.approx(1 / 60, abs=0.004)  # one frame at a time, 60 fps
