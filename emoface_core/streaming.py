@@ -463,6 +463,11 @@ class NeuralRawStream:
         Raises:
             StreamError: the stream was flushed already.
         """
+        self._append(samples, gap=gap)
+        return self._advance(flush=False)
+
+    def _append(self, samples: np.ndarray, *, gap: bool = False) -> None:
+        """Buffer samples and update the running statistics (no network work)."""
         if self._finished:
             raise StreamError("this stream has finished; open a new one")
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
@@ -474,7 +479,6 @@ class NeuralRawStream:
             self._valid = np.concatenate([self._valid, np.full(x.size, not gap)])
             self._n_samples += x.size
             self._update_stats(self._n_samples - x.size)
-        return self._advance(flush=False)
 
     def flush(self) -> RawBlock:
         """Return every remaining frame (the clip has ``frame_count(samples)`` frames)."""
@@ -522,45 +526,41 @@ class NeuralRawStream:
 
     def _advance(self, *, flush: bool, n_frames: int = 0) -> RawBlock:
         end = n_frames if flush else self._n_features_available()
-        hop, ahead = self.config.hop_frames, self.config.lookahead_frames
         finals: list[np.ndarray] = []
         provisional = _empty_frames()
-        while True:
-            a = self._next
-            n = (end if flush else end - ahead) - a
-            if n <= 0 or (not flush and n < hop):
-                break
-            n = min(n, MAX_STEP_FRAMES)
-            e = min(end, a + n + ahead)
-            final, provisional = self._step(a, n, e, flush=flush)
+        while (plan := self._plan(end, flush=flush)) is not None:
+            ((final, provisional),) = run_network_steps(self.net, [(self, *plan)])
             finals.append(final)
         final = np.concatenate(finals) if finals else _empty_frames()
         return RawBlock(final, provisional)
 
-    def _step(self, a: int, n: int, e: int, *, flush: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Make frames ``[a, a + n)`` final, seeing features up to frame ``e``."""
+    def _plan(self, end: int, *, flush: bool) -> tuple[int, int, int] | None:
+        """The next step ``(a, n, e)``: make frames ``[a, a + n)`` final seeing up to ``e``."""
+        a = self._next
+        n = (end if flush else end - self.config.lookahead_frames) - a
+        if n <= 0 or (not flush and n < self.config.hop_frames):
+            return None
+        n = min(n, MAX_STEP_FRAMES)
+        return a, n, min(end, a + n + self.config.lookahead_frames)
+
+    def _decoder_window(self, hidden: torch.Tensor, a: int, n: int) -> tuple[torch.Tensor, int]:
+        """Cache mode: the hidden states the decoder sees, and the frame index they start at.
+
+        Per-frame decoding needs only the block; temporal decoding also attends to the last
+        ``context_frames`` final frames, kept here.
+        """
         import torch
 
-        with torch.inference_mode():
-            if self.config.context == "cache":
-                self._ensure_features(e)
-                hidden = self._encode_cached(a, n, e)
-                window, window_start = hidden, a
-                if not self.net.model.per_frame:
-                    context = self._decoder_context
-                    if context is not None and len(context):
-                        window = torch.cat([context, hidden])
-                        window_start = a - len(context)
-                    keep = self.config.context_frames
-                    joined = torch.cat([context, hidden[:n]]) if context is not None else hidden[:n]
-                    self._decoder_context = joined[max(0, len(joined) - keep) :] if keep else None
-            else:
-                window_start = max(0, a - self.config.context_frames)
-                window = self._encode_window(window_start, e)
-            y = self._decode(window, window_start, a, n, e)
-        self._next = a + n
-        self._trim()
-        return y[:n], y[n:]
+        if self.net.model.per_frame:
+            return hidden, a
+        context = self._decoder_context
+        window, start = hidden, a
+        if context is not None and len(context):
+            window, start = torch.cat([context, hidden]), a - len(context)
+        keep = self.config.context_frames
+        joined = hidden[:n] if context is None else torch.cat([context, hidden[:n]])
+        self._decoder_context = joined[max(0, len(joined) - keep) :] if keep else None
+        return window, start
 
     def _normalised(self, lo: int, hi: int) -> torch.Tensor:
         """Samples ``[lo, hi)`` (global indices) normalised with the running statistics."""
@@ -618,15 +618,19 @@ class NeuralRawStream:
         self._proj = proj[0] if self._proj is None else torch.cat([self._proj, proj[0]])
         self._n_feat = e
 
-    def _encode_cached(self, a: int, n: int, e: int) -> torch.Tensor:
-        """wav2vec2's transformer over frames ``[a, e)`` attending to cached past keys/values."""
+    def _encoder_input(self, a: int, e: int) -> torch.Tensor:
+        """Cache mode: wav2vec2's transformer input for frames ``[a, e)`` ``[e - a, hidden]``.
+
+        Projected features plus the positional convolution, which sees zeros outside the frames
+        known so far (before the stream, and past the lookahead, as past the end of a clip).
+        """
         import torch
         import torch.nn.functional as F  # noqa: N812
 
         net = self.net
-        encoder = net.model.audio_encoder.encoder
+        self._ensure_features(e)
         length = e - a
-        # Positional conv: out[t] = sum_k w[k] in[t + k - pad]; zeros outside the known frames.
+        # out[t] = sum_k w[k] in[t + k - pad]
         lo = a - net.pos_pad
         seg = torch.zeros(length + net.pos_kernel - 1, self._proj.shape[1], device=net.device)
         src_lo, src_hi = max(lo, 0), min(lo + len(seg), self._n_feat)
@@ -636,35 +640,7 @@ class NeuralRawStream:
         pos = F.conv1d(seg.T[None], net.pos_weight, net.pos_bias, groups=net.pos_groups)
         x = self._proj[a - self._proj_base : e - self._proj_base] + net.pos_activation(pos)[0].T
         if not net.stable_layer_norm:
-            x = encoder.layer_norm(x)
-        keep = self.config.context_frames
-        for i, layer in enumerate(encoder.layers):
-            attn = layer.attention
-            h = layer.layer_norm(x) if net.stable_layer_norm else x
-            heads, dim = attn.num_heads, attn.head_dim
-            q = attn.q_proj(h).view(length, heads, dim).transpose(0, 1)
-            k = attn.k_proj(h).view(length, heads, dim).transpose(0, 1)
-            v = attn.v_proj(h).view(length, heads, dim).transpose(0, 1)
-            cached = self._kv[i]
-            keys = k if cached is None else torch.cat([cached[0], k], dim=1)
-            values = v if cached is None else torch.cat([cached[1], v], dim=1)
-            o = F.scaled_dot_product_attention(q, keys, values, scale=attn.scaling)
-            o = attn.out_proj(o.transpose(0, 1).reshape(length, heads * dim))
-            if net.stable_layer_norm:
-                x = x + o
-                x = x + layer.feed_forward(layer.final_layer_norm(x))
-            else:
-                x = layer.layer_norm(x + o)
-                x = layer.final_layer_norm(x + layer.feed_forward(x))
-            if keep:
-                # Only final frames enter the cache; lookahead frames are recomputed next time.
-                keys, values = (
-                    keys[:, : keys.shape[1] - (length - n)],
-                    values[:, : values.shape[1] - (length - n)],
-                )
-                self._kv[i] = (keys[:, -keep:], values[:, -keep:])
-        if net.stable_layer_norm:
-            x = encoder.layer_norm(x)
+            x = net.model.audio_encoder.encoder.layer_norm(x)
         return x
 
     def _encode_window(self, w0: int, e: int) -> torch.Tensor:
@@ -677,28 +653,25 @@ class NeuralRawStream:
         feats = self._features(conv, k_lo, w0, e)
         return net.model.encode_features(feats[None])[0]
 
-    def _decode(
+    def _decoder_rows(
         self, window: torch.Tensor, window_start: int, a: int, n: int, e: int
-    ) -> np.ndarray:
-        """Audio2Rig on hidden states: rows ``[a, a + n)``, then ``[a + n, e)`` if provisional."""
-        import torch
+    ) -> tuple[torch.Tensor, np.ndarray, int, slice]:
+        """What Audio2Rig decodes for this step.
 
-        model = self.net.model
+        Returns:
+            The rows, their emotion weights, the position of the first row, and which output
+            rows are frames ``[a, a + n)`` (then the provisional ones).
+        """
         stop = e if self.provisional else a + n
-        if model.per_frame:
+        if self.net.model.per_frame:
             rows = window[a - window_start : stop - window_start]
-            weights = self.emotion.weights(a, stop - a)
-        else:
-            rows = window[: e - window_start]
-            weights = self.emotion.weights(window_start, e - window_start)
-        w = torch.from_numpy(weights).to(window.device)
-        # Temporal mode: absolute positions, as whole-clip inference of a clip up to 60 s; past
-        # the positional table (83 s) they count from the window start, as windowed inference.
-        start = window_start if e <= model.config.max_positions else 0
-        y = model.decode(rows[None], w[None], start_frame=start)[0]
-        if not model.per_frame:
-            y = y[a - window_start : stop - window_start]
-        return y.float().cpu().numpy()
+            return rows, self.emotion.weights(a, stop - a), 0, slice(0, stop - a)
+        rows = window[: e - window_start]
+        weights = self.emotion.weights(window_start, e - window_start)
+        # Absolute positions, as whole-clip inference of a clip up to 60 s; past the positional
+        # table (83 s) they count from the window start, as windowed inference does.
+        start = window_start if e <= self.net.model.config.max_positions else 0
+        return rows, weights, start, slice(a - window_start, stop - window_start)
 
     def _trim(self) -> None:
         """Drop audio, conv frames and features no future step can need."""
@@ -722,6 +695,114 @@ class NeuralRawStream:
             self._audio = self._audio[keep_sample - self._audio_base :]
             self._valid = self._valid[keep_sample - self._audio_base :]
             self._audio_base = keep_sample
+
+
+def run_network_steps(
+    net: StreamingNetwork, jobs: Sequence[tuple[NeuralRawStream, int, int, int]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One network step for each of several streams of ``net``, sharing the weight reads.
+
+    On a CPU a step of a few frames is bound by reading the weights from memory, not by
+    arithmetic, so the rows of all streams go through every projection, feed-forward and
+    per-frame decoder layer together; attention, positional convolution and caches stay per
+    stream. Each job is ``(stream, a, n, e)`` from ``NeuralRawStream._plan``.
+
+    Returns:
+        Per job, the final frames ``[n, 174]`` and the provisional ones after them.
+    """
+    import torch
+
+    with torch.inference_mode():
+        cached = [job for job in jobs if job[0].config.context == "cache"]
+        hidden: dict[int, torch.Tensor] = {}
+        if cached:
+            inputs = [stream._encoder_input(a, e) for stream, a, _, e in cached]
+            outputs = _cached_layers(net, [(job[0], x, job[2]) for job, x in zip(cached, inputs)])
+            hidden = {id(job[0]): h for job, h in zip(cached, outputs)}
+        decode = []
+        for stream, a, n, e in jobs:
+            if id(stream) in hidden:
+                window, start = stream._decoder_window(hidden[id(stream)], a, n)
+            else:
+                start = max(0, a - stream.config.context_frames)
+                window = stream._encode_window(start, e)
+            decode.append(stream._decoder_rows(window, start, a, n, e))
+        ys = _decode_rows(net.model, decode)
+    results = []
+    for (stream, a, n, _), y in zip(jobs, ys):
+        stream._next = a + n
+        stream._trim()
+        results.append((y[:n], y[n:]))
+    return results
+
+
+def _cached_layers(
+    net: StreamingNetwork, items: list[tuple[NeuralRawStream, torch.Tensor, int]]
+) -> list[torch.Tensor]:
+    """wav2vec2's layers over several streams' blocks ``(stream, x [T, D], n_final)``.
+
+    Every stream attends to its own cached keys/values of past final frames plus its block;
+    only the block's final frames enter the cache (lookahead frames are recomputed next time).
+    """
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    encoder = net.model.audio_encoder.encoder
+    lengths = [len(x) for _, x, _ in items]
+    x = torch.cat([x for _, x, _ in items]) if len(items) > 1 else items[0][1]
+    for i, layer in enumerate(encoder.layers):
+        attn = layer.attention
+        heads, dim = attn.num_heads, attn.head_dim
+        h = layer.layer_norm(x) if net.stable_layer_norm else x
+        q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
+        outs, offset = [], 0
+        for (stream, _, n), length in zip(items, lengths):
+            part = slice(offset, offset + length)
+            offset += length
+            qs, ks, vs = (t[part].view(length, heads, dim).transpose(0, 1) for t in (q, k, v))
+            cached = stream._kv[i]
+            keys = ks if cached is None else torch.cat([cached[0], ks], dim=1)
+            values = vs if cached is None else torch.cat([cached[1], vs], dim=1)
+            o = F.scaled_dot_product_attention(qs, keys, values, scale=attn.scaling)
+            outs.append(o.transpose(0, 1).reshape(length, heads * dim))
+            keep = stream.config.context_frames
+            if keep:
+                drop = length - n
+                stream._kv[i] = (
+                    keys[:, : keys.shape[1] - drop][:, -keep:],
+                    values[:, : values.shape[1] - drop][:, -keep:],
+                )
+        o = attn.out_proj(torch.cat(outs) if len(outs) > 1 else outs[0])
+        if net.stable_layer_norm:
+            x = x + o
+            x = x + layer.feed_forward(layer.final_layer_norm(x))
+        else:
+            x = layer.layer_norm(x + o)
+            x = layer.final_layer_norm(x + layer.feed_forward(x))
+    if net.stable_layer_norm:
+        x = encoder.layer_norm(x)
+    return list(torch.split(x, lengths))
+
+
+def _decode_rows(
+    model: EmoFaceModel, items: list[tuple[torch.Tensor, np.ndarray, int, slice]]
+) -> list[np.ndarray]:
+    """Audio2Rig for several steps: per-frame decoding in one call, temporal one by one."""
+    import torch
+
+    device = next(model.parameters()).device
+    if model.per_frame:
+        rows = torch.cat([r for r, _, _, _ in items])
+        weights = torch.from_numpy(np.concatenate([w for _, w, _, _ in items])).to(device)
+        y = model.decode(rows[None], weights[None])[0].float().cpu().numpy()
+        bounds = np.cumsum([0] + [len(r) for r, _, _, _ in items])
+        return [y[lo:hi][keep] for (_, _, _, keep), lo, hi in zip(items, bounds, bounds[1:])]
+    out = []
+    for rows, weights, start, keep in items:
+        w = torch.from_numpy(weights).to(device)
+        y = model.decode(rows[None], w[None], start_frame=start)[0]
+        out.append(y[keep].float().cpu().numpy())
+    return out
 
 
 class WindowedRawStream:
@@ -1075,6 +1156,54 @@ class Streamer:
             raw_output=raw,
             smoothing=self.smoothing,
         )
+
+
+def process_many(items: Sequence[tuple[Stream, np.ndarray]]) -> list[np.ndarray]:
+    """Feed one chunk to each of several streams at once; return each stream's new frames.
+
+    Equivalent to ``[stream.process(chunk) for stream, chunk in items]``, but the network steps
+    of streams that share a ``Streamer`` run as one batched call (``run_network_steps``), so
+    several NPCs cost far less than one call each on a CPU.
+
+    Raises:
+        ValueError: a stream appears twice.
+        StreamError: a stream has finished.
+    """
+    streams = [stream for stream, _ in items]
+    if len({id(s) for s in streams}) != len(streams):
+        raise ValueError("process_many needs distinct streams (each at most once per call)")
+    blocks: list[RawBlock | None] = []
+    network: list[int] = []
+    for i, (stream, chunk) in enumerate(items):
+        stream._check_open()
+        x = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        stream._n_samples += x.size
+        if isinstance(stream.raw, NeuralRawStream):
+            stream.raw._append(x)
+            network.append(i)
+            blocks.append(None)
+        else:
+            blocks.append(stream.raw.push(x))
+    finals: dict[int, list[np.ndarray]] = {i: [] for i in network}
+    provisional = {i: _empty_frames() for i in network}
+    ends = {i: streams[i].raw._n_features_available() for i in network}
+    while True:
+        jobs = [(i, plan) for i in network if (plan := streams[i].raw._plan(ends[i], flush=False))]
+        if not jobs:
+            break
+        groups: dict[int, list[tuple[int, tuple[int, int, int]]]] = {}
+        for i, plan in jobs:
+            groups.setdefault(id(streams[i].raw.net), []).append((i, plan))
+        for group in groups.values():
+            net = streams[group[0][0]].raw.net
+            results = run_network_steps(net, [(streams[i].raw, *plan) for i, plan in group])
+            for (i, _), (final, prov) in zip(group, results):
+                finals[i].append(final)
+                provisional[i] = prov
+    for i in network:
+        final = np.concatenate(finals[i]) if finals[i] else _empty_frames()
+        blocks[i] = RawBlock(final, provisional[i])
+    return [stream._post(block) for stream, block in zip(streams, blocks)]
 
 
 def stream_clip(stream: Stream, samples: np.ndarray, chunk_samples: int) -> np.ndarray:

@@ -516,3 +516,31 @@ def test_playout_releases_frames_at_a_steady_rate_and_fixed_latency():
     assert np.median(latency) < delay_s + 0.01 and stats.n_late <= 2
     gaps = np.diff([t for t, _ in sent])
     assert np.median(gaps) == pytest.approx(1 / 60, abs=0.004)  # one frame at a time, 60 fps
+
+
+def test_process_many_batches_streams_and_equals_streaming_them_one_by_one():
+    from emoface_core.streaming import process_many
+
+    engine = _engine()
+    streamer = Streamer(engine, StreamConfig(hop_frames=3))
+    other = Streamer(_LocalEngine())  # a stream of another engine rides along
+    clips = [_speechlike(1.0, seed=s) * (0.5 + 0.3 * s) for s in range(3)]
+    emotions = ["angry", "happy", "sad@0,fear@0.4"]
+    alone = [
+        stream_clip(streamer.open(e, seed=i), x, CHUNK_20MS)
+        for i, (x, e) in enumerate(zip(clips, emotions))
+    ]
+    streams = [streamer.open(e, seed=i) for i, e in enumerate(emotions)] + [other.open("sad")]
+    parts: list[list[np.ndarray]] = [[] for _ in streams]
+    for start in range(0, clips[0].size, CHUNK_20MS):
+        chunks = [x[start : start + CHUNK_20MS] for x in clips] + [
+            clips[0][start : start + CHUNK_20MS]
+        ]
+        for k, frames in enumerate(process_many(list(zip(streams, chunks)))):
+            parts[k].append(frames)
+    together = [np.concatenate([*p, s.finish()]) for p, s in zip(parts, streams)]
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(a, b, atol=2e-5)  # batched matrix products round differently
+    assert together[3].shape == (60, 174)
+    with pytest.raises(ValueError, match="distinct"):
+        process_many([(streams[0], clips[0][:10]), (streams[0], clips[0][:10])])

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from emoface_core.sources import AudioSource
     from emoface_core.streaming import LiveStats, StreamConfig
 
-COMPUTE_MARGIN_S = 0.06  # default playout slack for one network call (see docs/realtime.md)
+PLAYOUT_MARGIN_FACTOR = 1.5  # default playout slack: the slowest warm-up step, and half again
+PLAYOUT_MIN_MARGIN_S = 0.01
 
 EPILOG = """\
 sources:
@@ -96,6 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     net.add_argument(
         "--context-frames", type=_non_negative_int, default=120, help="past frames attended to"
+    )
+    net.add_argument(
+        "--smooth-lookahead-frames",
+        type=_non_negative_int,
+        default=None,
+        help="Savitzky-Golay lookahead (default 7 = exact; fewer cut latency, smooth less)",
     )
     net.add_argument(
         "--context",
@@ -181,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     if args.fast != "off":
         _make_fast(engine, args.fast)
     streamer = Streamer(engine, _stream_config(args, engine, source))
-    _warm_up(streamer)
+    step_s = _warm_up(streamer)
     stop = threading.Event()
     with ExitStack() as stack:
         for sender in senders:
@@ -199,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         stream = streamer.open(
             timeline, seed=args.seed, raw=args.raw, expected_samples=source.expected_samples
         )
-        playout_s = _playout_s(args, stream, streamer)
+        playout_s = _playout_s(args, stream, step_s)
         hints = [
             f"lookahead {1000 * stream.lookahead_frames / 60:.0f} ms",
             "frames sent as computed"
@@ -273,14 +280,18 @@ def _stream_config(args: argparse.Namespace, engine: Any, source: AudioSource) -
         context_frames=args.context_frames,
         context=args.context,
         norm=norm,
+        smooth_lookahead_frames=args.smooth_lookahead_frames,
     )
 
 
-def _playout_s(args: argparse.Namespace, stream: Any, streamer: Any) -> float | None:
-    """The playout delay: the flag, or the stream's algorithmic latency plus a compute margin."""
+def _playout_s(args: argparse.Namespace, stream: Any, step_s: float) -> float | None:
+    """The playout delay: the flag, or the stream's latency plus a compute margin.
+
+    The margin is the slowest warm-up step and half again (at least 10 ms).
+    """
     if args.playout_ms is not None:
         return args.playout_ms / 1000.0 or None
-    margin_s = COMPUTE_MARGIN_S if streamer.kind == "network" else 0.01
+    margin_s = max(PLAYOUT_MIN_MARGIN_S, PLAYOUT_MARGIN_FACTOR * step_s)
     return stream.algorithmic_latency_s(args.chunk_ms / 1000.0) + margin_s
 
 
@@ -294,13 +305,23 @@ def _make_fast(engine: Any, mode: str) -> None:
     engine.model = fast_model(model, mode)
 
 
-def _warm_up(streamer: Any) -> None:
-    """One short throwaway stream, so the first live frames do not pay for lazy set-up."""
+def _warm_up(streamer: Any) -> float:
+    """Run a throwaway stream so live frames do not pay for lazy set-up.
+
+    Returns:
+        The slowest call of its second half, in seconds: what one step costs on this machine.
+    """
     import numpy as np
 
     stream = streamer.open("neutral", seed=0)
-    stream.process(np.zeros(16000 // 2, dtype=np.float32))
+    chunk = np.zeros(320, dtype=np.float32)
+    times = []
+    for _ in range(100):  # 2 s in 20 ms chunks
+        t0 = time.perf_counter()
+        stream.process(chunk)
+        times.append(time.perf_counter() - t0)
     stream.finish()
+    return max(times[50:])
 
 
 def _print_summary(
