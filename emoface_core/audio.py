@@ -94,17 +94,12 @@ def normalize(samples: np.ndarray) -> np.ndarray:
     return ((x - x.mean()) / np.sqrt(x.var() + NORM_EPS)).astype(np.float32)
 
 
-def load_audio(path: str | Path) -> Audio:
-    """Load any file that soundfile reads (wav, flac, ogg, ...) as 16 kHz mono float32.
-
-    Args:
-        path: the audio file.
-
-    Returns:
-        The decoded ``Audio``.
+def read_audio_file(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode a whole audio file as it is: float32 ``[S, C]`` and its sample rate.
 
     Raises:
-        AudioError: the file is missing, empty, truncated or not audio; the message names it.
+        AudioError: the file is missing, empty, truncated, not audio, or holds NaN/inf samples;
+            the message names it.
     """
     import soundfile as sf
 
@@ -120,6 +115,22 @@ def load_audio(path: str | Path) -> Audio:
         raise AudioError(f"{path}: the audio file holds no samples")
     if not np.all(np.isfinite(data)):
         raise AudioError(f"{path}: the audio holds NaN or infinite samples")
+    return data, int(rate)
+
+
+def load_audio(path: str | Path) -> Audio:
+    """Load any file that soundfile reads (wav, flac, ogg, ...) as 16 kHz mono float32.
+
+    Args:
+        path: the audio file.
+
+    Returns:
+        The decoded ``Audio``.
+
+    Raises:
+        AudioError: the file is missing, empty, truncated or not audio; the message names it.
+    """
+    data, rate = read_audio_file(path)
     mono = to_mono(data)
     return Audio(
         samples=resample(mono, int(rate)),

@@ -138,6 +138,42 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
+def wav2vec2_kwargs_from_directory(directory: str | Path) -> dict[str, Any]:
+    """The ``Wav2Vec2Config`` of a local Hugging Face folder as ``ModelConfig.wav2vec2`` kwargs.
+
+    Raises:
+        CheckpointError: the folder or its ``config.json`` is missing; says what to download.
+    """
+    from transformers import Wav2Vec2Config
+
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise CheckpointError(f"{directory}: no wav2vec2 model here; {WAV2VEC2_DOWNLOAD_HINT}")
+    try:
+        config = Wav2Vec2Config.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{directory}: unreadable wav2vec2 config ({str(e).splitlines()[0]})"
+        ) from e
+    meta = {
+        "architectures",
+        "_name_or_path",
+        "transformers_version",
+        "model_type",
+        "torch_dtype",
+        "dtype",
+        "vocab_size",
+        "pad_token_id",
+        "bos_token_id",
+        "eos_token_id",
+        "ctc_loss_reduction",
+        "ctc_zero_infinity",
+        "id2label",
+        "label2id",
+    }
+    return {k: v for k, v in config.to_diff_dict().items() if k not in meta}
+
+
 def init_wav2vec2_from_pretrained(model: EmoFaceModel, directory: str | Path) -> None:
     """Copy pretrained wav2vec2 weights from a local Hugging Face folder into ``model``.
 

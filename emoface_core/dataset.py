@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from emoface_core.audio import FPS, SAMPLE_RATE, Audio, frame_count, load_audio
+from emoface_core.audio import FPS, SAMPLE_RATE, Audio, frame_count, load_audio, read_audio_file
 from emoface_core.controllers import CONTROLLER_NAMES, N_CONTROLLERS, channel_range
 from emoface_core.emotion import EMOTIONS, emotion_from_filename, emotion_id
 from emoface_core.errors import AudioError, DatasetError, EmotionSpecError
@@ -775,20 +775,8 @@ def _check_clip(
 
 def _probe_audio(path: Path) -> tuple[int, int, float]:
     """``(n_samples, sample_rate, peak)`` of an audio file, decoding it fully to catch damage."""
-    import soundfile as sf
-
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises several types for bad files
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise AudioError(f"{path}: not a readable audio file ({reason})") from e
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: the audio file holds no samples")
-    if not np.all(np.isfinite(data)):
-        raise AudioError(f"{path}: the audio holds NaN or infinite samples")
-    return int(data.shape[0]), int(rate), float(np.abs(data).max())
+    data, rate = read_audio_file(path)
+    return int(data.shape[0]), rate, float(np.abs(data).max())
 
 
 def format_report(report: DatasetReport, *, max_listed: int = 50) -> str:

@@ -51,6 +51,7 @@ from emoface_core.checkpoint import (
     load_model,
     resolve_device,
     save_checkpoint,
+    wav2vec2_kwargs_from_directory,
 )
 from emoface_core.config import ModelConfig
 from emoface_core.dataset import (
@@ -260,42 +261,6 @@ class _Piece:
     @property
     def n_frames(self) -> int:
         return int(self.labels.shape[0])
-
-
-def wav2vec2_kwargs_from_directory(directory: str | Path) -> dict[str, Any]:
-    """The ``Wav2Vec2Config`` of a local Hugging Face folder as ``ModelConfig.wav2vec2`` kwargs.
-
-    Raises:
-        CheckpointError: the folder or its ``config.json`` is missing; says what to download.
-    """
-    from transformers import Wav2Vec2Config
-
-    directory = Path(directory)
-    if not (directory / "config.json").is_file():
-        raise CheckpointError(f"{directory}: no wav2vec2 model here; {WAV2VEC2_DOWNLOAD_HINT}")
-    try:
-        config = Wav2Vec2Config.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(
-            f"{directory}: unreadable wav2vec2 config ({str(e).splitlines()[0]})"
-        ) from e
-    meta = {
-        "architectures",
-        "_name_or_path",
-        "transformers_version",
-        "model_type",
-        "torch_dtype",
-        "dtype",
-        "vocab_size",
-        "pad_token_id",
-        "bos_token_id",
-        "eos_token_id",
-        "ctc_loss_reduction",
-        "ctc_zero_infinity",
-        "id2label",
-        "label2id",
-    }
-    return {k: v for k, v in config.to_diff_dict().items() if k not in meta}
 
 
 class Trainer:
