@@ -333,6 +333,7 @@ class FileSource(AudioSource):
         if len(data) == 0:
             return None
         self._n_read += len(data)
+        assert self._resampler is not None
         return self._resampler.push(to_mono(np.nan_to_num(data)))
 
     def _tail(self) -> np.ndarray:
@@ -449,7 +450,7 @@ class ZmqSource(AudioSource):
             import zmq
         except ImportError as e:
             raise ImportError("the ZeroMQ source needs pyzmq: pip install pyzmq") from e
-        sock = zmq.Context.instance().socket(zmq.PULL)
+        sock: Any = zmq.Context.instance().socket(zmq.PULL)
         sock.setsockopt(zmq.LINGER, 0)
         try:
             if self.bind:
@@ -548,12 +549,13 @@ class UdpSource(AudioSource):
             self._socket = None
 
     def _read(self, timeout_s: float) -> np.ndarray | None:
+        assert self._socket is not None
         self._socket.settimeout(timeout_s if timeout_s > 0 else 1e-6)
         try:
             data, _ = self._socket.recvfrom(MAX_DATAGRAM)
         except (TimeoutError, BlockingIOError):
-            idle = self._last is not None and self.idle_timeout_s is not None
-            if idle and self.clock() - self._last > self.idle_timeout_s:
+            last, limit = self._last, self.idle_timeout_s
+            if last is not None and limit is not None and self.clock() - last > limit:
                 return None
             return np.zeros(0, dtype=np.float32)
         self._last = self.clock()
@@ -665,9 +667,15 @@ def parse_source(
     """
     spec = spec.strip()
     kind, _, rest = spec.partition(":")
-    pcm = dict(sample_rate=sample_rate, channels=channels, sample_format=sample_format)
     if spec in ("stdin", "-"):
-        return PipeSource(None, chunk_ms=chunk_ms, realtime=realtime, **pcm)
+        return PipeSource(
+            None,
+            sample_rate=sample_rate,
+            channels=channels,
+            sample_format=sample_format,
+            chunk_ms=chunk_ms,
+            realtime=realtime,
+        )
     if kind == "mic":
         device: str | int | None = rest or None
         if isinstance(device, str) and device.isdigit():
@@ -676,14 +684,27 @@ def parse_source(
     if kind == "file" and rest:
         return FileSource(rest, realtime=realtime, chunk_ms=chunk_ms)
     if kind in ("zmq", "zmq+connect") and rest:
-        return ZmqSource(rest, bind=kind == "zmq", **pcm)
+        return ZmqSource(
+            rest,
+            bind=kind == "zmq",
+            sample_rate=sample_rate,
+            channels=channels,
+            sample_format=sample_format,
+        )
     if kind == "udp" and rest:
         host, _, port = rest.rpartition(":")
         if not port.isdigit() or not host:
             raise SourceError(
                 f"bad UDP source {spec!r}: expected udp:HOST:PORT, e.g. udp:127.0.0.1:5700"
             )
-        return UdpSource(host, int(port), idle_timeout_s=idle_timeout_s, **pcm)
+        return UdpSource(
+            host,
+            int(port),
+            sample_rate=sample_rate,
+            channels=channels,
+            sample_format=sample_format,
+            idle_timeout_s=idle_timeout_s,
+        )
     raise SourceError(f"unknown audio source {spec!r}; use one of: {SOURCE_FORMS}")
 
 
@@ -825,7 +846,7 @@ class KeyboardControl:
 
     def poll(self) -> list[str]:
         """Commands from the keys pressed since the last call (other keys are ignored)."""
-        commands = []
+        commands: list[str] = []
         while True:
             try:
                 key = self._queue.get_nowait()

@@ -32,8 +32,9 @@ only the past and a bounded lookahead. How each whole-clip step is made causal:
   features are computed once with the statistics of their time (cache mode).
 * **50 -> 60 fps interpolation.** The release stretches the conv frames over the frame grid with
   ``align_corners=True``, which depends on the clip length. A stream uses the length-free limit
-  of that grid, frame ``t`` at conv position ``t * 5/6``: equal at the start, off by at most
-  0.42 conv frames (8 ms) at the end of a clip.
+  of that grid, frame ``t`` at conv position ``t * 5/6``: equal at the start, about half a conv
+  frame off at the end of a clip (up to 1.2 with rounding: 23 ms). When the length is known in
+  advance (``expected_samples``), the stream uses exactly the whole-clip grid.
 * **Smoothing.** ``SavgolStream`` equals whole-clip Savitzky-Golay smoothing with 7 frames of
   lookahead; the network's provisional lookahead frames stand in for those 7, so smoothing adds
   no latency when ``lookahead_frames >= 7``. Blinks and gaze (``EyeAnimator``) are already
@@ -43,8 +44,11 @@ Gaps: ``Stream.process_gap`` keeps the frame clock running while a feed delivers
 is silence that stays out of the normalisation statistics, and the face fades to its rest pose
 over ``rest_fade_ms`` (blinks and gaze go on), then fades back when audio returns.
 
-``LiveRunner`` connects an audio source (``emoface_core.sources``) to a stream and a frame sink,
-fills gaps, applies emotion changes from control inputs and measures end-to-end latency.
+``process_many`` steps several streams of one model in one batched network call (weight reads,
+not arithmetic, bound a small step on a CPU). ``LiveRunner`` connects an audio source
+(``emoface_core.sources``) to a stream and a frame sink: it fills gaps, applies emotion changes
+from control inputs, releases frames at a steady 60 fps (playout) and measures the latency.
+See ``docs/realtime.md`` for the figures.
 """
 
 from __future__ import annotations
@@ -89,12 +93,13 @@ class StreamError(EmoFaceError, RuntimeError):
 class StreamConfig:
     """How a stream trades latency against agreement with whole-clip inference.
 
-    Defaults: 100 ms lookahead (the 117 ms smoothing lookahead rides on it), blocks of 100 ms,
-    2 s of attended past: about 0.25 s algorithmic latency for the network.
+    Defaults: 7 frames of lookahead (117 ms, exactly what Savitzky-Golay smoothing needs, so
+    smoothing adds nothing), blocks of 6 frames (100 ms), 2 s of attended past: at most about
+    0.23 s from a frame's first sample until the frame is final, plus one network call.
     """
 
     hop_frames: int = 6  # the network runs once this many frames can be made final (100 ms)
-    lookahead_frames: int = 6  # future audio, in frames, the encoder sees past a frame (100 ms)
+    lookahead_frames: int = 7  # future audio, in frames, the encoder sees past a frame (117 ms)
     context_frames: int = 120  # past frames the encoder attends to (2 s)
     context: str = "cache"  # "cache": reuse past keys/values; "recompute": rerun the window
     norm: str = "cumulative"  # "cumulative": all audio so far; "adaptive": forgetting + gate
@@ -106,9 +111,8 @@ class StreamConfig:
     window_context_s: float = 1.0  # engines without a stream API: past audio per inference call
 
     def __post_init__(self) -> None:
-        for name in ("hop_frames",):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, but {getattr(self, name)} is given")
+        if self.hop_frames < 1:
+            raise ConfigError(f"hop_frames must be >= 1, but {self.hop_frames} is given")
         for name in ("lookahead_frames", "context_frames"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, but {getattr(self, name)} is given")
@@ -578,15 +582,16 @@ class NeuralRawStream:
         net = self.net
         lo, hi = k0 * net.stride, (k1 - 1) * net.stride + net.receptive_field
         samples = self._normalised(lo, hi)
-        stats = None
+        stats: tuple[torch.Tensor, torch.Tensor] | None = None
         if net.group_norm:
             mean = self._stats.audio_mean()
             scale = math.sqrt(self._stats.audio_var() + NORM_EPS)
             ch_mean, ch_var = self._stats.conv_stats(net.conv0_weight, net.conv0_bias, mean, scale)
-            stats = tuple(
+            mean_t, var_t = (
                 torch.from_numpy(v.astype(np.float32)).to(net.device)[None, :, None]
                 for v in (ch_mean, ch_var)
             )
+            stats = (mean_t, var_t)
         # conv_features pads inputs under 25 ms at the end; those extra frames are dropped.
         conv = net.model.conv_features(samples, norm_stats=stats)[0]
         assert conv.shape[-1] >= k1 - k0, (conv.shape, k0, k1)
@@ -613,6 +618,7 @@ class NeuralRawStream:
             new = self._compute_conv(self._n_conv, n_conv)
             self._conv = new if self._conv is None else torch.cat([self._conv, new], dim=1)
             self._n_conv = n_conv
+        assert self._conv is not None
         feats = self._features(self._conv, self._conv_base, self._n_feat, e)
         proj, _ = self.net.model.audio_encoder.feature_projection(feats[None])
         self._proj = proj[0] if self._proj is None else torch.cat([self._proj, proj[0]])
@@ -629,16 +635,16 @@ class NeuralRawStream:
 
         net = self.net
         self._ensure_features(e)
+        proj = self._proj
+        assert proj is not None
         length = e - a
         # out[t] = sum_k w[k] in[t + k - pad]
         lo = a - net.pos_pad
-        seg = torch.zeros(length + net.pos_kernel - 1, self._proj.shape[1], device=net.device)
+        seg = torch.zeros(length + net.pos_kernel - 1, proj.shape[1], device=net.device)
         src_lo, src_hi = max(lo, 0), min(lo + len(seg), self._n_feat)
-        seg[src_lo - lo : src_hi - lo] = self._proj[
-            src_lo - self._proj_base : src_hi - self._proj_base
-        ]
+        seg[src_lo - lo : src_hi - lo] = proj[src_lo - self._proj_base : src_hi - self._proj_base]
         pos = F.conv1d(seg.T[None], net.pos_weight, net.pos_bias, groups=net.pos_groups)
-        x = self._proj[a - self._proj_base : e - self._proj_base] + net.pos_activation(pos)[0].T
+        x = proj[a - self._proj_base : e - self._proj_base] + net.pos_activation(pos)[0].T
         if not net.stable_layer_norm:
             x = net.model.audio_encoder.encoder.layer_norm(x)
         return x
@@ -792,16 +798,16 @@ def _decode_rows(
 
     device = next(model.parameters()).device
     if model.per_frame:
-        rows = torch.cat([r for r, _, _, _ in items])
-        weights = torch.from_numpy(np.concatenate([w for _, w, _, _ in items])).to(device)
-        y = model.decode(rows[None], weights[None])[0].float().cpu().numpy()
+        all_rows = torch.cat([r for r, _, _, _ in items])
+        all_weights = torch.from_numpy(np.concatenate([w for _, w, _, _ in items])).to(device)
+        y = model.decode(all_rows[None], all_weights[None])[0].float().cpu().numpy()
         bounds = np.cumsum([0] + [len(r) for r, _, _, _ in items])
         return [y[lo:hi][keep] for (_, _, _, keep), lo, hi in zip(items, bounds, bounds[1:])]
     out = []
     for rows, weights, start, keep in items:
         w = torch.from_numpy(weights).to(device)
-        y = model.decode(rows[None], w[None], start_frame=start)[0]
-        out.append(y[keep].float().cpu().numpy())
+        decoded = model.decode(rows[None], w[None], start_frame=start)[0]
+        out.append(decoded[keep].float().cpu().numpy())
     return out
 
 
@@ -1099,7 +1105,7 @@ class Streamer:
         self.config = config or StreamConfig()
         self.postprocess_config = postprocess_config or PostprocessConfig()
         self.smoothing = bool(getattr(engine, "wants_smoothing", True))
-        model = getattr(engine, "model", None)
+        model: Any = getattr(engine, "model", None)
         self.network = StreamingNetwork(model) if hasattr(model, "conv_features") else None
         self.kind = (
             "network"
@@ -1173,37 +1179,38 @@ def process_many(items: Sequence[tuple[Stream, np.ndarray]]) -> list[np.ndarray]
     if len({id(s) for s in streams}) != len(streams):
         raise ValueError("process_many needs distinct streams (each at most once per call)")
     blocks: list[RawBlock | None] = []
-    network: list[int] = []
+    neural: dict[int, NeuralRawStream] = {}
     for i, (stream, chunk) in enumerate(items):
         stream._check_open()
         x = np.asarray(chunk, dtype=np.float32).reshape(-1)
         stream._n_samples += x.size
-        if isinstance(stream.raw, NeuralRawStream):
-            stream.raw._append(x)
-            network.append(i)
+        raw = stream.raw
+        if isinstance(raw, NeuralRawStream):
+            raw._append(x)
+            neural[i] = raw
             blocks.append(None)
         else:
-            blocks.append(stream.raw.push(x))
-    finals: dict[int, list[np.ndarray]] = {i: [] for i in network}
-    provisional = {i: _empty_frames() for i in network}
-    ends = {i: streams[i].raw._n_features_available() for i in network}
+            blocks.append(raw.push(x))
+    finals: dict[int, list[np.ndarray]] = {i: [] for i in neural}
+    provisional = {i: _empty_frames() for i in neural}
+    ends = {i: raw._n_features_available() for i, raw in neural.items()}
     while True:
-        jobs = [(i, plan) for i in network if (plan := streams[i].raw._plan(ends[i], flush=False))]
+        jobs = [(i, plan) for i, raw in neural.items() if (plan := raw._plan(ends[i], flush=False))]
         if not jobs:
             break
         groups: dict[int, list[tuple[int, tuple[int, int, int]]]] = {}
         for i, plan in jobs:
-            groups.setdefault(id(streams[i].raw.net), []).append((i, plan))
+            groups.setdefault(id(neural[i].net), []).append((i, plan))
         for group in groups.values():
-            net = streams[group[0][0]].raw.net
-            results = run_network_steps(net, [(streams[i].raw, *plan) for i, plan in group])
+            net = neural[group[0][0]].net
+            results = run_network_steps(net, [(neural[i], *plan) for i, plan in group])
             for (i, _), (final, prov) in zip(group, results):
                 finals[i].append(final)
                 provisional[i] = prov
-    for i in network:
+    for i in neural:
         final = np.concatenate(finals[i]) if finals[i] else _empty_frames()
         blocks[i] = RawBlock(final, provisional[i])
-    return [stream._post(block) for stream, block in zip(streams, blocks)]
+    return [stream._post(block) for stream, block in zip(streams, blocks) if block is not None]
 
 
 def stream_clip(stream: Stream, samples: np.ndarray, chunk_samples: int) -> np.ndarray:
@@ -1396,10 +1403,12 @@ class LiveRunner:
         return stats
 
     def _due(self, frame: int) -> float:
+        assert self._anchor is not None and self.playout_delay_s is not None
         return self._anchor + frame / FPS + self.playout_delay_s
 
     def _fill_gap(self, now: float) -> None:
         """Add silence up to the wall clock (minus the timeout, the feed's jitter allowance)."""
+        assert self._anchor is not None
         behind = (
             int((now - self.gap_timeout_s - self._anchor) * SAMPLE_RATE) - self.stream.n_samples_in
         )

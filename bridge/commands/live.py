@@ -7,10 +7,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridge.commands.bake import add_engine_arguments, build_engine
 from bridge.commands.stream import DEFAULT_SUBJECT, add_transport_arguments, build_outputs
+from emoface_core.audio import FPS
 
 if TYPE_CHECKING:
     from bridge.streamer import SubjectStream
@@ -90,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--lookahead-frames",
         type=_non_negative_int,
         default=None,
-        help="future audio a frame waits for (default 6 = 100 ms for the network)",
+        help="future audio a frame waits for (default 7 = 117 ms for the network)",
     )
     net.add_argument(
         "--hop-frames", type=_positive_int, default=6, help="frames made final per network call"
@@ -208,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         )
         playout_s = _playout_s(args, stream, step_s)
         hints = [
-            f"lookahead {1000 * stream.lookahead_frames / 60:.0f} ms",
+            f"lookahead {1000 * stream.lookahead_frames / FPS:.0f} ms",
             "frames sent as computed"
             if playout_s is None
             else f"playout {1000 * playout_s:.0f} ms",
@@ -222,15 +224,17 @@ def run(args: argparse.Namespace) -> int:
             f"emoface live: {source.name} -> {subject} via {where} ({'; '.join(hints)})",
             file=sys.stderr,
         )
+        sink = _Sink(subject_stream, timeline.to_spec(), engine.name)
         runner = LiveRunner(
             source,
             stream,
-            _Sink(subject_stream, lambda: runner.anchor_wall_s, timeline.to_spec(), engine.name),
+            sink,
             controls=controls,
             gap_timeout_s=args.gap_timeout_ms / 1000.0,
             playout_delay_s=playout_s,
             stop=stop.is_set,
         )
+        sink.anchor = lambda: runner.anchor_wall_s
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         reason = EndReason.SHUTDOWN
         interrupted = False
@@ -252,16 +256,16 @@ def run(args: argparse.Namespace) -> int:
 class _Sink:
     """Frames from the runner -> the subject's transports, starting the line on the first one."""
 
-    def __init__(self, stream: SubjectStream, anchor: Any, emotion: str, engine: str) -> None:
+    def __init__(self, stream: SubjectStream, emotion: str, engine: str) -> None:
         self.stream = stream
-        self.anchor = anchor
+        self.anchor: Callable[[], float | None] = lambda: None  # wall time of audio sample 0
         self.info = {"emotion": emotion, "engine": engine, "live": True}
 
     def __call__(self, frames: Any, first: int) -> None:
         if not self.stream.line_active:
             self.stream.start_line(n_frames=0, info=self.info, t_audio_start=self.anchor())
         for i, frame in enumerate(frames):
-            self.stream.push(frame, (first + i) / 60.0)
+            self.stream.push(frame, (first + i) / FPS)
 
 
 def _stream_config(args: argparse.Namespace, engine: Any, source: AudioSource) -> StreamConfig:
