@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         stream = streamer.open(
             timeline, seed=args.seed, raw=args.raw, expected_samples=source.expected_samples
         )
-        playout_s = _playout_s(args, stream, step_s)
+        playout_s = _playout_s(args, stream, step_s) if source.realtime else None
         hints = [
             f"lookahead {1000 * stream.lookahead_frames / FPS:.0f} ms",
             "frames sent as computed"
