@@ -42,7 +42,9 @@ def test_blink_rate_follows_lognormal_within_bounds():
     intervals_s = np.diff(onsets) / FPS
     rates_per_min = 60.0 / intervals_s
     # every interval comes from a rate clamped to 15..100 per minute (plus the blink itself)
-    assert rates_per_min.max() <= 100.0 + 1e-6 and rates_per_min.min() >= 60.0 / (4.0 + 13 / FPS + 1 / FPS)
+    assert rates_per_min.max() <= 100.0 + 1e-6 and rates_per_min.min() >= 60.0 / (
+        4.0 + 13 / FPS + 1 / FPS
+    )
     # the median rate is the log-normal median exp(3.518) = 33.7 blinks per minute
     expected_interval_s = 60.0 / np.exp(config.blink_log_mean) + len(BLINK_CURVE) / FPS
     assert abs(np.median(intervals_s) - expected_interval_s) / expected_interval_s < 0.1
@@ -57,8 +59,12 @@ def test_blink_shape_and_channels():
     closed = np.flatnonzero(out[:, BLINK_R] == 1.0)
     assert closed.size > 0  # a full closure happens
     first = _blink_onsets(1 - out[:, BLINK_R])[0]
-    np.testing.assert_allclose(out[first : first + 13, BLINK_R], 1 - np.asarray(BLINK_CURVE), atol=1e-6)
-    np.testing.assert_allclose(out[first : first + 13, BLINK_L], 1 - 0.8 * np.asarray(BLINK_CURVE), atol=1e-6)
+    np.testing.assert_allclose(
+        out[first : first + 13, BLINK_R], 1 - np.asarray(BLINK_CURVE), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        out[first : first + 13, BLINK_L], 1 - 0.8 * np.asarray(BLINK_CURVE), atol=1e-6
+    )
     assert np.all(out[:, JAW_OPEN] == 0)
 
 
@@ -110,8 +116,12 @@ def test_streaming_blocks_equal_whole_clip_and_seeded():
 
 @pytest.mark.parametrize(
     "kwargs, fragment",
-    [({"savgol_window": 14}, "odd"), ({"blink_min_per_min": 0}, "blink rate"),
-     ({"gaze_hold_frames": (50, 10)}, "gaze_hold_frames"), ({"gaze_return_prob": 2}, "gaze_return_prob")],
+    [
+        ({"savgol_window": 14}, "odd"),
+        ({"blink_min_per_min": 0}, "blink rate"),
+        ({"gaze_hold_frames": (50, 10)}, "gaze_hold_frames"),
+        ({"gaze_return_prob": 2}, "gaze_return_prob"),
+    ],
 )
 def test_bad_config(kwargs, fragment):
     with pytest.raises(ConfigError, match=fragment):

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bridge.commands.common import HelpFormatter
+
 if TYPE_CHECKING:
     from bridge.mapping import Mapping
     from emoface_core.batch import BatchPlan, BatchReport, LineResult
@@ -26,7 +28,7 @@ EPILOG = """\
 emotion spec:
   happy             one emotion for the whole clip (names, 3-letter prefixes or ids 0-6:
                     angry 0, disgust 1, fear 2, happy 3, neutral 4, sad 5, surprise 6)
-  happy:0.6         60%% happy blended with neutral
+  happy:0.6         60 % happy blended with neutral
   happy@0,sad@2.5   switch to sad at 2.5 s, cross-fading over 0.3 s
 
 weights:
@@ -56,20 +58,6 @@ batch (several inputs, a folder, a glob, a manifest, or -o naming a folder):
   when any line failed. With --seed S each line gets its own seed derived from S and its output
   name (a manifest seed column wins), so a rerun reproduces every line.
 """
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the epilog's layout; show defaults only where they say something (shared)."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=100)
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        # Only defaults that say something: not None/False, not already in the help text.
-        text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
-            return text
-        return super()._get_help_string(action)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from bridge.commands.common import HelpFormatter, non_negative_int
+
 EPILOG = """\
 layouts (tried in this order):
   ROOT/manifest.csv|.jsonl or ROOT itself a manifest: columns audio, controls[, emotion, split]
@@ -32,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="report counts, durations and defects per split and emotion",
         description="Read every clip of a dataset and report counts, durations and defects.",
         epilog=EPILOG,
-        formatter_class=lambda prog: _Formatter(prog, width=100),
+        formatter_class=HelpFormatter,
     )
     check.add_argument("root", help="dataset folder or manifest (.csv/.jsonl)")
     check.add_argument(
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument(
         "--max-frame-mismatch",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=3,
         help="frames by which controls may differ from int(audio duration * 60)",
     )
@@ -56,22 +58,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-listed", type=int, default=50, help="issues listed in the text report"
     )
     check.set_defaults(func=run_check)
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help (except None and False), and the epilog kept as written."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def run_check(args: argparse.Namespace) -> int:

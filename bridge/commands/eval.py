@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from bridge.commands.common import HelpFormatter
+
 EPILOG = """\
 what is scored:
   emoface eval CHECKPOINT ROOT            the network (released or trained checkpoint)
@@ -33,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Score predicted controller values against a dataset's ground truth.",
         usage="emoface eval [CHECKPOINT] ROOT [options]",
         epilog=EPILOG,
-        formatter_class=lambda prog: _Formatter(prog, width=100),
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "paths",
@@ -86,15 +88,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("-o", "--output", default=None, help="also write the JSON report to this file")
     p.set_defaults(func=run, _parser=p)
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help (except None and False), and the epilog kept as written."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def _resolve(args: argparse.Namespace) -> tuple[str | None, str]:

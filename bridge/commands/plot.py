@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge.commands.bake import HelpFormatter
+from bridge.commands.common import HelpFormatter
 
 if TYPE_CHECKING:
     from emoface_core.audio import Audio

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bridge.commands.bake import HelpFormatter
+from bridge.commands.common import HelpFormatter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,7 +7,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from bridge.commands.bake import HelpFormatter, add_engine_arguments, build_engine
+from bridge.commands.bake import add_engine_arguments, build_engine
+from bridge.commands.common import HelpFormatter
 from bridge.commands.stream import add_transport_arguments, build_outputs
 
 if TYPE_CHECKING:

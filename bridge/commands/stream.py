@@ -8,6 +8,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bridge.commands.common import (
+    HelpFormatter,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
 if TYPE_CHECKING:
     from bridge.streamer import ClipPlayer, Output
     from bridge.transport import Sender
@@ -32,10 +40,6 @@ examples:
 """
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help, and the epilog kept as written."""
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``stream`` subcommand."""
     p = subparsers.add_parser(
@@ -45,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "to the clip's 60 fps clock. Plays no sound: start the audio on the receiving side at the "
         "START message's time, or shift frames with --audio-offset-ms.",
         epilog=EPILOG,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("input", help="audio file, or a baked .json/.txt to stream without recomputing")
     add_engine_arguments(p)
@@ -65,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--loop",
         nargs="?",
-        type=_non_negative_int,
+        type=non_negative_int,
         const=0,
         default=1,
         metavar="N",
@@ -79,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--start-delay-s",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=0.3,
         help="wait after opening sockets so subscribers can connect before frame 0",
     )
@@ -103,7 +107,7 @@ def add_transport_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--zmq-hwm",
-        type=_positive_int,
+        type=positive_int,
         default=16,
         help="ZeroMQ per-subscriber queue, in messages (latest-only beyond it)",
     )
@@ -136,7 +140,7 @@ def add_transport_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--schema-interval-s",
-        type=_positive_float,
+        type=positive_float,
         default=0.5,
         help="repeat the schema this often so late receivers can decode",
     )
@@ -273,31 +277,3 @@ def _print_summary(
             f"{s.n_errors} errors, {s.n_bytes / 1e6:.2f} MB",
             file=sys.stderr,
         )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from bridge.commands.common import HelpFormatter, positive_int
+
 EPILOG = """\
 starting point (one of):
   --wav2vec2 DIR          a new model; wav2vec2 starts from the pretrained wav2vec2-base-960h in
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train or fine-tune EmoFace on your own recordings",
         description="Train EmoFace on audio + per-frame controller values (paper 4.2).",
         epilog=EPILOG,
-        formatter_class=lambda prog: _Formatter(prog, width=100),
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "root", nargs="?", default=None, help="dataset folder or manifest (optional with --resume)"
@@ -67,14 +69,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="new models: temporal (paper, default) or per_frame (release)",
     )
     opt = p.add_argument_group("optimisation (defaults: the authors' release)")
-    opt.add_argument("--epochs", type=_positive_int, default=1000, help="total epochs")
+    opt.add_argument("--epochs", type=positive_int, default=1000, help="total epochs")
     opt.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate")
-    opt.add_argument("--lr-step-epochs", type=_positive_int, default=100, help="StepLR step size")
+    opt.add_argument("--lr-step-epochs", type=positive_int, default=100, help="StepLR step size")
     opt.add_argument("--lr-gamma", type=float, default=0.995, help="StepLR factor")
     opt.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
     opt.add_argument(
         "--grad-accum",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="clips per optimizer step (gradient accumulation)",
     )
@@ -147,22 +149,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="no TensorBoard logs even when tensorboard is installed",
     )
     p.set_defaults(func=run, _parser=p)
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help (except None and False), and the epilog kept as written."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def default_cache_dir() -> Path:
