@@ -128,9 +128,13 @@ def load_audio(path: str | Path) -> Audio:
         The decoded ``Audio``.
 
     Raises:
-        AudioError: the file is missing, empty, truncated or not audio; the message names it.
+        AudioError: the file is missing, empty, shorter than one frame, truncated or not audio;
+            the message names it.
     """
     data, rate = read_audio_file(path)
+    if frame_count(data.shape[0], rate) == 0:
+        # No frame to animate: an empty bake would break every later step (stream, plot).
+        raise AudioError(f"{path}: the audio is shorter than one frame (1/{FPS} s)")
     mono = to_mono(data)
     return Audio(
         samples=resample(mono, int(rate)),

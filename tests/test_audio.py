@@ -79,6 +79,14 @@ def test_truncated_and_empty_wav(tmp_path):
         load_audio(tmp_path / "missing.wav")
 
 
+def test_audio_shorter_than_one_frame_is_rejected(tmp_path):
+    # 5 ms gives int(0.005 * 60) = 0 frames: baking it used to write an empty, unusable file.
+    tiny = write_wav(tmp_path / "tiny.wav", make_sine(0.005))
+    with pytest.raises(AudioError, match=r"tiny\.wav: the audio is shorter than one frame"):
+        load_audio(tiny)
+    assert load_audio(write_wav(tmp_path / "one.wav", make_sine(0.02))).n_frames == 1
+
+
 def test_from_array_resamples():
     audio = Audio.from_array(make_sine(1.0, sample_rate=48_000), 48_000)
     assert audio.n_frames == 60 and abs(audio.samples.shape[0] - 16_000) <= 1
