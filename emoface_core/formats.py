@@ -161,6 +161,8 @@ def load_animation(path: str | Path) -> Animation:
     ext = path.suffix.lower()
     try:
         if ext == ".txt":
+            if not path.read_text(encoding="utf-8").strip():
+                raise BakedFileError(f"{path}: the file is empty (no frames)")
             values = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
             if values.shape[1] != N_CONTROLLERS:
                 raise BakedFileError(
@@ -182,6 +184,8 @@ def load_animation(path: str | Path) -> Animation:
             if missing:
                 raise BakedFileError(f"{path}: missing channels, e.g. {missing[0]}")
             values = np.array([channels[n] for n in CONTROLLER_NAMES], dtype=np.float32).T
+            if values.shape[0] == 0:
+                raise BakedFileError(f"{path}: the file holds no frames")
             return Animation(values, fps=float(doc["fps"]), metadata=dict(doc.get("metadata", {})))
     except BakedFileError:
         raise

@@ -78,6 +78,19 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
         ("b.json", "{}", "not an EmoFace animation"),
         ("c.json", "{nope", "malformed"),
         ("d.bin", "x", "unsupported extension"),
+        ("empty.txt", "", "the file is empty"),
+        (
+            "no_frames.json",
+            json.dumps(
+                {
+                    "format": "emoface-animation",
+                    "format_version": 1,
+                    "fps": 60,
+                    "channels": {n: [] for n in CONTROLLER_NAMES},
+                }
+            ),
+            "holds no frames",
+        ),
         (
             "e.json",
             json.dumps({"format": "emoface-animation", "format_version": 7}),
