@@ -47,8 +47,15 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
     read baked files, as they could any other file the user creates.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    # OS errors are re-raised naming the output, not the hidden temporary file.
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"{path}: cannot create its folder ({e.strerror or e}: {e.filename})") from e
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as e:
+        raise OSError(f"{path}: cannot write ({e.strerror or e})") from e
     try:
         os.chmod(tmp, default_file_mode())  # os.fchmod exists on Windows only from Python 3.13
         with os.fdopen(fd, "wb") as f:
@@ -56,8 +63,10 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(f"{path}: cannot write ({e.strerror or e})") from e
         raise
 
 

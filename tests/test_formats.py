@@ -65,10 +65,27 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="out.txt: cannot write"):
         atomic_write(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_write_errors_name_the_output_not_the_temp_file(tmp_path, monkeypatch):
+    import tempfile
+
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(OSError, match=r"x\.json: cannot create its folder"):
+        atomic_write(tmp_path / "a_file" / "x.json", "{}")
+
+    def no_temp(*a, dir=None, **k):  # what a missing or unwritable folder (e.g. /proc) gives
+        raise FileNotFoundError(2, "No such file or directory", f"{dir}/.y.json.abc.part")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_temp)
+    with pytest.raises(OSError) as err:
+        atomic_write(tmp_path / "y.json", "{}")
+    assert str(err.value).startswith(f"{tmp_path / 'y.json'}: cannot write")
+    assert ".part" not in str(err.value)
 
 
 @pytest.mark.parametrize(
