@@ -210,6 +210,17 @@ def test_cli_gif_and_errors(tmp_path, capsys):
     assert "missing.wav: no such audio file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, value", [("--fps", "0"), ("--fps", "-5"), ("--size", "0")])
+def test_cli_rejects_non_positive_fps_and_size(tmp_path, capsys, flag, value):
+    # 0 used to fall back silently to the default, and a negative fps to a cryptic ffmpeg error.
+    baked = JsonWriter().write(_talking(), tmp_path / "line.json")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["preview", str(baked), "-o", str(tmp_path / "p.gif"), flag, value])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}" in capsys.readouterr().err
+    assert not (tmp_path / "p.gif").exists()
+
+
 @needs_ffmpeg
 def test_cli_mp4_uses_the_bakes_source_audio(tmp_path, capsys):
     wav = write_wav(tmp_path / "clip.wav", make_sine(1.0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bridge.commands.common import HelpFormatter
+from bridge.commands.common import HelpFormatter, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,10 +29,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-audio", action="store_true", help="a silent MP4")
     p.add_argument(
-        "--fps", type=float, default=None, help="frame rate (default: 60 for MP4, 25 for GIF)"
+        "--fps",
+        type=positive_float,
+        default=None,
+        help="frame rate (default: 60 for MP4, 25 for GIF)",
     )
     p.add_argument(
-        "--size", type=int, default=None, help="width = height in pixels (512 MP4, 320 GIF)"
+        "--size",
+        type=positive_int,
+        default=None,
+        help="width = height in pixels (512 MP4, 320 GIF)",
     )
     p.add_argument("--no-caption", action="store_true", help="no time/emotion caption")
     p.set_defaults(func=run)
