@@ -315,3 +315,12 @@ def test_receive_cli_records_count_frames_and_fails_on_timeout(tmp_path, capsys)
                "--timeout", "0.3", "-q"])  # fmt: skip
     assert rc == 1
     assert "received 0 of 5 frames before the timeout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [("--timeout", "-1"), ("--timeout", "0"), ("--count", "0")])
+def test_receive_cli_rejects_non_positive_timeout_and_count(capsys, flag, value):
+    # A negative --timeout used to be accepted and end the receiver at once, reporting success.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["receive", "--osc", f"127.0.0.1:{_free_udp_port()}", flag, value, "-q"])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}" in capsys.readouterr().err

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from bridge.commands.common import HelpFormatter, positive_float, positive_int
+
 if TYPE_CHECKING:
     from bridge.receiver import MockReceiver
 
@@ -22,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Listen on one transport, decode frames, count sequence gaps, duplicates, "
         "out-of-order and malformed packets, print frame rate, latency and jitter once a second, "
         "and optionally record the frames (.jsonl, or .json with one list per target).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
@@ -50,10 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="listen for Live Link Face packets on a UDP port",
     )
     p.add_argument("--subject", default=None, help="keep only this subject")
-    p.add_argument("--count", type=int, default=None, help="stop after N frames")
+    p.add_argument("--count", type=positive_int, default=None, help="stop after N frames")
     p.add_argument(
         "--timeout",
-        type=float,
+        type=positive_float,
         default=None,
         metavar="S",
         help="stop after S seconds without a frame (default: wait until Ctrl-C)",
