@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 
@@ -46,7 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    _accept_verbose_anywhere(subparsers)
     return parser
+
+
+def _accept_verbose_anywhere(subparsers: argparse._SubParsersAction) -> None:
+    """Let ``-v`` also follow a subcommand (``emoface bake x.wav -v``), as users type it."""
+    for sub in subparsers.choices.values():
+        # SUPPRESS: when absent here, the top-level value stays.
+        sub.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _accept_verbose_anywhere(action)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("emoface: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`emoface mapping show ... | head`): not an error to report.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit flush
+        return 1
     except (ValueError, OSError, RuntimeError, ImportError) as e:
         if args.verbose:
             traceback.print_exc()
