@@ -15,8 +15,9 @@ starting point (one of):
   --wav2vec2 DIR          a new model; wav2vec2 starts from the pretrained wav2vec2-base-960h in
                           DIR (a local Hugging Face folder: config.json + model weights)
   --init-checkpoint PATH  fine-tune an existing model (the authors' *_model.pth or ours)
-  --model-config JSON     a new model with these dimensions (ModelConfig fields); without
-                          --wav2vec2, wav2vec2 starts from random weights (tests only)
+  --model-config FILE     a new model with the dimensions in this JSON file (ModelConfig
+                          fields); without --wav2vec2, wav2vec2 starts from random weights
+                          (tests only)
 
 output folder:
   last.pt (every epoch, resumable), best.pt (lowest validation MAE), epoch_NNNN.pt (every
@@ -59,8 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument(
         "--model-config",
         default=None,
-        metavar="JSON",
-        help="ModelConfig fields for a new model (default: the paper's network)",
+        metavar="FILE",
+        help="JSON file of ModelConfig fields for a new model (default: the paper's network)",
     )
     start.add_argument(
         "--decoder-mode",
