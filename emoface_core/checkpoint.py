@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,24 @@ WAV2VEC2_DOWNLOAD_HINT = (
 )
 
 
+def _load_failure_reason(error: Exception) -> str:
+    """Say why ``torch.load(weights_only=True)`` failed, in a few words.
+
+    Torch's own messages are a bare key for some corrupt files and, for anything its safe
+    unpickler refuses (random bytes included), advise loading with ``weights_only=False``,
+    which this project never does.
+    """
+    text = str(error).strip()
+    if isinstance(error, pickle.UnpicklingError):
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if refused:
+            return f"holds a Python object ({refused.group(1)}) that is not loaded, for safety"
+        return "corrupt, or not a PyTorch file"
+    if isinstance(error, (KeyError, EOFError, IndexError)):
+        return "corrupt, truncated, or not a PyTorch file"
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def load_checkpoint_dict(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint file safely (tensors and plain containers only).
 
@@ -52,8 +71,9 @@ def load_checkpoint_dict(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or unsafe files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from e
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({_load_failure_reason(e)})"
+        ) from e
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(data).__name__}")
     return data

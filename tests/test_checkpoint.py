@@ -149,6 +149,23 @@ def test_missing_corrupt_and_unsafe_files(tmp_path):
     unsafe.write_bytes(pickle.dumps({"x": Evil()}))
     with pytest.raises(CheckpointError, match="unsafe.pth"):
         load_model(unsafe)
+    # Torch's own reasons were a bare number, or advice to load with weights_only=False.
+    for name, content in (
+        ("junk.pth", b"junk\n"),
+        ("empty.pth", b""),
+        ("noise.pth", bytes(range(256)) * 8),
+    ):
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        with pytest.raises(CheckpointError) as err:
+            load_model(bad)
+        assert f"{name}: not a readable PyTorch checkpoint (corrupt" in str(err.value)
+        assert "weights_only" not in str(err.value)
+    import argparse
+
+    torch.save({"args": argparse.Namespace(lr=1.0)}, tmp_path / "namespace.pth")
+    with pytest.raises(CheckpointError, match=r"holds a Python object \(argparse.Namespace\)"):
+        load_model(tmp_path / "namespace.pth")
     listy = tmp_path / "list.pth"
     torch.save([1, 2], listy)
     with pytest.raises(CheckpointError, match="expected a dict"):
