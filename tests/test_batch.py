@@ -247,6 +247,20 @@ def _cli(*argv):
     return main(list(map(str, argv)))
 
 
+def test_cli_folder_failure_names_the_file_once(tmp_path, capsys):
+    (tmp_path / "vo").mkdir()
+    write_wav(tmp_path / "vo" / "good.wav", make_sine(0.5))
+    bad = tmp_path / "vo" / "broken.wav"
+    bad.write_bytes(b"")
+    code = _cli("bake", tmp_path / "vo", "-o", tmp_path / "out", "--engine", "procedural",
+                "--no-progress")  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    failed = [line for line in err.splitlines() if "broken.wav" in line]
+    assert len(failed) == 1 and failed[0].count("broken.wav") == 2  # path, and soundfile's quote
+    assert failed[0].strip().startswith(f"{bad}: not a readable audio file")
+
+
 def test_cli_manifest_exit_code_summary_and_report(voice, tiny_ckpt, capsys):
     out = voice / "out"
     code = _cli("bake", voice / "lines.csv", "-o", out, "--checkpoint", tiny_ckpt,

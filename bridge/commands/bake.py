@@ -360,7 +360,9 @@ def _print_summary(report: BatchReport, args: argparse.Namespace) -> None:
         shown = 20
         print("failed lines:", file=sys.stderr)
         for r in failed[:shown]:
-            print(f"  {r.line.label}: {r.reason}", file=sys.stderr)
+            # Audio errors already start with the file, which is a folder line's label.
+            named = r.reason.startswith(f"{r.line.label}:")
+            print(f"  {r.reason if named else f'{r.line.label}: {r.reason}'}", file=sys.stderr)
         if len(failed) > shown:
             more = "see --report" if not args.report else f"see {args.report}"
             print(f"  ... and {len(failed) - shown} more ({more})", file=sys.stderr)
