@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from bridge.cli import main
 
 
@@ -27,3 +29,22 @@ def test_output_piped_into_a_reader_that_stops_early_is_not_an_error():
     proc.stdout.close()  # the reader is gone before the command writes anything
     _, err = proc.communicate(timeout=60)
     assert b"Broken pipe" not in err and b"Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["receive"],
+        ["mapping", "new"],
+        ["mapping", "show"],
+        ["mapping", "schema"],
+        ["unreal", "install"],
+        ["unreal", "check"],
+    ],
+)
+def test_help_shows_only_meaningful_defaults(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    for noise in ("(default: None)", "(default: False)", "(default: [])"):
+        assert noise not in out

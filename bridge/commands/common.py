@@ -12,9 +12,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         super().__init__(prog, width=100)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        # Only defaults that say something: not None/False, not already in the help text.
+        # Only defaults that say something: not None/False/[], not already in the help text.
         text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in text:
             return text
         return super()._get_help_string(action)
 

@@ -7,6 +7,8 @@ import json
 import math
 import sys
 
+from bridge.commands.common import HelpFormatter
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``mapping`` subcommand and its actions."""
@@ -16,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Work with the YAML files that map EmoFace's 174 channels to rig targets. "
         "FILE may be a path or a shipped mapping's short name "
         "(metahuman_faceboard, metahuman_curves, arkit52).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     actions = p.add_subparsers(dest="mapping_action", metavar="ACTION")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -24,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v = actions.add_parser(
         "validate",
         help="check mapping files; report every problem with file:line: key",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     v.add_argument("files", nargs="+", metavar="FILE", help="mapping files or shipped names")
     v.set_defaults(func=run_validate)
@@ -32,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = actions.add_parser(
         "show",
         help="print the effective target table of a mapping",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     s.add_argument("file", metavar="FILE", help="mapping file or shipped name")
     s.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
@@ -41,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     j = actions.add_parser(
         "schema",
         help="print the JSON Schema of mapping files (for editor completion)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     j.add_argument("-o", "--output", default=None, help="write to this file instead of stdout")
     j.set_defaults(func=run_schema)
@@ -49,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n = actions.add_parser(
         "new",
         help="start a custom mapping from an existing one (comments kept)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     n.add_argument(
         "--from",

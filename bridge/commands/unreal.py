@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bridge.commands.common import HelpFormatter
+
 NEXT_STEPS = """\
 Next, in Unreal Editor 5.4-5.6:
   1. Open {uproject_name}. The plugin is enabled by default (Edit > Plugins > "EmoFace Bridge");
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="install and check the Unreal Editor plugin",
         description="Install the EmoFace Bridge plugin into an Unreal project, check an install, "
         "or refresh the plugin's generated files.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     actions = p.add_subparsers(dest="unreal_action", metavar="ACTION")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -42,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Copy the plugin into PROJECT/Plugins/EmoFaceBridge with the protocol module "
         "and "
         "the mappings it bakes with, generated from this installation.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     i.add_argument("project", help="the Unreal project folder (or its .uproject file)")
     i.add_argument(
@@ -75,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="say whether a project's plugin matches this installation",
         description="Check that PROJECT's EmoFace plugin is present and matches this bridge "
         "(protocol, channels, plugin code). Exits 1 when something is out of date.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     c.add_argument("project", help="the Unreal project folder (or its .uproject file)")
     c.set_defaults(func=run_check)
@@ -85,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="regenerate the plugin's generated files in the source tree (developers)",
         description="Rewrite unreal_plugin/EmoFaceBridge's generated files (protocol.py copy, "
         "channel list, compiled mappings) from their sources in this checkout.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     s.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if anything is stale"
