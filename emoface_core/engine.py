@@ -8,7 +8,7 @@ procedural engine produce the same kind of output through the same writers.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -27,6 +27,7 @@ class Engine(Protocol):
     name: str
     # Whether the shared Savitzky-Golay smoothing should run on this engine's raw output.
     wants_smoothing: bool
+    # Optional: an engine with randomness of its own is a ``SeededEngine``.
 
     def infer(self, audio: Audio, timeline: EmotionTimeline) -> np.ndarray:
         """Raw controller values ``[audio.n_frames, 174]`` (float32), before post-processing."""
@@ -34,6 +35,21 @@ class Engine(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready facts for metadata (engine name, checkpoint, device...)."""
+        ...
+
+
+class SeededEngine(Engine, Protocol):
+    """An engine with randomness of its own (procedural idle motion), seeded per call.
+
+    It says so with ``takes_seed = True``; ``animate_audio`` then passes it the bake's seed.
+    """
+
+    takes_seed: bool
+
+    def infer(
+        self, audio: Audio, timeline: EmotionTimeline, *, seed: int | None = None
+    ) -> np.ndarray:
+        """As ``Engine.infer``; ``seed`` seeds the engine's randomness (None: its default)."""
         ...
 
 
@@ -53,14 +69,20 @@ def animate_audio(
         audio: decoded audio.
         timeline: emotion over time.
         raw: skip smoothing, blinks and gaze (the network output as is).
-        seed: seeds blinks and gaze; ``None`` draws fresh randomness.
+        seed: seeds blinks and gaze, and the engine's own randomness when it ``takes_seed``
+            (procedural idle motion); ``None`` draws fresh blinks and gaze and leaves the
+            engine at its default.
         postprocess_config: smoothing/blink/gaze parameters.
 
     Returns:
         The animation with metadata.
     """
     config = postprocess_config or PostprocessConfig()
-    values = engine.infer(audio, timeline)
+    seeded = seed is not None and getattr(engine, "takes_seed", False) is True
+    if seeded:
+        values = cast(SeededEngine, engine).infer(audio, timeline, seed=seed)
+    else:
+        values = engine.infer(audio, timeline)
     assert values.shape == (audio.n_frames, 174), values.shape
     if not raw:
         if not engine.wants_smoothing:
@@ -68,7 +90,7 @@ def animate_audio(
         values = postprocess(values, config, seed=seed)
     metadata = {
         "generator": ANIMATION_VERSION,
-        "engine": engine.describe(),
+        "engine": {**engine.describe(), "seed": seed} if seeded else engine.describe(),
         "emotion": timeline.to_spec(),
         "emotion_timeline": timeline.to_json(),
         "seed": seed,

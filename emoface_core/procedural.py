@@ -24,11 +24,17 @@ Poses, shapes, per-emotion articulation gains and idle motion are data
 (``emoface_core/data/emotion_poses.yaml`` and ``articulation.yaml``). Blinks and gaze are not made
 here: the shared ``EyeAnimator`` adds them after ``infer`` (``animate_audio``), as for the network.
 
-Latency of a stream: ``LOOKAHEAD_FRAMES`` (6 frames, 100 ms) plus half an analysis window (16 ms).
+Latency of a stream: the lookahead (default ``LOOKAHEAD_FRAMES``, 6 frames = 100 ms) plus half an
+analysis window (16 ms), 116 ms. ``ProceduralEngine(lookahead_frames=N)`` fits the coarticulation
+into ``N`` frames (0..6) for live use (``_coarticulation``): each kernel loses its future beyond
+``N`` and gains a little past instead, onsets are no longer anticipated, and a lip press in a dip
+of loudness is judged from the louder sound *before* it alone. With ``N = 0`` a frame is final
+16 ms after its centre.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Callable
@@ -54,6 +60,7 @@ _RAW = ("activity", "open", "round", "spread", "fricative", "emphasis", "relativ
 _A, _O, _RO, _SP, _FR, _EM, _REL = range(len(_RAW))
 
 LOOKAHEAD_FRAMES = 6  # 100 ms: the future a frame may look at (the stream's latency, plus 16 ms)
+LOW_LATENCY_LOOKAHEAD_FRAMES = 0  # live use: no future frames, only the analysis window's 16 ms
 ANTICIPATION_FRAMES = 2  # 33 ms: the jaw kernel is centred this far ahead of the frame
 CLOSE_HOLD_FRAMES = 20  # 333 ms: how long lips stay "near speech" after it stops
 # A closure is a dip of loudness between louder sounds on both sides (a stop's silence, a nasal's
@@ -62,6 +69,11 @@ CLOSE_HOLD_FRAMES = 20  # 333 ms: how long lips stay "near speech" after it stop
 PEAK_FADE_DB = 1.0  # per frame of distance (a peak 10 frames away counts 10 dB less)
 PEAK_BACK_FRAMES = 16
 PEAK_AHEAD_FRAMES = 3
+# Without PEAK_AHEAD_FRAMES of lookahead a dip is measured against the louder sound before it
+# only. The faster fade ends the press within ~12 frames of that sound, so lips press through a
+# stop's closure but not through the pause after a phrase (where "close" takes over).
+ONE_SIDED_PEAK_FADE_DB = 2.0
+CUT_PAST_SHARE = 3  # a kernel whose future is cut by c frames gains ceil(c / 3) frames of past
 HISTORY_FRAMES = CLOSE_HOLD_FRAMES + 4  # 24: the past a frame may look at
 
 # Kernel support (first offset, last offset) in frames, relative to the output frame.
@@ -108,13 +120,65 @@ def _hann_kernel(first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
     return offsets, weights / weights.sum()
 
 
-_KERNEL_TAPS = {name: _hann_kernel(*span) for name, span in _KERNELS.items()}
-assert max(last for _, last in _KERNELS.values()) <= LOOKAHEAD_FRAMES
-assert _KERNELS["activity"][1] + _ACTIVITY_AHEAD <= LOOKAHEAD_FRAMES
-assert CLOSE_HOLD_FRAMES - _KERNELS["activity"][0] <= HISTORY_FRAMES
-assert _KERNELS["press"][1] + PEAK_AHEAD_FRAMES + _KERNELS["level"][1] <= LOOKAHEAD_FRAMES
-assert PEAK_BACK_FRAMES - _KERNELS["press"][0] - _KERNELS["level"][0] <= HISTORY_FRAMES
-assert -_KERNELS["emphasis"][0] <= HISTORY_FRAMES
+@dataclass(frozen=True)
+class _Coarticulation:
+    """The kernels and look-aheads of one lookahead budget (frames a frame may look ahead)."""
+
+    lookahead_frames: int
+    kernels: dict[str, tuple[int, int]]  # support (first, last offset) per kernel
+    activity_ahead: int  # frames of smoothed activity that anticipate a phrase's onset
+    peak_ahead: int  # frames the louder sound after a dip is looked for; 0: one-sided dips
+    peak_fade_db: float  # per frame of distance to that louder sound
+    taps: dict[str, tuple[np.ndarray, np.ndarray]] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        k = self.kernels
+        assert max(last for _, last in k.values()) <= self.lookahead_frames
+        assert k["activity"][1] + self.activity_ahead <= self.lookahead_frames
+        assert k["press"][1] + self.peak_ahead + k["level"][1] <= self.lookahead_frames
+        assert CLOSE_HOLD_FRAMES - k["activity"][0] <= HISTORY_FRAMES
+        assert PEAK_BACK_FRAMES - k["press"][0] - k["level"][0] <= HISTORY_FRAMES
+        assert -k["emphasis"][0] <= HISTORY_FRAMES
+        taps = {name: _hann_kernel(*span) for name, span in k.items()}
+        object.__setattr__(self, "taps", taps)
+
+
+def _cut_kernel(span: tuple[int, int], last_allowed: int) -> tuple[int, int]:
+    """A kernel's support with its future cut to ``last_allowed``.
+
+    It gains ``ceil(cut / CUT_PAST_SHARE)`` frames of past: some smoothing survives (a kernel of a
+    frame or two lets formant noise through as frame-to-frame flicker) for a little lag.
+    """
+    first, last = span
+    new_last = min(last, last_allowed)
+    return first - math.ceil((last - new_last) / CUT_PAST_SHARE), new_last
+
+
+def _coarticulation(lookahead_frames: int) -> _Coarticulation:
+    """Kernels that fit ``lookahead_frames`` (0..``LOOKAHEAD_FRAMES``; the maximum: the default).
+
+    Below the default each kernel is cut to the budget in the future (``_cut_kernel``: a Hann
+    window that lags a little instead of anticipating); the activity kernel comes before the
+    onset anticipation, the level smoothing before the press easing, and dips are one-sided
+    (``ONE_SIDED_PEAK_FADE_DB``): telling a closure from a pause needs the full budget.
+    """
+    n = lookahead_frames
+    if n >= LOOKAHEAD_FRAMES:
+        return _Coarticulation(n, dict(_KERNELS), _ACTIVITY_AHEAD, PEAK_AHEAD_FRAMES, PEAK_FADE_DB)
+    kernels = {name: _cut_kernel(span, n) for name, span in _KERNELS.items()}
+    kernels["press"] = _cut_kernel(_KERNELS["press"], n - kernels["level"][1])
+    activity_ahead = min(_ACTIVITY_AHEAD, n - kernels["activity"][1])
+    return _Coarticulation(n, kernels, activity_ahead, 0, ONE_SIDED_PEAK_FADE_DB)
+
+
+def _latency_ms(lookahead_frames: int) -> float:
+    """How long after a frame's centre the audio it needs has all arrived."""
+    return 1000.0 * lookahead_frames / FPS + 1000.0 * HALF_WINDOW / SAMPLE_RATE
+
+
+def _frames_past_end(latency_ms: float) -> int:
+    """Whole frames of audio past a frame's end that it waits for (rounded up)."""
+    return math.ceil((latency_ms - 500.0 / FPS) * FPS / 1000.0)
 
 
 def _level_bin(e_db: float) -> int:
@@ -176,8 +240,9 @@ class _SpeechTracker:
         noise = np.empty(n)
         level = np.empty(n)
         base = np.empty(n)
-        for i, (e, v, st) in enumerate(zip(f.energy_db.tolist(), f.voicing.tolist(),
-                                           semitones.tolist())):
+        for i, (e, v, st) in enumerate(
+            zip(f.energy_db.tolist(), f.voicing.tolist(), semitones.tolist())
+        ):
             noise[i] = self._update_noise(e)
             if v >= 0.6 and e - noise[i] >= VOICED_SNR_DB:
                 self._update_level(e)
@@ -206,8 +271,12 @@ class _SpeechTracker:
         raw[:, _RO] = activity * voiced * back * close
         raw[:, _SP] = activity * voiced * np.clip((f.f2_hz - 1650.0) / 550.0, 0.0, 1.0)
         # Frication: unvoiced energy concentrated above 3.5 kHz (s, sh, f), quieter than vowels.
-        raw[:, _FR] = (snr_gate * _smoothstep(rel, -45.0, -25.0) * (1.0 - voiced)
-                       * _smoothstep(f.hf_ratio, 0.25, 0.6))
+        raw[:, _FR] = (
+            snr_gate
+            * _smoothstep(rel, -45.0, -25.0)
+            * (1.0 - voiced)
+            * _smoothstep(f.hf_ratio, 0.25, 0.6)
+        )
         # Emphasis: pitch 1-5 semitones above the speaker's running baseline on a loud syllable.
         rise = np.clip((semitones - base - 1.0) / 4.0, 0.0, 1.0)
         raw[:, _EM] = activity * loud * _smoothstep(f.voicing, 0.7, 0.9) * rise
@@ -219,9 +288,9 @@ _SILENT_RAW = np.zeros(len(_RAW))
 _SILENT_RAW[_REL] = -60.0  # what the tracker gives for silence: the context before a stream
 
 
-def _fir(x: np.ndarray, start: int, n: int, kernel: str) -> np.ndarray:
+def _fir(x: np.ndarray, start: int, n: int, taps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """``sum_j w_j * x[start + o_j : start + o_j + n]``, tap by tap (same result for any ``n``)."""
-    offsets, weights = _KERNEL_TAPS[kernel]
+    offsets, weights = taps
     out = np.zeros(n)
     for o, w in zip(offsets.tolist(), weights.tolist()):
         out += w * x[start + o : start + o + n]
@@ -229,7 +298,10 @@ def _fir(x: np.ndarray, start: int, n: int, kernel: str) -> np.ndarray:
 
 
 def _fading_max(
-    x: np.ndarray, center: int, n: int, steps: range,
+    x: np.ndarray,
+    center: int,
+    n: int,
+    steps: range,
     fade: Callable[[int, np.ndarray], np.ndarray],
 ) -> np.ndarray:
     """``max_j fade(j, x[center + j : center + j + n])`` over ``j`` in ``steps`` (0 included)."""
@@ -239,61 +311,70 @@ def _fading_max(
     return out
 
 
-def _near_speech(raw: np.ndarray, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _near_speech(
+    raw: np.ndarray, start: int, n: int, co: _Coarticulation
+) -> tuple[np.ndarray, np.ndarray]:
     """Smoothed activity of the frames, and how near speech they are (0..1).
 
-    Nearness looks back ``CLOSE_HOLD_FRAMES`` (fading linearly) and ahead ``_ACTIVITY_AHEAD``
+    Nearness looks back ``CLOSE_HOLD_FRAMES`` (fading linearly) and ahead ``co.activity_ahead``
     frames, so lips close shortly before a phrase and stay closed a moment after it.
     """
-    back, ahead = CLOSE_HOLD_FRAMES, _ACTIVITY_AHEAD
-    act = _fir(raw[:, _A], start - back, n + back + ahead, "activity")
-    behind = _fading_max(act, back, n, range(-1, -back - 1, -1),
-                         lambda j, a: a * (1.0 + j / (back + 1)))
-    before = _fading_max(act, back, n, range(1, ahead + 1),
-                         lambda j, a: a * (1.0 - j / (ahead + 1)))
+    back, ahead = CLOSE_HOLD_FRAMES, co.activity_ahead
+    act = _fir(raw[:, _A], start - back, n + back + ahead, co.taps["activity"])
+    behind = _fading_max(
+        act, back, n, range(-1, -back - 1, -1), lambda j, a: a * (1.0 + j / (back + 1))
+    )
+    before = _fading_max(
+        act, back, n, range(1, ahead + 1), lambda j, a: a * (1.0 - j / (ahead + 1))
+    )
     return act[back : back + n], np.maximum(behind, before)
 
 
-def _lip_press(raw: np.ndarray, start: int, n: int) -> np.ndarray:
+def _lip_press(raw: np.ndarray, start: int, n: int, co: _Coarticulation) -> np.ndarray:
     """How far each frame's loudness dips below louder sounds on *both* sides of it, eased.
 
     That is a stop's closure, a nasal's murmur or a short pause inside speech. The neighbours'
-    loudness counts ``PEAK_FADE_DB`` less per frame of distance.
+    loudness counts ``co.peak_fade_db`` less per frame of distance. Without lookahead for the
+    sound after the dip (``co.peak_ahead == 0``) only the sound before it counts.
     """
-    first, last = _KERNELS["press"]
+    first, last = co.kernels["press"]
     m = n + last - first  # the dip is needed over the press kernel's span: start + first ..
-    back = PEAK_BACK_FRAMES
-    level = _fir(raw[:, _REL], start + first - back, m + back + PEAK_AHEAD_FRAMES, "level")
-    before = _fading_max(level, back, m, range(-1, -back - 1, -1),
-                         lambda j, x: x + PEAK_FADE_DB * j)
-    after = _fading_max(level, back, m, range(1, PEAK_AHEAD_FRAMES + 1),
-                        lambda j, x: x - PEAK_FADE_DB * j)
-    walls = np.minimum(before, after)
+    back, ahead, fade_db = PEAK_BACK_FRAMES, co.peak_ahead, co.peak_fade_db
+    level = _fir(raw[:, _REL], start + first - back, m + back + ahead, co.taps["level"])
+    walls = _fading_max(level, back, m, range(-1, -back - 1, -1), lambda j, x: x + fade_db * j)
+    if ahead:
+        after = _fading_max(level, back, m, range(1, ahead + 1), lambda j, x: x - fade_db * j)
+        walls = np.minimum(walls, after)
     depth_db = walls - level[back : back + m]
     dip = _smoothstep(depth_db, 5.0, 15.0) * _smoothstep(walls, -24.0, -10.0)
-    return _fir(dip, -first, n, "press")
+    return _fir(dip, -first, n, co.taps["press"])
 
 
-def _shape_tracks(raw: np.ndarray, start: int, n: int) -> np.ndarray:
+def _shape_tracks(raw: np.ndarray, start: int, n: int, co: _Coarticulation) -> np.ndarray:
     """Coarticulated tracks ``[n, N_TRACKS]`` of rows ``start .. start + n - 1`` of ``raw``.
 
     ``raw`` rows are consecutive frames; ``start`` must have ``HISTORY_FRAMES`` rows before it and
-    the last frame ``LOOKAHEAD_FRAMES`` rows after it.
+    the last frame ``co.lookahead_frames`` rows after it.
     """
-    assert start >= HISTORY_FRAMES and start + n + LOOKAHEAD_FRAMES <= raw.shape[0]
-    activity, near = _near_speech(raw, start, n)
-    press = _lip_press(raw, start, n)
+    assert start >= HISTORY_FRAMES and start + n + co.lookahead_frames <= raw.shape[0]
+    activity, near = _near_speech(raw, start, n, co)
+    press = _lip_press(raw, start, n, co)
     silence = 1.0 - activity
+    taps = co.taps
     tracks = np.empty((n, N_TRACKS))
     tracks[:, TRACKS.index("press")] = press
     tracks[:, TRACKS.index("close")] = silence * near
-    tracks[:, TRACKS.index("open")] = _fir(raw[:, _O], start, n, "open") * (1.0 - 0.7 * press)
-    tracks[:, TRACKS.index("round")] = _fir(raw[:, _RO], start, n, "lips")
-    tracks[:, TRACKS.index("spread")] = _fir(raw[:, _SP], start, n, "lips")
-    tracks[:, TRACKS.index("fricative")] = _fir(raw[:, _FR], start, n, "fricative")
-    tracks[:, TRACKS.index("emphasis")] = _fir(raw[:, _EM], start, n, "emphasis")
+    tracks[:, TRACKS.index("open")] = _fir(raw[:, _O], start, n, taps["open"]) * (1.0 - 0.7 * press)
+    tracks[:, TRACKS.index("round")] = _fir(raw[:, _RO], start, n, taps["lips"])
+    tracks[:, TRACKS.index("spread")] = _fir(raw[:, _SP], start, n, taps["lips"])
+    tracks[:, TRACKS.index("fricative")] = _fir(raw[:, _FR], start, n, taps["fricative"])
+    tracks[:, TRACKS.index("emphasis")] = _fir(raw[:, _EM], start, n, taps["emphasis"])
     tracks[:, TRACKS.index("speaking")] = activity
     return np.clip(tracks, 0.0, 1.0)
+
+
+# Idle motion of one channel group: channels, amplitude, angular rates and phases of 3 sines.
+_Oscillators = tuple[np.ndarray, float, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -309,6 +390,7 @@ class ProceduralState:
         raw_start: frame index of ``raw[0]`` (negative rows are the silence before the stream).
         next_frame: the next output frame.
         finished: ``flush`` ran; the stream takes no more audio.
+        idle: the idle oscillators of the stream's seed (None: the engine's own seed).
     """
 
     timeline: EmotionTimeline
@@ -318,6 +400,7 @@ class ProceduralState:
     raw_start: int = -HISTORY_FRAMES
     next_frame: int = 0
     finished: bool = False
+    idle: list[_Oscillators] | None = None
 
 
 def _take_rows(emotion_weights: np.ndarray, n: int) -> np.ndarray:
@@ -341,11 +424,15 @@ class ProceduralEngine:
     # Smoothing is part of the articulation model (coarticulation kernels); a Savitzky-Golay pass
     # on top would blur closures and add nothing.
     wants_smoothing = False
+    # ``infer`` and ``start_stream`` take ``seed=`` for the idle motion (``animate_audio`` and
+    # ``Streamer.open`` pass theirs, so one seed drives idle motion, blinks and gaze).
+    takes_seed = True
+    # Defaults of the class; an instance holds those of its own ``lookahead_frames``.
     lookahead_frames = LOOKAHEAD_FRAMES
     # A frame is final once the audio this long past its centre has arrived.
-    latency_ms = 1000.0 * LOOKAHEAD_FRAMES / FPS + 1000.0 * HALF_WINDOW / SAMPLE_RATE  # 116.0
+    latency_ms = _latency_ms(LOOKAHEAD_FRAMES)  # 116.0
     # Whole frames of audio past a frame's end that it waits for: (116 - 8.3) ms -> 7 frames.
-    stream_lookahead_frames = math.ceil((latency_ms - 500.0 / FPS) * FPS / 1000.0)  # 7
+    stream_lookahead_frames = _frames_past_end(latency_ms)  # 7
 
     def __init__(
         self,
@@ -355,24 +442,31 @@ class ProceduralEngine:
         articulation_path: str | Path | None = None,
         speech_gain: float = 1.0,
         idle_gain: float = 1.0,
+        lookahead_frames: int = LOOKAHEAD_FRAMES,
     ) -> None:
         """Build the engine.
 
         Args:
-            seed: seeds the idle micro-motion (blinks and gaze are seeded by the pipeline).
+            seed: seeds the idle micro-motion when ``infer``/``start_stream`` get no seed
+                (blinks and gaze are seeded by the pipeline).
             poses_path: an edited ``emotion_poses.yaml``; None reads ``$EMOFACE_POSES`` if set,
                 else the packaged poses.
             articulation_path: an edited ``articulation.yaml``; None reads
                 ``$EMOFACE_ARTICULATION`` if set, else the packaged shapes.
             speech_gain: scales every speech shape (0 = no lip sync, 1 = as the data says).
             idle_gain: scales the idle micro-motion (0 turns it off).
+            lookahead_frames: future frames the coarticulation may use, 0..6 (default 6:
+                100 ms, anticipation and two-sided closures; 0: lowest latency, a frame is
+                final 16 ms after its centre; see ``_coarticulation``).
 
         Raises:
-            ConfigError: a data file is bad or a gain is outside 0..3.
+            ConfigError: a data file is bad, a gain is outside 0..3 or the lookahead outside
+                0..6.
         """
         for label, value in (("speech_gain", speech_gain), ("idle_gain", idle_gain)):
             if not 0.0 <= float(value) <= 3.0:
                 raise ConfigError(f"`{label}` must be within 0..3, but {value} is provided")
+        self._set_lookahead(lookahead_frames)
         self.seed = int(seed)
         self.speech_gain = float(speech_gain)
         self.idle_gain = float(idle_gain)
@@ -383,26 +477,62 @@ class ProceduralEngine:
         lo, hi = zip(*(channel_range(n) for n in CONTROLLER_NAMES))
         self._lo = np.asarray(lo)
         self._hi = np.asarray(hi)
-        self._idle = self._idle_oscillators()
+        self._idle = self._idle_oscillators(self.seed)
 
-    def infer(self, audio: Audio, timeline: EmotionTimeline) -> np.ndarray:
+    def with_lookahead(self, lookahead_frames: int) -> ProceduralEngine:
+        """A copy of this engine (same data, seed and gains) with another lookahead.
+
+        Raises:
+            ConfigError: the lookahead is outside 0..6.
+        """
+        other = copy.copy(self)
+        other._set_lookahead(lookahead_frames)
+        return other
+
+    def _set_lookahead(self, lookahead_frames: int) -> None:
+        if isinstance(lookahead_frames, bool) or lookahead_frames not in range(
+            LOOKAHEAD_FRAMES + 1
+        ):
+            raise ConfigError(
+                f"`lookahead_frames` must be a whole number within 0..{LOOKAHEAD_FRAMES}, but "
+                f"{lookahead_frames!r} is provided"
+            )
+        self.lookahead_frames = int(lookahead_frames)
+        self.latency_ms = _latency_ms(self.lookahead_frames)
+        self.stream_lookahead_frames = _frames_past_end(self.latency_ms)
+        self._coarticulation = _coarticulation(self.lookahead_frames)
+
+    def infer(
+        self, audio: Audio, timeline: EmotionTimeline, *, seed: int | None = None
+    ) -> np.ndarray:
         """Controller values ``[audio.n_frames, 174]`` float32 (before blinks and gaze).
 
         This is one stream fed the whole clip, so it equals streaming the clip in any chunks.
+
+        Args:
+            audio: the clip.
+            timeline: the emotion over time.
+            seed: seeds the idle micro-motion; None uses the engine's ``seed``.
         """
-        state = self.start_stream(timeline)
+        state = self.start_stream(timeline, seed=seed)
         head, state = self.process(state, audio.samples)
         tail, state = self.flush(state, n_frames=audio.n_frames)
         return np.concatenate([head, tail])[: audio.n_frames]  # the release's frame count
 
-    def start_stream(self, timeline: EmotionTimeline | None = None) -> ProceduralState:
+    def start_stream(
+        self, timeline: EmotionTimeline | None = None, *, seed: int | None = None
+    ) -> ProceduralState:
         """A fresh stream state; frame 0 starts at the first sample passed to ``process``.
 
         Args:
             timeline: the emotion over time (neutral when None); ``process`` and ``flush`` may
                 instead be given per-frame emotion weights, for emotions that change live.
+            seed: seeds the idle micro-motion; None uses the engine's ``seed``.
         """
-        return ProceduralState(timeline=timeline or EmotionTimeline.constant("neutral"))
+        return ProceduralState(
+            timeline=timeline or EmotionTimeline.constant("neutral"),
+            idle=None if seed is None else self._idle_oscillators(int(seed)),
+        )
 
     def process(
         self,
@@ -455,7 +585,7 @@ class ProceduralEngine:
         if n_frames is None:
             n_frames = frame_count(state.features.n_samples, SAMPLE_RATE)
         state.finished = True
-        needed = n_frames + LOOKAHEAD_FRAMES
+        needed = n_frames + self.lookahead_frames
         if state.features.next_frame < needed:
             self._advance(state, state.features.finish(needed))
         return self._emit(state, n_frames, emotion_weights), state
@@ -470,7 +600,7 @@ class ProceduralEngine:
             "articulation": self.data.sources["articulation"],
             "speech_gain": self.speech_gain,
             "idle_gain": self.idle_gain,
-            "lookahead_frames": LOOKAHEAD_FRAMES,
+            "lookahead_frames": self.lookahead_frames,
             "latency_ms": round(self.latency_ms, 1),
         }
 
@@ -481,7 +611,7 @@ class ProceduralEngine:
     def _emit(
         self, state: ProceduralState, stop: int | None, emotion_weights: np.ndarray | None
     ) -> np.ndarray:
-        available = state.raw_start + state.raw.shape[0] - LOOKAHEAD_FRAMES
+        available = state.raw_start + state.raw.shape[0] - self.lookahead_frames
         end = available if stop is None else min(stop, available)
         n = max(0, end - state.next_frame)
         if n == 0:
@@ -491,8 +621,8 @@ class ProceduralEngine:
         else:
             weights = _take_rows(emotion_weights, n)
         start = state.next_frame - state.raw_start
-        tracks = _shape_tracks(state.raw, start, n)
-        frames = self._render(tracks, weights, state.next_frame)
+        tracks = _shape_tracks(state.raw, start, n, self._coarticulation)
+        frames = self._render(tracks, weights, state.next_frame, state.idle or self._idle)
         state.next_frame += n
         drop = state.next_frame - HISTORY_FRAMES - state.raw_start
         if drop > 0:
@@ -500,7 +630,9 @@ class ProceduralEngine:
             state.raw_start += drop
         return frames
 
-    def _render(self, tracks: np.ndarray, weights: np.ndarray, first: int) -> np.ndarray:
+    def _render(
+        self, tracks: np.ndarray, weights: np.ndarray, first: int, idle: list[_Oscillators]
+    ) -> np.ndarray:
         """Pose + speech shapes + idle motion for frames ``first ..``, clipped to board ranges."""
         n = tracks.shape[0]
         data = self.data
@@ -517,24 +649,26 @@ class ProceduralEngine:
         for t in range(N_TRACKS):
             out += driven[:, t : t + 1] * data.shapes[t]
         if self.idle_gain:
-            out += self.idle_gain * self._idle_motion(first, n)
+            out += self.idle_gain * _idle_motion(idle, first, n)
         return np.clip(out, self._lo, self._hi).astype(np.float32)
 
-    def _idle_oscillators(self) -> list[tuple[np.ndarray, float, np.ndarray, np.ndarray]]:
-        rng = np.random.default_rng(self.seed)
+    def _idle_oscillators(self, seed: int) -> list[_Oscillators]:
+        rng = np.random.default_rng(seed)
         oscillators = []
         for group in self.data.idle:
             periods = rng.uniform(group.period_s[0], group.period_s[1], size=3)
             phases = rng.uniform(0.0, 2.0 * np.pi, size=3)
-            oscillators.append((np.asarray(group.channels), group.amplitude,
-                                2.0 * np.pi / (periods * FPS), phases))
+            oscillators.append(
+                (np.asarray(group.channels), group.amplitude, 2.0 * np.pi / (periods * FPS), phases)
+            )
         return oscillators
 
-    def _idle_motion(self, first: int, n: int) -> np.ndarray:
-        """Idle offsets ``[n, 174]``: a pure function of the absolute frame index and the seed."""
-        frames = np.arange(first, first + n, dtype=np.float64)[:, None]
-        out = np.zeros((n, N_CONTROLLERS))
-        for channels, amplitude, omega, phase in self._idle:
-            wave = np.sin(frames * omega[None, :] + phase[None, :]).mean(axis=1)
-            out[:, channels] += (amplitude * 0.5 * (1.0 + wave))[:, None]
-        return out
+
+def _idle_motion(idle: list[_Oscillators], first: int, n: int) -> np.ndarray:
+    """Idle offsets ``[n, 174]``: a pure function of the absolute frame index and the seed."""
+    frames = np.arange(first, first + n, dtype=np.float64)[:, None]
+    out = np.zeros((n, N_CONTROLLERS))
+    for channels, amplitude, omega, phase in idle:
+        wave = np.sin(frames * omega[None, :] + phase[None, :]).mean(axis=1)
+        out[:, channels] += (amplitude * 0.5 * (1.0 + wave))[:, None]
+    return out

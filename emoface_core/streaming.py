@@ -884,15 +884,34 @@ class EngineRawStream:
     The engine keeps its state in an explicit object: ``state = engine.start_stream(...)``,
     ``frames, state = engine.process(state, samples, emotion_weights)``,
     ``frames, state = engine.flush(state, emotion_weights)``. Emotion weights are passed for
-    the frames the call may produce (from ``next_frame`` on).
+    the frames the call may produce (from ``next_frame`` on). An engine that ``takes_seed``
+    gets the stream's seed (``start_stream(seed=...)``), as ``animate_audio`` passes it to
+    ``infer``. The engine's ``latency_ms`` (audio needed past a frame's centre), when it states
+    one, gives the exact wait; else ``stream_lookahead_frames`` whole frames past its end.
     """
 
-    def __init__(self, engine: Any, emotion: EmotionControl, config: StreamConfig) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        emotion: EmotionControl,
+        config: StreamConfig,
+        seed: int | None = None,
+    ) -> None:
         self.engine = engine
         self.emotion = emotion
         self.lookahead_frames = int(getattr(engine, "stream_lookahead_frames", 0))
         self.hop_frames = 1
-        self._state = engine.start_stream()
+        latency_ms = getattr(engine, "latency_ms", None)
+        # From a frame's first sample until the audio it needs has arrived.
+        self.wait_s = (
+            0.5 / FPS + float(latency_ms) / 1000.0
+            if latency_ms is not None
+            else (1 + self.lookahead_frames) / FPS
+        )
+        if seed is not None and getattr(engine, "takes_seed", False) is True:
+            self._state = engine.start_stream(seed=seed)
+        else:
+            self._state = engine.start_stream()
         self._n_samples = 0
         self._next = 0
 
@@ -997,7 +1016,11 @@ class Stream:
 
         The frame itself, its lookahead, the rest of its block, about 30 ms of conv receptive
         field for the network, and the arrival of the chunk holding the last sample needed.
+        An engine with its own stream API and no smoothing on top waits exactly its
+        ``latency_ms`` past the frame's centre.
         """
+        if isinstance(self.raw, EngineRawStream) and self._smoother is None:
+            return self.raw.wait_s + chunk_s
         frontend_s = 0.03 if isinstance(self.raw, NeuralRawStream) else 0.0
         frames = 1 + self.lookahead_frames + self.hop_frames - 1
         return frames / FPS + frontend_s + chunk_s
@@ -1127,7 +1150,9 @@ class Streamer:
 
         Args:
             timeline: emotion (spec or timeline), times relative to the stream's start.
-            seed: seeds blinks and gaze (same seed, same eyes as whole-clip baking).
+            seed: seeds blinks and gaze, and the engine's own randomness when it
+                ``takes_seed`` (procedural idle motion): the same seed gives the frames of
+                ``animate_audio`` with that seed.
             raw: no smoothing, blinks or gaze (gaps still relax to rest).
             expected_samples: the audio's length (16 kHz samples) when known in advance; the
                 network then interpolates on exactly the whole-clip grid.
@@ -1150,7 +1175,7 @@ class Streamer:
                 expected_samples=expected_samples,
             )
         elif self.kind == "engine":
-            raw_stream = EngineRawStream(self.engine, emotion, self.config)
+            raw_stream = EngineRawStream(self.engine, emotion, self.config, seed=seed)
         else:
             raw_stream = WindowedRawStream(self.engine, emotion, self.config)
         return Stream(

@@ -5,7 +5,7 @@ import pytest
 from conftest import write_wav
 from scipy.signal import butter, lfilter
 
-from emoface_core.audio import SAMPLE_RATE, Audio
+from emoface_core.audio import SAMPLE_RATE, Audio, load_audio
 from emoface_core.controllers import (
     CONTROLLER_INDEX,
     CONTROLLER_NAMES,
@@ -17,7 +17,11 @@ from emoface_core.controllers import (
 from emoface_core.emotion import EMOTIONS, EmotionTimeline, parse_emotion_spec
 from emoface_core.engine import Engine, animate_audio
 from emoface_core.errors import ConfigError
-from emoface_core.procedural import LOOKAHEAD_FRAMES, ProceduralEngine
+from emoface_core.procedural import (
+    LOOKAHEAD_FRAMES,
+    LOW_LATENCY_LOOKAHEAD_FRAMES,
+    ProceduralEngine,
+)
 from emoface_core.procedural_data import load_procedural_data
 from emoface_core.speech_features import HALF_WINDOW, FeatureStream, frame_center_sample
 
@@ -124,8 +128,12 @@ def test_loud_vowel_opens_the_jaw_and_silence_closes_it(still):
 
 
 def test_vowel_quality_shapes_the_lips(still):
-    out = _run(still, utterance(("_", 0.3), ("a", 0.4), ("_", 0.3), ("i", 0.4), ("_", 0.3),
-                                ("u", 0.4), ("_", 0.3)))
+    out = _run(
+        still,
+        utterance(
+            ("_", 0.3), ("a", 0.4), ("_", 0.3), ("i", 0.4), ("_", 0.3), ("u", 0.4), ("_", 0.3)
+        ),
+    )
     a, i, u = (out[frames_of(t, t + 0.4)].mean(axis=0) for t in (0.3, 1.0, 1.7))
     assert a[JAW_OPEN] > 1.5 * max(i[JAW_OPEN], u[JAW_OPEN])
     assert u[PURSE] > 0.2 and u[PURSE] > 3 * a[PURSE] and u[PURSE] > 3 * i[PURSE]
@@ -161,8 +169,9 @@ def test_mouth_anticipates_the_sound_and_moves_smoothly(still):
 
 
 def test_loudness_is_relative_to_the_speaker(still):
-    x = utterance(("_", 0.3), ("a", 0.3), ("_", 0.1), ("i", 0.3), ("_", 0.1), ("u", 0.3),
-                  ("_", 0.3))
+    x = utterance(
+        ("_", 0.3), ("a", 0.3), ("_", 0.1), ("i", 0.3), ("_", 0.1), ("u", 0.3), ("_", 0.3)
+    )
     loud, quiet = _run(still, x), _run(still, x * 10 ** (-20 / 20))
     assert np.corrcoef(loud[:, JAW_OPEN], quiet[:, JAW_OPEN])[0, 1] > 0.95
     assert abs(quiet[:, JAW_OPEN].max() - loud[:, JAW_OPEN].max()) < 0.1
@@ -215,12 +224,19 @@ def test_emotion_modulates_articulation(still):
 
 def test_outputs_stay_in_range(still):
     rng = np.random.default_rng(5)
-    x = np.concatenate([utterance(("a", 0.3), ("s", 0.2), ("i", 0.3)), rng.uniform(-1, 1, 8000),
-                        np.full(4000, 0.99), utterance(("u", 0.3))])
+    x = np.concatenate(
+        [
+            utterance(("a", 0.3), ("s", 0.2), ("i", 0.3)),
+            rng.uniform(-1, 1, 8000),
+            np.full(4000, 0.99),
+            utterance(("u", 0.3)),
+        ]
+    )
     lo, hi = np.array([channel_range(n) for n in CONTROLLER_NAMES]).T
     for emotion in EMOTIONS:
         out = ProceduralEngine(speech_gain=3.0, idle_gain=3.0).infer(
-            Audio(x.astype(np.float32)), EmotionTimeline.constant(emotion))
+            Audio(x.astype(np.float32)), EmotionTimeline.constant(emotion)
+        )
         assert np.isfinite(out).all()
         assert (out >= lo).all() and (out <= hi).all(), emotion
 
@@ -238,8 +254,9 @@ def test_deterministic_under_a_seed(tmp_path):
 
 
 def test_streaming_in_any_chunks_equals_infer(engine):
-    x = utterance(("_", 0.2), ("a", 0.3), ("s", 0.15), ("i", 0.3), ("_", 0.1), ("u", 0.3),
-                  ("_", 0.2))
+    x = utterance(
+        ("_", 0.2), ("a", 0.3), ("s", 0.15), ("i", 0.3), ("_", 0.1), ("u", 0.3), ("_", 0.2)
+    )
     audio, timeline = Audio(x), parse_emotion_spec("happy@0,sad:0.5@0.8")
     whole = engine.infer(audio, timeline)
     rng = np.random.default_rng(0)
@@ -275,8 +292,11 @@ def test_stream_latency_is_the_documented_lookahead(engine):
     n_samples = SAMPLE_RATE  # one second
     frames, state = engine.process(state, np.zeros(n_samples))
     # A frame is out once its analysis window and LOOKAHEAD_FRAMES more frames are complete.
-    expected = sum(1 for t in range(FPS)
-                   if frame_center_sample(t + LOOKAHEAD_FRAMES) + HALF_WINDOW <= n_samples)
+    expected = sum(
+        1
+        for t in range(FPS)
+        if frame_center_sample(t + LOOKAHEAD_FRAMES) + HALF_WINDOW <= n_samples
+    )
     assert len(frames) == expected == FPS - LOOKAHEAD_FRAMES - 1
     assert engine.stream_lookahead_frames == 7 and engine.latency_ms == pytest.approx(116.0)
     assert len(engine.flush(state)[0]) == FPS - expected
@@ -323,8 +343,9 @@ def test_edited_pose_file_changes_the_face(tmp_path, monkeypatch):
     data_dir = resources.files("emoface_core").joinpath("data")
     text = data_dir.joinpath("emotion_poses.yaml").read_text()
     edited = tmp_path / "poses.yaml"
-    edited.write_text(text.replace("CTRL_LR_brow_down-translateY: 0.65",
-                                   "CTRL_LR_brow_down-translateY: 0.95"))
+    edited.write_text(
+        text.replace("CTRL_LR_brow_down-translateY: 0.65", "CTRL_LR_brow_down-translateY: 0.95")
+    )
     silence = np.zeros(SAMPLE_RATE)
     brow = _ch("CTRL_R_brow_down-translateY")
     default = _run(ProceduralEngine(idle_gain=0), silence, "angry")[:, brow]
@@ -350,9 +371,202 @@ def test_bake_cli_with_the_procedural_engine(tmp_path, capsys):
 
     wav = write_wav(tmp_path / "line.wav", utterance(("_", 0.2), ("a", 0.4), ("_", 0.3)))
     out = tmp_path / "line.json"
-    code = main(["bake", str(wav), "--engine", "procedural", "--emotion", "happy", "--seed", "2",
-                 "-o", str(out)])
+    code = main(
+        [
+            "bake",
+            str(wav),
+            "--engine",
+            "procedural",
+            "--emotion",
+            "happy",
+            "--seed",
+            "2",
+            "-o",
+            str(out),
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().err.count("engine procedural") == 1
     meta = json.loads(out.read_text())["metadata"]
     assert meta["engine"]["name"] == "procedural" and meta["seed"] == 2
+
+
+# Low-latency settings: the coarticulation fitted into fewer future frames.
+LOW = (0, 1, 3)
+
+
+@pytest.fixture(scope="module")
+def low() -> ProceduralEngine:
+    return ProceduralEngine(idle_gain=0.0, lookahead_frames=LOW_LATENCY_LOOKAHEAD_FRAMES)
+
+
+def test_low_latency_silence_gives_a_closed_still_mouth(low):
+    x = 10 ** (-60 / 20) * np.random.default_rng(1).standard_normal(2 * SAMPLE_RATE)
+    mouth = _run(low, x)[:, list(MOUTH_CHANNELS)]
+    assert np.abs(mouth).max() < 1e-3 and np.ptp(mouth, axis=0).max() < 1e-3
+
+
+def test_low_latency_vowel_opens_the_jaw_and_gaps_close_the_lips(low):
+    out = _run(low, utterance(("_", 0.5), ("a", 0.6), ("_", 0.6)))
+    assert out[frames_of(0.5, 1.1), JAW_OPEN].min() > 0.3
+    assert out[frames_of(1.4, 1.7), JAW_OPEN].max() < 0.01
+    out = _run(low, utterance(("_", 0.4), ("a", 0.3), ("_", 0.08), ("a", 0.3), ("_", 0.4)))
+    # The closure shows a frame or two later than with lookahead (the kernels lag instead).
+    gap = slice(int(0.7 * FPS) + 1, int(0.78 * FPS) + 3)
+    vowels = np.r_[frames_of(0.4, 0.7), frames_of(0.78, 1.08)]
+    assert out[gap, TOGETHER].max() > 0.2 > out[vowels, TOGETHER].max()
+    assert out[gap, JAW_OPEN].min() < 0.5 * out[vowels, JAW_OPEN].mean()
+
+
+def test_low_latency_keeps_vowel_shapes_and_moves_without_jitter(low):
+    onset_s = 0.5
+    out = _run(low, utterance(("_", onset_s), ("a", 0.5), ("i", 0.4), ("u", 0.4), ("_", 0.5)))
+    a, i, u = (out[frames_of(t, t + 0.4)].mean(axis=0) for t in (0.5, 1.0, 1.4))
+    assert a[JAW_OPEN] > 1.5 * max(i[JAW_OPEN], u[JAW_OPEN])
+    assert u[PURSE] > 0.2 and i[STRETCH] > 0.15
+    onset = int(onset_s * FPS)
+    assert out[onset - 1, JAW_OPEN] == 0.0  # no anticipation without lookahead...
+    assert out[onset + 3, JAW_OPEN] > 0.1  # ...but it follows within a few frames
+    # The same jitter bounds as with the full lookahead.
+    mouth = out[:, list(MOUTH_CHANNELS)].astype(np.float64)
+    assert np.abs(np.diff(mouth, 2, axis=0)).max() < 0.12
+    spectrum = np.abs(np.fft.rfft(out[:, JAW_OPEN] - out[:, JAW_OPEN].mean())) ** 2
+    freqs = np.fft.rfftfreq(out.shape[0], 1 / FPS)
+    assert spectrum[freqs > 12].sum() < 0.01 * spectrum.sum()
+
+
+@pytest.mark.parametrize("lookahead", LOW)
+def test_low_latency_outputs_stay_in_range(lookahead):
+    rng = np.random.default_rng(5)
+    x = np.concatenate(
+        [
+            utterance(("a", 0.3), ("s", 0.2), ("i", 0.3)),
+            rng.uniform(-1, 1, 8000),
+            np.full(4000, 0.99),
+            utterance(("u", 0.3)),
+        ]
+    ).astype(np.float32)
+    lo, hi = np.array([channel_range(n) for n in CONTROLLER_NAMES]).T
+    engine = ProceduralEngine(speech_gain=3.0, idle_gain=3.0, lookahead_frames=lookahead)
+    for emotion in ("angry", "surprise", "sad"):
+        out = engine.infer(Audio(x), EmotionTimeline.constant(emotion))
+        assert np.isfinite(out).all() and (out >= lo).all() and (out <= hi).all(), emotion
+
+
+@pytest.mark.parametrize("lookahead", LOW)
+def test_low_latency_streaming_in_any_chunks_equals_infer(lookahead):
+    engine = ProceduralEngine(lookahead_frames=lookahead)
+    x = utterance(("_", 0.2), ("a", 0.3), ("s", 0.15), ("i", 0.3), ("_", 0.1), ("u", 0.3))
+    audio, timeline = Audio(x), parse_emotion_spec("happy@0,sad:0.5@0.8")
+    whole = engine.infer(audio, timeline, seed=4)
+    rng = np.random.default_rng(lookahead)
+    state, parts, i = engine.start_stream(timeline, seed=4), [], 0
+    while i < x.size:
+        n = int(rng.integers(1, 1500))
+        frames, state = engine.process(state, x[i : i + n])
+        parts.append(frames)
+        i += n
+    parts.append(engine.flush(state)[0])
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert whole.shape == (audio.n_frames, N_CONTROLLERS)
+
+
+@pytest.mark.parametrize("lookahead", (0, 1, LOOKAHEAD_FRAMES))
+def test_documented_latency_is_the_measured_algorithmic_delay(lookahead):
+    engine = ProceduralEngine(lookahead_frames=lookahead)
+    latency_samples = engine.latency_ms * SAMPLE_RATE / 1000
+    assert engine.latency_ms == pytest.approx(1000 * lookahead / FPS + 16.0)
+    assert engine.describe()["lookahead_frames"] == lookahead
+    # An onset 100 samples after frame 20's window ends, so rounding cannot move the answer.
+    onset = frame_center_sample(20) + HALF_WINDOW + 100
+    silent = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    burst = silent.copy()
+    burst[onset:] = make_vowel("a", (burst.size - onset) / SAMPLE_RATE)
+    timeline = EmotionTimeline.constant("neutral")
+    changed = np.any(
+        engine.infer(Audio(burst), timeline) != engine.infer(Audio(silent), timeline), axis=1
+    )
+    first = int(np.argmax(changed))
+    # The first frame that reacts is the earliest whose centre + latency reaches the onset.
+    assert first == 21 - lookahead
+    assert frame_center_sample(first) + latency_samples > onset
+    assert frame_center_sample(first - 1) + latency_samples <= onset
+    # ...and a stream lets frame f out as soon as the audio up to centre + latency is in.
+    state, released = engine.start_stream(timeline), []
+    for i in range(0, burst.size, 16):
+        frames, state = engine.process(state, burst[i : i + 16])
+        released += [i + 16] * len(frames)
+    waits = np.array(released) - frame_center_sample(np.arange(len(released)))
+    assert np.all(waits >= latency_samples - 1) and np.all(waits < latency_samples + 17)
+
+
+def test_lookahead_outside_the_range_is_refused():
+    for bad in (-1, 7, 1.5, True):
+        with pytest.raises(ConfigError, match=r"`lookahead_frames` must be .* 0\.\.6"):
+            ProceduralEngine(lookahead_frames=bad)
+    engine = ProceduralEngine(seed=3, idle_gain=0.5)
+    copy = engine.with_lookahead(0)
+    assert (copy.lookahead_frames, copy.seed, copy.idle_gain) == (0, 3, 0.5)
+    assert engine.lookahead_frames == LOOKAHEAD_FRAMES and copy.stream_lookahead_frames == 1
+
+
+def test_seed_reaches_the_idle_motion_in_infer_bake_and_stream(tmp_path):
+    from bridge.cli import main
+    from emoface_core.formats import load_animation
+
+    wav = write_wav(tmp_path / "line.wav", utterance(("_", 0.8), ("a", 0.3), ("_", 0.8)))
+    brow = _ch("CTRL_L_brow_raiseIn-translateY")
+    outs = {}
+    for name, seed in (("a", 1), ("b", 2), ("c", 1)):
+        outs[name] = tmp_path / f"{name}.json"
+        assert (
+            main(
+                [
+                    "bake",
+                    str(wav),
+                    "--engine",
+                    "procedural",
+                    "--seed",
+                    str(seed),
+                    "-o",
+                    str(outs[name]),
+                ]
+            )
+            == 0
+        )
+    a, b, c = (load_animation(outs[k]) for k in "abc")
+    np.testing.assert_array_equal(a.values, c.values)
+    assert np.abs(a.values[:, brow] - b.values[:, brow]).max() > 1e-3
+    assert a.metadata["engine"]["seed"] == 1 and b.metadata["engine"]["seed"] == 2
+    # The brows are idle motion only (blinks and gaze leave them alone): seed 1's, not seed 0's.
+    audio, timeline = load_audio(wav), EmotionTimeline.constant("neutral")
+    engine = ProceduralEngine()
+    np.testing.assert_allclose(
+        a.values[:, brow], engine.infer(audio, timeline, seed=1)[:, brow], atol=1e-4
+    )
+    assert np.abs(a.values[:, brow] - engine.infer(audio, timeline)[:, brow]).max() > 1e-3
+    # A stream opened with the same seed sends the bake's frames.
+    from emoface_core.streaming import Streamer, stream_clip
+
+    streamed = stream_clip(Streamer(engine).open(timeline, seed=1), audio.samples, 320)
+    baked = animate_audio(engine, audio, timeline, seed=1).values
+    np.testing.assert_array_equal(streamed, baked)
+
+
+def test_engines_without_a_seed_of_their_own_get_none():
+    class Fixed:
+        name, wants_smoothing = "fixed", False
+
+        def infer(self, audio, timeline):  # no seed keyword: passing one would raise
+            return np.zeros((audio.n_frames, N_CONTROLLERS), np.float32)
+
+        def describe(self):
+            return {"name": "fixed"}
+
+    animation = animate_audio(
+        Fixed(),
+        Audio(np.zeros(SAMPLE_RATE, np.float32)),
+        EmotionTimeline.constant("neutral"),
+        seed=3,
+    )
+    assert animation.metadata["engine"] == {"name": "fixed"} and animation.metadata["seed"] == 3

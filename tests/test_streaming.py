@@ -397,26 +397,32 @@ class _ScriptedSource:
 
     realtime = True
 
-    def __init__(self, samples: np.ndarray, clock: _FakeClock, stall: tuple[float, float]) -> None:
-        self.samples, self.clock, self.stall = samples, clock, stall
+    def __init__(
+        self,
+        samples: np.ndarray,
+        clock: _FakeClock,
+        stall: tuple[float, float],
+        chunk: int = CHUNK_20MS,
+    ) -> None:
+        self.samples, self.clock, self.stall, self.chunk = samples, clock, stall, chunk
         self.start = clock.now_s
         self.pos = 0
 
     def read(self, timeout_s: float) -> np.ndarray | None:
         if self.pos >= self.samples.size:
             return None
-        due = self.start + (self.pos + CHUNK_20MS) / SAMPLE_RATE
+        due = self.start + (self.pos + self.chunk) / SAMPLE_RATE
         lo, hi = self.stall
         if lo <= due - self.start < hi:  # the network stalls: these chunks never arrive
-            self.pos += CHUNK_20MS
+            self.pos += self.chunk
             self.clock.now_s += timeout_s
             return np.zeros(0, np.float32)
         if due > self.clock.now_s + timeout_s:
             self.clock.now_s += timeout_s
             return np.zeros(0, np.float32)
         self.clock.now_s = max(self.clock.now_s, due)
-        chunk = self.samples[self.pos : self.pos + CHUNK_20MS]
-        self.pos += CHUNK_20MS
+        chunk = self.samples[self.pos : self.pos + self.chunk]
+        self.pos += self.chunk
         return chunk
 
 
@@ -453,6 +459,28 @@ def test_live_runner_fills_gaps_applies_commands_and_ends_with_the_source():
     assert stats.n_frames == frame_count(stream.n_samples_in, SAMPLE_RATE)
     # Latency on the fake clock: lookahead + hop + smoothing, no compute time.
     assert 0.0 < stats.latency_percentile(50) < 0.5
+
+
+@pytest.mark.parametrize(("lookahead", "chunk_ms"), [(0, 10), (0, 20), (6, 20)])
+def test_procedural_frames_leave_within_the_stated_latency(lookahead, chunk_ms):
+    """With instant compute, every frame leaves within ``algorithmic_latency_s`` of its audio."""
+    from emoface_core.procedural import ProceduralEngine
+
+    engine = ProceduralEngine(lookahead_frames=lookahead)
+    stream = Streamer(engine).open("happy", seed=1)
+    chunk_s = chunk_ms / 1000
+    bound_s = stream.algorithmic_latency_s(chunk_s)
+    assert bound_s == pytest.approx(0.5 / 60 + engine.latency_ms / 1000 + chunk_s)
+    assert stream.hop_frames == 1 and stream.lookahead_frames == engine.stream_lookahead_frames
+    clock = _FakeClock()
+    source = _ScriptedSource(_speechlike(1.0), clock, stall=(0, 0), chunk=chunk_ms * 16)
+    stats = LiveRunner(source, stream, lambda frames, first: None, clock=clock).run()
+    latency = np.array(stats.latency_s)
+    assert stats.n_frames == 60 and latency.size == 60
+    # The bound holds and is nearly reached (a frame whose audio ends just after a chunk).
+    assert latency.max() <= bound_s + 1e-9 and latency.max() > bound_s - chunk_s
+    if lookahead == 0:
+        assert bound_s < 0.05  # the procedural engine's 50 ms end-to-end target, before compute
 
 
 def test_tiny_network_steps_stay_aligned_with_the_clip():
