@@ -17,7 +17,9 @@ Tables:
 2. **End to end** (real time): a ``FileSource`` paced like a live recording -> ``LiveRunner`` ->
    ``SubjectStream`` -> ZeroMQ PUB on loopback. Latency = time the frame left the bridge minus
    the capture time of the frame's first audio sample, p50/p99/max; as computed (bursts) and
-   with the default playout delay (steady 60 fps). Network and procedural engine.
+   with the default playout delay (steady 60 fps). Network and procedural engine; the
+   procedural engine also with its low-latency setting (``lookahead_frames=0``) in 20 and
+   10 ms chunks. With playout the GIL switch interval is 1 ms, as ``emoface live`` sets it.
 3. **Concurrent streams**: N streams fed round-robin in one process, as fast as possible;
    sustained real-time factor = wall time / audio duration (<= 1: all N keep up).
 
@@ -26,6 +28,10 @@ minimum is the better estimate of a quiet machine and the median shows the noise
 
 Usage: python benchmarks/bench_realtime.py [--repeats 3] [--threads 2] [--quick]
                                            [--sections tradeoff e2e concurrent]
+                                           [--procedural-only]
+
+``--procedural-only`` skips the network (no full-size model is built): only the procedural rows
+of the end-to-end table run.
 """
 
 from __future__ import annotations
@@ -236,6 +242,7 @@ def section_fast(args: argparse.Namespace, engine, fast) -> None:  # noqa: ANN00
 def section_e2e(args: argparse.Namespace, engines: dict) -> None:
     import soundfile as sf
 
+    from bridge.commands.live import PLAYOUT_SWITCH_INTERVAL_S
     from bridge.mapping import load_mapping
     from bridge.streamer import Output, SubjectStream
     from bridge.zmq_transport import ZmqSender
@@ -246,13 +253,16 @@ def section_e2e(args: argparse.Namespace, engines: dict) -> None:
     duration_s = 6.0 if args.quick else args.e2e_seconds
     table = configs()
     runs = [
-        (name, engine, label, table[label])
+        (name, engine, label, table[label], 20)
         for name, engine in engines.items()
         for label in ("hop 6, look 7", "hop 6, look 5, smooth 5", "hop 4, look 5, smooth 5")
     ]
-    runs.append(("procedural", ProceduralEngine(), "engine's own", StreamConfig()))
     if args.quick:
-        runs = runs[:1] + runs[-1:]
+        runs = runs[:1]
+    for lookahead, chunk_ms in ((6, 20), (0, 20), (0, 10)):
+        engine = ProceduralEngine(lookahead_frames=lookahead)
+        label = f"lookahead {lookahead} ({engine.latency_ms:.0f} ms)"
+        runs.append(("procedural", engine, label, StreamConfig(), chunk_ms))
     mapping = load_mapping("metahuman_faceboard")
     print(
         f"\n3. End to end, real time: {duration_s:.0f} s file paced like a live feed "
@@ -260,13 +270,13 @@ def section_e2e(args: argparse.Namespace, engines: dict) -> None:
         "capture of its first audio sample; min / median of the runs"
     )
     print(
-        f"  {'engine':<11} {'config':<24} {'mode':<15} {'p50 ms':>15} {'p99 ms':>15} "
-        f"{'max ms':>7} {'late':>5}"
+        f"  {'engine':<11} {'config':<24} {'chunk':>5} {'mode':<15} {'p50 ms':>15} "
+        f"{'p99 ms':>15} {'max ms':>7} {'late':>5}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "speech.wav"
         sf.write(str(wav), speech(duration_s), SAMPLE_RATE)
-        for name, engine, label, config in runs:
+        for name, engine, label, config, chunk_ms in runs:
             streamer = Streamer(engine, config)
             warm = streamer.open("neutral")
             warm.process(np.zeros(SAMPLE_RATE, np.float32))
@@ -279,14 +289,21 @@ def section_e2e(args: argparse.Namespace, engines: dict) -> None:
                         delay = None
                         if mode == "playout":
                             margin = 0.06 if streamer.kind == "network" else 0.01
-                            delay = stream.algorithmic_latency_s(0.02) + margin
+                            delay = stream.algorithmic_latency_s(chunk_ms / 1000) + margin
 
                         def sink(frames, first, subject=subject) -> None:  # noqa: ANN001
                             for i, frame in enumerate(frames):
                                 subject.push(frame, (first + i) / FPS)
 
-                        with FileSource(wav, chunk_ms=20) as source:
-                            stats = LiveRunner(source, stream, sink, playout_delay_s=delay).run()
+                        default_switch_s = sys.getswitchinterval()
+                        if delay is not None:
+                            sys.setswitchinterval(PLAYOUT_SWITCH_INTERVAL_S)
+                        try:
+                            with FileSource(wav, chunk_ms=chunk_ms) as source:
+                                runner = LiveRunner(source, stream, sink, playout_delay_s=delay)
+                                stats = runner.run()
+                        finally:
+                            sys.setswitchinterval(default_switch_s)
                         subject.end_line()
                     lat = np.array(stats.latency_s)
                     p50.append(np.percentile(lat, 50))
@@ -295,8 +312,8 @@ def section_e2e(args: argparse.Namespace, engines: dict) -> None:
                     late.append(stats.n_late)
                 shown = mode if delay is None else f"playout {1e3 * delay:.0f}"
                 print(
-                    f"  {name:<11} {label:<24} {shown:<15} {fmt_ms(p50):>15} {fmt_ms(p99):>15} "
-                    f"{1e3 * min(worst):7.0f} {int(min(late)):5d}",
+                    f"  {name:<11} {label:<24} {chunk_ms:3d}ms {shown:<15} {fmt_ms(p50):>15} "
+                    f"{fmt_ms(p99):>15} {1e3 * min(worst):7.0f} {int(min(late)):5d}",
                     flush=True,
                 )
 
@@ -364,6 +381,11 @@ def main() -> None:
     )
     parser.add_argument("--no-fast", action="store_true", help="skip the int8 rows")
     parser.add_argument("--e2e-seconds", type=float, default=14.0, help="audio per e2e run")
+    parser.add_argument(
+        "--procedural-only",
+        action="store_true",
+        help="no network: only the procedural rows of the end-to-end table",
+    )
     args = parser.parse_args()
     import torch
 
@@ -372,6 +394,10 @@ def main() -> None:
         f"bench_realtime: torch {torch.__version__}, {args.threads} threads, "
         f"load average {os.getloadavg()[0]:.2f} at start"
     )
+    if args.procedural_only:
+        section_e2e(args, {})
+        print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+        return
     engine = full_size_engine()
     engines = {"full fp32": engine}
     if not args.no_fast:

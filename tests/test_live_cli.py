@@ -67,6 +67,41 @@ def test_live_file_source_with_the_procedural_engine_sends_the_bake(tmp_path, ca
     assert latency and 100 <= int(latency.group(1)) <= 600  # 117 ms lookahead + chunking
 
 
+def test_live_procedural_low_latency_sends_its_own_bake(tmp_path, capsys):
+    wav = write_wav(tmp_path / "line.wav", _speech(0.6))
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    with MockReceiver("zmq", endpoint) as rx:
+        rc = main([
+            "live", "--source", f"file:{wav}", "--engine", "procedural", "--seed", "3",
+            "--procedural-lookahead-frames", "0", "--chunk-ms", "10", "--zmq", endpoint,
+            "--no-keys", "--start-delay-s", "0.2",
+        ])  # fmt: skip
+        assert rc == 0
+        n = load_audio(wav).n_frames
+        assert rx.wait_for(n, TIMEOUT_S), rx.stats
+    from emoface_core.emotion import EmotionTimeline
+    from emoface_core.engine import animate_audio
+    from emoface_core.procedural import ProceduralEngine
+
+    engine = ProceduralEngine(lookahead_frames=0)
+    baked = animate_audio(engine, load_audio(wav), EmotionTimeline.constant("neutral"), seed=3)
+    default = animate_audio(
+        ProceduralEngine(), load_audio(wav), EmotionTimeline.constant("neutral"), seed=3
+    )
+    mapping = load_mapping("metahuman_faceboard")
+    got = np.array([f.values for f in rx.frames], np.float32)
+    np.testing.assert_allclose(got, mapping.apply_array(baked.values), atol=1e-6)
+    assert np.abs(got - mapping.apply_array(default.values)).max() > 0.01  # not the default
+    # Half a frame + the engine's 16 ms + one 10 ms chunk.
+    assert "algorithmic latency 34 ms" in capsys.readouterr().err
+
+
+def test_live_procedural_lookahead_out_of_range_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["live", "--source", "stdin", "--procedural-lookahead-frames", "7"])
+    assert "must be between 0 and 6, got 7" in capsys.readouterr().err
+
+
 def test_live_udp_feed_with_the_network_fills_a_gap_and_takes_commands(
     tiny_release_checkpoint, capsys
 ):

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 PLAYOUT_MARGIN_FACTOR = 1.5  # default playout slack: the slowest warm-up step, and half again
 PLAYOUT_MIN_MARGIN_S = 0.01
+# The playout thread must wake on time while the main thread computes; CPython hands the GIL
+# over only every 5 ms by default, which showed as frames up to 5 ms late (bench_realtime).
+PLAYOUT_SWITCH_INTERVAL_S = 0.001
 
 EPILOG = """\
 sources:
@@ -41,11 +44,14 @@ changing the emotion while running:
     echo "emotion happy:0.6" | nc -u -w0 127.0.0.1 PORT      (also: quit, {"emotion": "sad"})
 
 latency: a frame leaves about (lookahead + hop) frames plus one network call after its audio;
-  see docs/realtime.md for the trade-offs and measured figures.
+  see docs/realtime.md for the trade-offs and measured figures. The procedural engine waits
+  116 ms for its coarticulation; --procedural-lookahead-frames 0 --chunk-ms 10 brings frames
+  out about 45 ms after their audio (no anticipation, a little less smoothing).
 
 examples:
   emoface live --source mic --emotion happy --subject npc1 --livelink
   emoface live --source file:line.wav --engine procedural --osc 127.0.0.1:9000
+  emoface live --source mic --engine procedural --procedural-lookahead-frames 0 --chunk-ms 10
   sox line.wav -t raw -r 16000 -e signed -b 16 -c 1 - | emoface live --source stdin
 """
 
@@ -92,7 +98,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--lookahead-frames",
         type=_non_negative_int,
         default=None,
-        help="future audio a frame waits for (default 7 = 117 ms for the network)",
+        help="network: future audio a frame waits for (default 7 = 117 ms)",
+    )
+    net.add_argument(
+        "--procedural-lookahead-frames",
+        type=_procedural_lookahead,
+        default=None,
+        help="procedural engine: future frames its coarticulation uses, 0-6 (default 6: "
+        "116 ms latency; 0: 16 ms, mouth no longer anticipates the sound)",
     )
     net.add_argument(
         "--hop-frames", type=_positive_int, default=6, help="frames made final per network call"
@@ -187,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     engine = build_engine(args)
+    if args.procedural_lookahead_frames is not None:
+        engine = _with_procedural_lookahead(engine, args.procedural_lookahead_frames)
     if args.fast != "off":
         _make_fast(engine, args.fast)
     streamer = Streamer(engine, _stream_config(args, engine, source))
@@ -209,8 +224,12 @@ def run(args: argparse.Namespace) -> int:
             timeline, seed=args.seed, raw=args.raw, expected_samples=source.expected_samples
         )
         playout_s = _playout_s(args, stream, step_s) if source.realtime else None
+        if playout_s is not None:
+            stack.callback(sys.setswitchinterval, sys.getswitchinterval())
+            sys.setswitchinterval(PLAYOUT_SWITCH_INTERVAL_S)
         hints = [
-            f"lookahead {1000 * stream.lookahead_frames / FPS:.0f} ms",
+            f"algorithmic latency {1000 * stream.algorithmic_latency_s(args.chunk_ms / 1000):.0f}"
+            " ms",
             "frames sent as computed"
             if playout_s is None
             else f"playout {1000 * playout_s:.0f} ms",
@@ -299,6 +318,19 @@ def _playout_s(args: argparse.Namespace, stream: Any, step_s: float) -> float | 
     return stream.algorithmic_latency_s(args.chunk_ms / 1000.0) + margin_s
 
 
+def _with_procedural_lookahead(engine: Any, frames: int) -> Any:
+    from emoface_core.procedural import ProceduralEngine
+
+    if not isinstance(engine, ProceduralEngine):
+        print(
+            "emoface: note: --procedural-lookahead-frames applies to the procedural engine "
+            "only; ignored",
+            file=sys.stderr,
+        )
+        return engine
+    return engine.with_lookahead(frames)
+
+
 def _make_fast(engine: Any, mode: str) -> None:
     from emoface_core.fastmode import fast_model
 
@@ -375,6 +407,15 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _procedural_lookahead(text: str) -> int:
+    from emoface_core.procedural import LOOKAHEAD_FRAMES
+
+    value = int(text)
+    if not 0 <= value <= LOOKAHEAD_FRAMES:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {LOOKAHEAD_FRAMES}, got {value}")
     return value
 
 
