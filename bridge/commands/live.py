@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridge.commands.bake import add_engine_arguments, build_engine
+from bridge.commands.common import HelpFormatter
 from bridge.commands.stream import DEFAULT_SUBJECT, add_transport_arguments, build_outputs
 from emoface_core.audio import FPS
 
@@ -56,10 +57,6 @@ examples:
 """
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help, and the epilog kept as written."""
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``live`` subcommand."""
     p = subparsers.add_parser(
@@ -69,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "each frame as soon as it is final, over the same transports as 'emoface stream'. Ends "
         "when the source ends (or on Ctrl-C / q / a quit command).",
         epilog=EPILOG,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--source", required=True, help="where audio comes from (see below)")
     add_engine_arguments(p)
