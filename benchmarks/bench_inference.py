@@ -3,7 +3,9 @@
 Compares, in one process and on the same inputs:
 
 * ``emoface``: ``emoface_core.inference.animate`` on a released-layout checkpoint loaded by
-  ``load_model`` (per-frame decoder with folded attention, SDPA in wav2vec2);
+  ``load_model`` (per-frame decoder with folded attention, SDPA in wav2vec2, Linear weights
+  prepacked for oneDNN: ``emoface_core.packed_linear``);
+* ``emoface-plain``: the same without the prepacked weights (plain ``F.linear``);
 * ``release``: the release network as the authors ran it in 2023 (``ReleaseEmoFace``, transformers
   eager attention, the only kind wav2vec2 had then), plain fp32 forward;
 * ``release-sdpa``: the same network on today's transformers default (scaled-dot-product attention),
@@ -35,6 +37,7 @@ from emoface_core.audio import Audio, normalize  # noqa: E402
 from emoface_core.checkpoint import load_model  # noqa: E402
 from emoface_core.emotion import EmotionTimeline  # noqa: E402
 from emoface_core.inference import animate  # noqa: E402
+from emoface_core.packed_linear import packing_disabled  # noqa: E402
 from emoface_core.release_reference import ReleaseEmoFace, release_state_dict  # noqa: E402
 
 EMOTION = 0  # angry
@@ -44,10 +47,17 @@ def build(checkpoint: Path, attn: str):  # noqa: ANN201
     """The three variants' callables ``f(samples_16k) -> [T, 174]`` from one checkpoint file."""
     from transformers import Wav2Vec2Config
 
-    if attn == "emoface":
+    if attn in ("emoface", "emoface-plain"):
         model, _ = load_model(checkpoint, device="cpu")
         timeline = EmotionTimeline.constant(EMOTION)
-        return lambda x: animate(model, Audio(x), timeline)
+        if attn == "emoface":
+            return lambda x: animate(model, Audio(x), timeline)
+
+        def plain(x: np.ndarray) -> np.ndarray:
+            with packing_disabled():
+                return animate(model, Audio(x), timeline)
+
+        return plain
     config = Wav2Vec2Config(attn_implementation="eager" if attn == "release" else "sdpa")
     ref = ReleaseEmoFace(config).eval()
     state = torch.load(checkpoint, weights_only=True)
@@ -143,7 +153,7 @@ def main() -> None:
         child_peak_mb(Path(args.child[0]), args.child[1], float(args.child[2]))
         return
 
-    variants = ("emoface", "release", "release-sdpa")
+    variants = ("emoface", "emoface-plain", "release", "release-sdpa")
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = make_checkpoint(Path(tmp))
         runs = {v: build(checkpoint, v) for v in variants}
@@ -152,7 +162,8 @@ def main() -> None:
             f"random weights, CPU; best of {args.repeats} after a warm-up\n"
         )
         print(
-            f"{'clip':>6} | {'variant':<13} | {'time s':>8} | {'RTF':>6} | {'speed-up':>8} | max |diff| vs release"
+            f"{'clip':>6} | {'variant':<13} | {'time s':>8} | {'RTF':>6} | {'speed-up':>8} | "
+            "max |diff| vs release"
         )
         print("-" * 78)
         for duration in args.durations:
@@ -167,16 +178,17 @@ def main() -> None:
                     times[v] = min(times.get(v, np.inf), time.perf_counter() - start)
             for v in variants:
                 diff = float(np.abs(outputs[v] - outputs["release"]).max())
+                rtf = times[v] / duration
                 print(
-                    f"{duration:>5.0f}s | {v:<13} | {times[v]:>8.3f} | {times[v] / duration:>6.3f} | "
+                    f"{duration:>5.0f}s | {v:<13} | {times[v]:>8.3f} | {rtf:>6.3f} | "
                     f"{times['release'] / times[v]:>7.2f}x | {diff:.2e}"
                 )
-            print(
-                f"{'':>6} | speed-up over release-sdpa: {times['release-sdpa'] / times['emoface']:.2f}x"
-            )
+            speed_up = times["release-sdpa"] / times["emoface"]
+            print(f"{'':>6} | speed-up over release-sdpa: {speed_up:.2f}x")
         print(
-            f"\npeak memory of one {args.memory_duration:.0f} s clip (fresh process each, resident-set "
-            "samples above the loaded model):"
+            f"\npeak memory of one {args.memory_duration:.0f} s clip (fresh process each, "
+            "resident-set samples above the loaded model; for emoface this includes the prepacked "
+            "copy of the Linear weights made by the first call):"
         )
         for v in variants:
             out = (
@@ -199,7 +211,8 @@ def main() -> None:
             )
             mem = json.loads(out)
             print(
-                f"  {v:<13} {mem['peak_mb']:>8.0f} MB for inference ({mem['total_mb']:.0f} MB resident at peak)"
+                f"  {v:<13} {mem['peak_mb']:>8.0f} MB for inference "
+                f"({mem['total_mb']:.0f} MB resident at peak)"
             )
 
 

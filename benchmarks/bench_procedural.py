@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     engine = ProceduralEngine(seed=0)
     engine.infer(Audio(samples[:SAMPLE_RATE]), timeline)  # warm-up
 
-    print(f"procedural engine, {args.seconds:g} s of speech, {pinning}, "
-          f"{audio.n_frames} frames at 60 fps")
+    print(
+        f"procedural engine, {args.seconds:g} s of speech, {pinning}, "
+        f"{audio.n_frames} frames at 60 fps"
+    )
     print(f"algorithmic latency of a stream: {engine.latency_ms:.0f} ms past a frame's centre")
     print()
     header = f"{'mode':<22}{'RTF':>9}{'x real time':>13}{'p50 ms':>9}{'p95 ms':>9}"
@@ -92,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         total = time.perf_counter() - t_all
         p50, p95 = (1000 * float(np.percentile(per_chunk, q)) for q in (50, 95))
         label = f"stream, {chunk_ms} ms chunks"
-        print(f"{label:<22}{total / args.seconds:9.4f}{args.seconds / total:13.0f}"
-              f"{p50:9.3f}{p95:9.3f}")
+        print(
+            f"{label:<22}{total / args.seconds:9.4f}{args.seconds / total:13.0f}"
+            f"{p50:9.3f}{p95:9.3f}"
+        )
     print()
     print("target (issue 4): RTF < 0.01 on one core")
     return 0

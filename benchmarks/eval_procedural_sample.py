@@ -39,8 +39,11 @@ def _mouth_correlation(pred: np.ndarray, true: np.ndarray) -> float:
     """Mean Pearson r over the mouth channels that move in both (std > 0.01)."""
     from emoface_core.controllers import MOUTH_CHANNELS
 
-    rs = [_pearson(pred[:, i], true[:, i]) for i in MOUTH_CHANNELS
-          if np.std(pred[:, i]) > 0.01 and np.std(true[:, i]) > 0.01]
+    rs = [
+        _pearson(pred[:, i], true[:, i])
+        for i in MOUTH_CHANNELS
+        if np.std(pred[:, i]) > 0.01 and np.std(true[:, i]) > 0.01
+    ]
     return float(np.mean(rs)) if rs else float("nan")
 
 
@@ -50,8 +53,10 @@ def _row(label: str, pred: np.ndarray, true: np.ndarray) -> str:
 
     with np.errstate(invalid="ignore", divide="ignore"):  # constant outputs have no correlation
         s = score_clip(pred, true)
-        rs = [_pearson(pred[:, CONTROLLER_INDEX[n]], true[:, CONTROLLER_INDEX[n]])
-              for n in LIP_CHANNELS]
+        rs = [
+            _pearson(pred[:, CONTROLLER_INDEX[n]], true[:, CONTROLLER_INDEX[n]])
+            for n in LIP_CHANNELS
+        ]
         rs.append(_mouth_correlation(pred, true))
     cells = [f"{s.mae_all:8.4f}", f"{s.mae_mouth:8.4f}", f"{s.mae_eye:8.4f}"]
     cells += [f"{r:7.3f}" for r in rs]
@@ -93,10 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     print(_row("procedural, angry, raw (no eyes)", engine.infer(audio, angry), true))
     runs = [animate_audio(engine, audio, angry, seed=s).values for s in range(args.seeds)]
     print(_row("procedural, angry, seed 0", runs[0], true))
-    maes = np.array([[getattr(score_clip(r, true), k) for k in ("mae_all", "mae_mouth", "mae_eye")]
-                     for r in runs])
-    print(f"over seeds 0..{args.seeds - 1} (blinks, gaze): MAE all {maes[:, 0].mean():.4f} "
-          f"+- {maes[:, 0].std():.4f}, mouth {maes[:, 1].mean():.4f}, eye {maes[:, 2].mean():.4f}")
+    maes = np.array(
+        [
+            [getattr(score_clip(r, true), k) for k in ("mae_all", "mae_mouth", "mae_eye")]
+            for r in runs
+        ]
+    )
+    print(
+        f"over seeds 0..{args.seeds - 1} (blinks, gaze): MAE all {maes[:, 0].mean():.4f} "
+        f"+- {maes[:, 0].std():.4f}, mouth {maes[:, 1].mean():.4f}, eye {maes[:, 2].mean():.4f}"
+    )
     print("r mouth = mean Pearson r over mouth channels that move in both (std > 0.01)")
     print("targets (issue 4): MAE all < 0.065, mouth-channel correlation >= 0.4")
     return 0

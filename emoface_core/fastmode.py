@@ -50,6 +50,8 @@ def fast_model(model: EmoFaceModel, mode: str = "int8") -> EmoFaceModel:
     import torch
     from torch import nn
 
+    from emoface_core.packed_linear import unpack_linear_layers
+
     device = next(model.parameters()).device
     if device.type != "cpu":
         raise ConfigError(f"fast mode 'int8' runs on the CPU only; the model is on {device}")
@@ -64,6 +66,7 @@ def fast_model(model: EmoFaceModel, mode: str = "int8") -> EmoFaceModel:
         torch.backends.quantized.engine = engines[0]
     source = copy.deepcopy(model).eval()
     source._fused_cache = None  # per-frame attention is re-fused from the copy's weights
+    unpack_linear_layers(source)  # quantize_dynamic converts plain nn.Linear layers only
     with warnings.catch_warnings():
         # torch marks eager quantisation as deprecated in favour of torchao, which has no
         # CPU int8 kernels as fast as these; the API still works in the pinned version.

@@ -27,6 +27,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from emoface_core.config import ModelConfig
+from emoface_core.packed_linear import linear_from, pack_linear_layers
 
 MIN_SAMPLES = 400  # receptive field of wav2vec2's conv stack (25 ms); shorter input is padded
 
@@ -91,6 +92,8 @@ class EmoFaceModel(nn.Module):
         nn.init.zeros_(self.out_fn.weight)  # the release starts from a zero output
         nn.init.zeros_(self.out_fn.bias)
         self._fused_cache: tuple[tuple, list] | None = None
+        # CPU float32 inference reads prepacked weights (same arithmetic); training is unchanged.
+        pack_linear_layers(self)
 
     @property
     def per_frame(self) -> bool:
@@ -236,12 +239,12 @@ class EmoFaceModel(nn.Module):
         ``out_proj(v_proj(x))``: one affine map ``W_o W_v x + (W_o b_v + b_o)``. The query and key
         projections and the softmax drop out. Same result up to float rounding (~1e-6).
         """
-        for layer, (w, b) in zip(self.encoder.layers, self._fused_attention()):
-            x = layer.norm1(x + F.linear(x, w, b))
+        for layer, attention in zip(self.encoder.layers, self._fused_attention()):
+            x = layer.norm1(x + attention(x))
             x = layer.norm2(x + layer.linear2(layer.activation(layer.linear1(x))))
         return x
 
-    def _fused_attention(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _fused_attention(self) -> list[nn.Linear]:
         params = [layer.self_attn for layer in self.encoder.layers]
         key = tuple(
             (
@@ -260,6 +263,6 @@ class EmoFaceModel(nn.Module):
                 w_v = attn.in_proj_weight[2 * d :]
                 b_v = attn.in_proj_bias[2 * d :]
                 w_o, b_o = attn.out_proj.weight, attn.out_proj.bias
-                fused.append((w_o @ w_v, w_o @ b_v + b_o))
+                fused.append(linear_from(w_o @ w_v, w_o @ b_v + b_o))
             self._fused_cache = (key, fused)
         return self._fused_cache[1]

@@ -18,7 +18,19 @@ from emoface_core.errors import ConfigError
 # Eyelid multiplier k over one blink: closing in 4 frames, shut at frame 5, reopening slowly.
 # Taken from the authors' release (13 frames at 60 fps = 217 ms).
 BLINK_CURVE: tuple[float, ...] = (
-    0.95, 0.75, 0.55, 0.3, 0.0, 0.05, 0.15, 0.25, 0.35, 0.45, 0.6, 0.75, 0.9,
+    0.95,
+    0.75,
+    0.55,
+    0.3,
+    0.0,
+    0.05,
+    0.15,
+    0.25,
+    0.35,
+    0.45,
+    0.6,
+    0.75,
+    0.9,
 )
 
 
@@ -79,7 +91,7 @@ def smooth(values: np.ndarray, window: int = 15, order: int = 3) -> np.ndarray:
 
 
 class BlinkController:
-    """Blink timing from the paper's log-normal blink-rate fit; ``next(n)`` gives lid multipliers."""
+    """Blink timing from the paper's log-normal blink-rate fit; ``next(n)``: lid multipliers."""
 
     def __init__(self, config: PostprocessConfig, rng: np.random.Generator) -> None:
         self._config = config
@@ -90,8 +102,13 @@ class BlinkController:
 
     def _sample_interval(self) -> int:
         c = self._config
-        per_min = float(np.clip(self._rng.lognormal(c.blink_log_mean, c.blink_log_sd),
-                                c.blink_min_per_min, c.blink_max_per_min))
+        per_min = float(
+            np.clip(
+                self._rng.lognormal(c.blink_log_mean, c.blink_log_sd),
+                c.blink_min_per_min,
+                c.blink_max_per_min,
+            )
+        )
         return int(c.fps * 60.0 / per_min)
 
     def next(self, n_frames: int) -> np.ndarray:

@@ -34,7 +34,14 @@ ARTICULATION_FILE = "articulation.yaml"
 # The speech tracks the engine computes from audio, each 0..1 per frame (articulation.yaml says
 # what each one means and which controllers it moves).
 TRACKS: tuple[str, ...] = (
-    "open", "round", "spread", "close", "press", "fricative", "emphasis", "speaking",
+    "open",
+    "round",
+    "spread",
+    "close",
+    "press",
+    "fricative",
+    "emphasis",
+    "speaking",
 )
 N_TRACKS = len(TRACKS)  # 8
 
@@ -146,9 +153,7 @@ def _channel_values(
     return out
 
 
-def _read_emotions(
-    doc: dict, src: str, problems: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
+def _read_emotions(doc: dict, src: str, problems: list[str]) -> tuple[np.ndarray, np.ndarray]:
     poses = np.zeros((N_EMOTIONS, N_CONTROLLERS), dtype=np.float64)
     gains = np.ones((N_EMOTIONS, N_TRACKS), dtype=np.float64)
     emotions = doc.get("emotions")
@@ -200,8 +205,9 @@ def _read_shapes(doc: dict, src: str, problems: list[str]) -> np.ndarray:
 
 def _read_yields(doc: dict, src: str, problems: list[str]) -> np.ndarray:
     yields = np.zeros(N_CONTROLLERS, dtype=np.float64)
-    for i, v in _channel_values(doc.get("speech_yields"), f"{src}: speech_yields", problems,
-                                (0, 1)).items():
+    for i, v in _channel_values(
+        doc.get("speech_yields"), f"{src}: speech_yields", problems, (0, 1)
+    ).items():
         yields[i] = v
     return yields
 
@@ -228,12 +234,17 @@ def _read_idle(doc: dict, src: str, problems: list[str]) -> tuple[IdleGroup, ...
         period: Any = group.get("period_s")
         if not _is_number(amplitude) or not 0 <= amplitude <= 0.5:
             problems.append(f"{where}.amplitude: {amplitude!r} must be a number in 0..0.5")
-        elif (not isinstance(period, list) or len(period) != 2
-              or not all(_is_number(p) for p in period) or not 0.1 <= period[0] <= period[1]):
+        elif (
+            not isinstance(period, list)
+            or len(period) != 2
+            or not all(_is_number(p) for p in period)
+            or not 0.1 <= period[0] <= period[1]
+        ):
             problems.append(f"{where}.period_s: {period!r} must be [shortest, longest] >= 0.1 s")
         elif channels:
-            idle.append(IdleGroup(tuple(channels), float(amplitude),
-                                  (float(period[0]), float(period[1]))))
+            idle.append(
+                IdleGroup(tuple(channels), float(amplitude), (float(period[0]), float(period[1])))
+            )
     return tuple(idle)
 
 
@@ -264,5 +275,6 @@ def load_procedural_data(
     idle = _read_idle(art_doc, art_src, problems)
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in procedural data: " + "; ".join(problems))
-    return ProceduralData(poses, gains, shapes, yields, idle,
-                          {"poses": poses_src, "articulation": art_src})
+    return ProceduralData(
+        poses, gains, shapes, yields, idle, {"poses": poses_src, "articulation": art_src}
+    )

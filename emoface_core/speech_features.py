@@ -83,9 +83,9 @@ class FrameFeatures:
     @classmethod
     def concatenate(cls, parts: list[FrameFeatures]) -> FrameFeatures:
         """Join features of successive frame blocks."""
-        return cls(**{
-            f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)
-        })
+        return cls(
+            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)}
+        )
 
 
 def analyze_windows(windows: np.ndarray) -> FrameFeatures:

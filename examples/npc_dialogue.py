@@ -75,15 +75,19 @@ def run_scene(endpoint: str, frames: str) -> int:
                 continue
             reply = client.speak(npc, AUDIO / clip, emotion=emotion, seed=len(lines))
             lines.append(reply["id"])
-            print(f"{time.monotonic() - start:5.2f} s  {npc:<9} says {clip} ({emotion}) "
-                  f"-> {reply['id']}, {reply['duration_s']:.2f} s")
+            print(
+                f"{time.monotonic() - start:5.2f} s  {npc:<9} says {clip} ({emotion}) "
+                f"-> {reply['id']}, {reply['duration_s']:.2f} s"
+            )
         final = [client.wait(line_id, timeout_s=60) for line_id in lines]
         time.sleep(0.2)
 
     print(f"\n{'line':<12}{'state':<13}{'sent':>6}{'skipped':>9}  reason")
     for line in final:
-        print(f"{line['id']:<12}{line['state']:<13}{line['frames_sent']:>6}"
-              f"{line['frames_skipped']:>9}  {line['reason']}")
+        print(
+            f"{line['id']:<12}{line['state']:<13}{line['frames_sent']:>6}"
+            f"{line['frames_skipped']:>9}  {line['reason']}"
+        )
     print(f"\n{'NPC':<10}{'frames':>8}{'lines':>7}  ends")
     for npc in sorted({f.subject for f in rx.frames}):
         n = sum(f.subject == npc for f in rx.frames)
@@ -91,8 +95,10 @@ def run_scene(endpoint: str, frames: str) -> int:
         starts = sum(s.subject == npc for s in rx.starts)
         print(f"{npc:<10}{n:>8}{starts:>7}  {', '.join(ends)}")
     stats = rx.stats
-    print(f"\nreceiver: {stats.n_frames} frames, {stats.n_gaps} gaps, "
-          f"{stats.n_malformed} malformed, latency p50 {rx.timing()['latency_p50_ms']:.1f} ms")
+    print(
+        f"\nreceiver: {stats.n_frames} frames, {stats.n_gaps} gaps, "
+        f"{stats.n_malformed} malformed, latency p50 {rx.timing()['latency_p50_ms']:.1f} ms"
+    )
     return 0 if stats.n_frames and not stats.n_malformed and not stats.n_gaps else 1
 
 

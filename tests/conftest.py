@@ -32,7 +32,7 @@ def make_sine(
     amplitude: float = 0.5,
     channels: int = 1,
 ) -> np.ndarray:
-    """A sine tone with a slow amplitude wobble and a little noise, float32 ``[S]`` or ``[S, C]``."""
+    """A sine tone with a slow wobble and a little noise, float32 ``[S]`` or ``[S, C]``."""
     t = np.arange(int(round(duration_s * sample_rate))) / sample_rate
     wobble = 0.6 + 0.4 * np.sin(2 * np.pi * 1.3 * t)
     noise = 0.02 * np.random.default_rng(0).standard_normal(t.size)
@@ -40,7 +40,9 @@ def make_sine(
     return np.repeat(x[:, None], channels, axis=1) if channels > 1 else x
 
 
-def write_wav(path: Path, samples: np.ndarray, sample_rate: int = 16_000, subtype: str = "PCM_16") -> Path:
+def write_wav(
+    path: Path, samples: np.ndarray, sample_rate: int = 16_000, subtype: str = "PCM_16"
+) -> Path:
     """Write samples with soundfile and return the path."""
     import soundfile as sf
 
@@ -52,8 +54,14 @@ def tiny_model_config(decoder_mode: str = "per_frame", **overrides):  # noqa: AN
     """A ``ModelConfig`` with a tiny wav2vec2 and a 2-layer, 64-wide Audio2Rig."""
     from emoface_core.config import ModelConfig
 
-    values = dict(d_model=64, n_heads=4, n_layers=2, ff_dim=128, decoder_mode=decoder_mode,
-                  wav2vec2=dict(TINY_WAV2VEC2))
+    values = dict(
+        d_model=64,
+        n_heads=4,
+        n_layers=2,
+        ff_dim=128,
+        decoder_mode=decoder_mode,
+        wav2vec2=dict(TINY_WAV2VEC2),
+    )
     values.update(overrides)
     return ModelConfig(**values)
 
@@ -93,8 +101,9 @@ def tiny_release_checkpoint(tmp_path: Path) -> Path:
     from emoface_core.release_reference import ReleaseEmoFace, release_state_dict
 
     torch.manual_seed(7)
-    ref = ReleaseEmoFace(Wav2Vec2Config(**TINY_WAV2VEC2), d_model=64, nhead=4, num_layers=2,
-                         dim_feedforward=128).eval()
+    ref = ReleaseEmoFace(
+        Wav2Vec2Config(**TINY_WAV2VEC2), d_model=64, nhead=4, num_layers=2, dim_feedforward=128
+    ).eval()
     torch.nn.init.normal_(ref.out_fn.weight, std=0.05)
     path = tmp_path / "tiny_release_model.pth"
     torch.save(release_state_dict(ref), path)
@@ -155,8 +164,9 @@ def make_synthetic_dataset(
             write_wav(root / split / "WAV" / f"{name}.wav", samples)
             envelope = np.concatenate([envelope, np.repeat(envelope[-1:], extra_rows)])
             values = synth_controls(envelope, emotion_id(emotion))
-            np.savetxt(root / split / "VALID_CTR" / f"{name}.txt", values, fmt="%.6f",
-                       delimiter=",")
+            np.savetxt(
+                root / split / "VALID_CTR" / f"{name}.txt", values, fmt="%.6f", delimiter=","
+            )
     return root
 
 
@@ -164,7 +174,6 @@ def make_synthetic_dataset(
 def synthetic_dataset(tmp_path: Path) -> Path:
     """A small release-layout dataset (6 training, 3 validation clips of 1.5 s)."""
     return make_synthetic_dataset(tmp_path / "dataset")
-
 
 
 def recording_sender(refuse_every: int = 0):  # noqa: ANN201 - a bridge.transport.Sender

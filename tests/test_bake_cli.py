@@ -19,7 +19,9 @@ def _bake(tmp_path, ckpt, *extra, name="out.json", wav=None):
 
 
 def test_json_metadata_and_engine_line(tmp_path, tiny_release_checkpoint, capsys):
-    code, out = _bake(tmp_path, tiny_release_checkpoint, "--emotion", "happy:0.5@0,sad@1.5", "--seed", "4")
+    code, out = _bake(
+        tmp_path, tiny_release_checkpoint, "--emotion", "happy:0.5@0,sad@1.5", "--seed", "4"
+    )
     assert code == 0
     assert capsys.readouterr().err.count("engine emoface") == 1
     doc = json.loads(out.read_text())
@@ -46,21 +48,35 @@ def test_raw_skips_postprocessing(tmp_path, tiny_release_checkpoint):
     _, post = _bake(tmp_path, tiny_release_checkpoint, "--seed", "0", name="post.txt")
     r, p = np.loadtxt(raw, delimiter=","), np.loadtxt(post, delimiter=",")
     assert np.abs(np.diff(p[:, 50], axis=0)).mean() < np.abs(np.diff(r[:, 50], axis=0)).mean()
-    assert not np.array_equal(r[:, BLINK_L], p[:, BLINK_L]) or not np.array_equal(r[:, GAZE_X], p[:, GAZE_X])
+    assert not np.array_equal(r[:, BLINK_L], p[:, BLINK_L]) or not np.array_equal(
+        r[:, GAZE_X], p[:, GAZE_X]
+    )
 
 
 @pytest.mark.parametrize(
     "make_input, extra, fragment",
     [
         (lambda d: d / "missing.wav", [], "missing.wav: no such audio file"),
-        (lambda d: (d / "empty.wav").write_bytes(b"") or d / "empty.wav", [], "empty.wav: not a readable audio file"),
-        (lambda d: write_wav(d / "ok.wav", make_sine(0.5)), ["--emotion", "grumpy"], "unknown emotion 'grumpy'"),
+        (
+            lambda d: (d / "empty.wav").write_bytes(b"") or d / "empty.wav",
+            [],
+            "empty.wav: not a readable audio file",
+        ),
+        (
+            lambda d: write_wav(d / "ok.wav", make_sine(0.5)),
+            ["--emotion", "grumpy"],
+            "unknown emotion 'grumpy'",
+        ),
     ],
 )
-def test_bad_input_one_line_no_output(tmp_path, tiny_release_checkpoint, capsys, make_input, extra, fragment):
+def test_bad_input_one_line_no_output(
+    tmp_path, tiny_release_checkpoint, capsys, make_input, extra, fragment
+):
     wav = make_input(tmp_path)
     out = tmp_path / "never.json"
-    code = main(["bake", str(wav), "--checkpoint", str(tiny_release_checkpoint), "-o", str(out), *extra])
+    code = main(
+        ["bake", str(wav), "--checkpoint", str(tiny_release_checkpoint), "-o", str(out), *extra]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and fragment in err[-1] and "Traceback" not in "\n".join(err)
     assert not out.exists()

@@ -64,8 +64,13 @@ def tiny_ckpt(tmp_path_factory):
     from emoface_core.release_reference import ReleaseEmoFace, release_state_dict
 
     torch.manual_seed(7)
-    ref = ReleaseEmoFace(transformers.Wav2Vec2Config(**TINY_WAV2VEC2), d_model=64, nhead=4,
-                         num_layers=2, dim_feedforward=128).eval()
+    ref = ReleaseEmoFace(
+        transformers.Wav2Vec2Config(**TINY_WAV2VEC2),
+        d_model=64,
+        nhead=4,
+        num_layers=2,
+        dim_feedforward=128,
+    ).eval()
     torch.nn.init.normal_(ref.out_fn.weight, std=0.05)
     path = tmp_path_factory.mktemp("ckpt") / "tiny_release_model.pth"
     torch.save(release_state_dict(ref), path)
@@ -86,8 +91,8 @@ def voice(tmp_path):
     manifest = tmp_path / "lines.csv"
     manifest.write_text(
         "Audio,Emotion,Character,Output,Text\n"
-        "vo/guard/l01.wav,angry,guard,guard/l01,\"Halt, who goes there?\"\n"
-        "vo/guard/l02.wav,\"happy@0,sad@0.8\",guard,guard/l02,Oh.\n"
+        'vo/guard/l01.wav,angry,guard,guard/l01,"Halt, who goes there?"\n'
+        'vo/guard/l02.wav,"happy@0,sad@0.8",guard,guard/l02,Oh.\n'
         "vo/corrupt.wav,neutral,ghost,ghost/corrupt,...\n"
         "vo/empty.wav,neutral,ghost,ghost/empty,...\n"
         "vo/merchant/l01.wav,hap:0.5,merchant,merchant/l01,Welcome!\n"
@@ -112,7 +117,12 @@ def test_glob_matches_relative_to_its_fixed_prefix(voice):
 def test_csv_manifest_columns_aliases_and_relative_paths(voice):
     lines = load_manifest(voice / "lines.csv", emotion="sad")
     assert [ln.output for ln in lines] == [
-        "guard/l01", "guard/l02", "ghost/corrupt", "ghost/empty", "merchant/l01"]
+        "guard/l01",
+        "guard/l02",
+        "ghost/corrupt",
+        "ghost/empty",
+        "merchant/l01",
+    ]
     assert lines[0].audio == voice / "vo" / "guard" / "l01.wav"
     assert lines[1].emotion == "happy@0,sad@0.8" and lines[1].subject == "guard"
     assert lines[0].origin == f"{voice / 'lines.csv'}:2"
@@ -122,11 +132,11 @@ def test_csv_manifest_columns_aliases_and_relative_paths(voice):
 def test_manifest_row_problems_fail_only_their_line(tmp_path):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(
-        '# comment lines and blank lines are skipped\n\n'
+        "# comment lines and blank lines are skipped\n\n"
         '{"audio": "a.wav", "seed": 5, "emotion": "sad"}\n'
         '{"audio": "b.wav", "seed": "x"}\n'
         '{"file": "c.wav", "output": "../escape"}\n'
-        'not json\n'
+        "not json\n"
         '{"emotion": "happy"}\n'
         '["a", "list"]\n'
         '{"audio": "d.wav", "name": "a.json"}\n'
@@ -163,8 +173,13 @@ def test_bakes_good_lines_reports_bad_ones_then_skips_on_rerun(voice):
     lines = collect_lines([str(voice / "lines.csv")], seed=0)
     report = _run(lines, out, formats=("json", "txt"))
     status = {r.line.output: r.status for r in report.results}
-    assert status == {"guard/l01": "done", "guard/l02": "done", "ghost/corrupt": "failed",
-                      "ghost/empty": "failed", "merchant/l01": "done"}
+    assert status == {
+        "guard/l01": "done",
+        "guard/l02": "done",
+        "ghost/corrupt": "failed",
+        "ghost/empty": "failed",
+        "merchant/l01": "done",
+    }
     reasons = {r.line.output: r.reason for r in report.failed}
     assert "corrupt.wav: not a readable audio file" in reasons["ghost/corrupt"]
     assert "empty.wav" in reasons["ghost/empty"]
@@ -191,12 +206,17 @@ def test_rerun_redoes_only_what_changed(voice):
     # A newer audio file, a changed emotion, a deleted output, and a changed setting.
     wav = voice / "vo" / "guard" / "l01.wav"
     os.utime(wav, ns=(time.time_ns() + 10**9,) * 2)
-    changed = [ln if ln.output != "guard/l02" else BakeLine(ln.audio, ln.output, "fear", ln.subject)
-               for ln in lines]
+    changed = [
+        ln if ln.output != "guard/l02" else BakeLine(ln.audio, ln.output, "fear", ln.subject)
+        for ln in lines
+    ]
     (out / "merchant" / "l01.json").unlink()
     report = _run(changed, out)
     assert {r.line.output for r in report.results if r.status == "done"} == {
-        "guard/l01", "guard/l02", "merchant/l01"}
+        "guard/l01",
+        "guard/l02",
+        "merchant/l01",
+    }
     assert report.count("skipped") == 0
     # The same lines, now baked: all skipped; raw output is a different setting: all redone.
     assert _run(changed, out).count("skipped") == 3
@@ -263,8 +283,20 @@ def test_cli_folder_failure_names_the_file_once(tmp_path, capsys):
 
 def test_cli_manifest_exit_code_summary_and_report(voice, tiny_ckpt, capsys):
     out = voice / "out"
-    code = _cli("bake", voice / "lines.csv", "-o", out, "--checkpoint", tiny_ckpt,
-                "--format", "all", "--seed", "1", "--report", voice / "report.json")
+    code = _cli(
+        "bake",
+        voice / "lines.csv",
+        "-o",
+        out,
+        "--checkpoint",
+        tiny_ckpt,
+        "--format",
+        "all",
+        "--seed",
+        "1",
+        "--report",
+        voice / "report.json",
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "failed lines:" in err and "corrupt.wav: not a readable audio file" in err
@@ -276,8 +308,18 @@ def test_cli_manifest_exit_code_summary_and_report(voice, tiny_ckpt, capsys):
     assert report["counts"] == {"done": 3, "skipped": 0, "failed": 2}
     assert report["engine"] == "emoface"
 
-    code = _cli("bake", voice / "lines.csv", "-o", out, "--checkpoint", tiny_ckpt,
-                "--format", "all", "--seed", "1")
+    code = _cli(
+        "bake",
+        voice / "lines.csv",
+        "-o",
+        out,
+        "--checkpoint",
+        tiny_ckpt,
+        "--format",
+        "all",
+        "--seed",
+        "1",
+    )
     err = capsys.readouterr().err
     assert code == 1 and "3 line(s) up to date, skipped" in err
     assert (out / JOURNAL_NAME).is_file()
@@ -304,8 +346,13 @@ def test_two_workers_match_one(voice, tiny_ckpt):
     reports = {}
     for jobs in (1, 2):
         out = voice / f"out{jobs}"
-        settings = BatchSettings(output_dir=out, engine="emoface", checkpoint=str(tiny_ckpt),
-                                 device="cpu", formats=("txt",))
+        settings = BatchSettings(
+            output_dir=out,
+            engine="emoface",
+            checkpoint=str(tiny_ckpt),
+            device="cpu",
+            formats=("txt",),
+        )
         reports[jobs] = run_batch(lines, settings, jobs=jobs)
     for jobs, report in reports.items():
         statuses = [r.status for r in report.results]
@@ -322,11 +369,30 @@ def _spawn_bake(tmp_path, ckpt, n_lines, jobs=1):
     for i in range(n_lines):
         write_wav(vo / f"line{i:03d}.wav", make_sine(1.0, freq_hz=150 + i))
     out = tmp_path / "out"
-    args = ["bake", str(vo), "-o", str(out), "--checkpoint", str(ckpt), "--device", "cpu",
-            "--format", "all", "--jobs", str(jobs), "--no-progress"]
+    args = [
+        "bake",
+        str(vo),
+        "-o",
+        str(out),
+        "--checkpoint",
+        str(ckpt),
+        "--device",
+        "cpu",
+        "--format",
+        "all",
+        "--jobs",
+        str(jobs),
+        "--no-progress",
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return proc, args, out
 
 
@@ -412,4 +478,5 @@ def test_ray_runner_matches_local_workers(voice):
     assert ray_reasons == [r.reason for r in reports["local"].failed]
     for name in ("guard/l01", "guard/l02", "merchant/l01"):
         assert (voice / "ray" / f"{name}.json").read_text() == (
-            voice / "local" / f"{name}.json").read_text()
+            voice / "local" / f"{name}.json"
+        ).read_text()

@@ -54,8 +54,10 @@ def renderer():
 
 
 def test_jaw_opens_the_mouth(renderer):
-    inside = [_mask(renderer.render(pose(CTRL_C_jaw__translateY=j)), MOUTH_INSIDE).sum()
-              for j in (0.0, 0.3, 0.8)]
+    inside = [
+        _mask(renderer.render(pose(CTRL_C_jaw__translateY=j)), MOUTH_INSIDE).sum()
+        for j in (0.0, 0.3, 0.8)
+    ]
     assert inside[0] == 0 and 0 < inside[1] < inside[2]
     gaps = [face_shape(pose(CTRL_C_jaw__translateY=j)).mouth.gap for j in (0.0, 0.3, 0.8)]
     assert gaps[0] == 0 and gaps[0] < gaps[1] < gaps[2]
@@ -63,21 +65,36 @@ def test_jaw_opens_the_mouth(renderer):
 
 def test_lips_together_and_purse_against_the_jaw():
     open_ = face_shape(pose(CTRL_C_jaw__translateY=0.5)).mouth
-    sealed = face_shape(pose(CTRL_C_jaw__translateY=0.5, **both("mouth_lipsTogetherU", 1),
-                             **both("mouth_lipsTogetherD", 1))).mouth
+    sealed = face_shape(
+        pose(
+            CTRL_C_jaw__translateY=0.5,
+            **both("mouth_lipsTogetherU", 1),
+            **both("mouth_lipsTogetherD", 1),
+        )
+    ).mouth
     assert sealed.gap < 0.5 * open_.gap
     rest = face_shape(pose()).mouth
     pursed = face_shape(pose(**both("mouth_purseU", 1), **both("mouth_purseD", 1))).mouth
-    wide = face_shape(pose(CTRL_L_mouth_corner__translateX=1, CTRL_R_mouth_corner__translateX=1,
-                           **both("mouth_stretch", 1))).mouth
+    wide = face_shape(
+        pose(
+            CTRL_L_mouth_corner__translateX=1,
+            CTRL_R_mouth_corner__translateX=1,
+            **both("mouth_stretch", 1),
+        )
+    ).mouth
     assert pursed.width < rest.width < wide.width
     assert pursed.lip_thickness > rest.lip_thickness
 
 
 def test_corners_follow_smile_and_frown_on_the_right_side():
     rest = face_shape(pose()).mouth
-    smile = face_shape(pose(**both("mouth_cornerPull", 1), CTRL_L_mouth_corner__translateY=0.5,
-                            CTRL_R_mouth_corner__translateY=0.5)).mouth
+    smile = face_shape(
+        pose(
+            **both("mouth_cornerPull", 1),
+            CTRL_L_mouth_corner__translateY=0.5,
+            CTRL_R_mouth_corner__translateY=0.5,
+        )
+    ).mouth
     frown = face_shape(pose(**both("mouth_cornerDepress", 1))).mouth
     assert smile.left[1] > rest.left[1] > frown.left[1]
     assert smile.right[1] > rest.right[1] > frown.right[1]
@@ -154,9 +171,21 @@ def test_gif_frames_timing_and_motion(tmp_path):
 
 def _probe(path):
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-of", "json", "-show_entries", "format=duration",
-         "-show_entries", "stream=codec_type,codec_name,nb_frames,r_frame_rate", str(path)],
-        capture_output=True, text=True, check=True,
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-of",
+            "json",
+            "-show_entries",
+            "format=duration",
+            "-show_entries",
+            "stream=codec_type,codec_name,nb_frames,r_frame_rate",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -205,8 +234,19 @@ def test_cli_gif_and_errors(tmp_path, capsys):
     assert main(["preview", str(baked), "-o", str(tmp_path / "p.avi")]) == 1
     err = capsys.readouterr().err
     assert "unknown preview extension .avi" in err and "Traceback" not in err
-    assert main(["preview", str(baked), "-o", str(tmp_path / "p.mp4"), "--audio",
-                 str(tmp_path / "missing.wav")]) == 1
+    assert (
+        main(
+            [
+                "preview",
+                str(baked),
+                "-o",
+                str(tmp_path / "p.mp4"),
+                "--audio",
+                str(tmp_path / "missing.wav"),
+            ]
+        )
+        == 1
+    )
     assert "missing.wav: no such audio file" in capsys.readouterr().err
 
 

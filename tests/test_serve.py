@@ -66,9 +66,10 @@ def served():
     config = ServiceConfig(bind="tcp://127.0.0.1:*", zmq="tcp://127.0.0.1:*", blend_ms=100)
     with Service(config, engine) as service:
         service.serve_in_thread()
-        with MockReceiver("zmq", service.senders[0].address) as rx, ServiceClient(
-            service.endpoint, timeout_s=TIMEOUT_S
-        ) as client:
+        with (
+            MockReceiver("zmq", service.senders[0].address) as rx,
+            ServiceClient(service.endpoint, timeout_s=TIMEOUT_S) as client,
+        ):
             client.ping()
             time.sleep(0.3)  # let the SUB socket finish connecting before frame 0
             yield service, client, rx, engine
@@ -80,8 +81,7 @@ def _jaw(frames):
 
 def _frames_of(rx, subject, line_id=None):
     return [
-        f for f in rx.frames
-        if f.subject == subject and (line_id is None or f.line_id == line_id)
+        f for f in rx.frames if f.subject == subject and (line_id is None or f.line_id == line_id)
     ]
 
 
@@ -117,8 +117,10 @@ def test_two_subjects_speak_at_once(served, clips):
     assert ends["guard"].reason == EndReason.FINISHED
     assert ends["guard"].n_frames_sent == done[a["id"]]["frames_sent"]
     # Played concurrently, in real time: both lines overlap and each lasts about a second.
-    spans = {s: (_frames_of(rx, s)[0].t_received, _frames_of(rx, s)[-1].t_received)
-             for s in ("guard", "merchant")}
+    spans = {
+        s: (_frames_of(rx, s)[0].t_received, _frames_of(rx, s)[-1].t_received)
+        for s in ("guard", "merchant")
+    }
     assert max(s[0] for s in spans.values()) < min(s[1] for s in spans.values())
     for start, end in spans.values():
         assert 0.8 < end - start < 1.6
@@ -208,8 +210,9 @@ def test_busy_queue_and_failed_lines_are_reported(clips):
                 client.speak("merchant", clips["quiet"])
             client.wait(first["id"], TIMEOUT_S)
             assert client.speak("merchant", clips["quiet"])["queued"] == 0  # room again
-    with Service(ServiceConfig(bind="tcp://127.0.0.1:*", zmq="tcp://127.0.0.1:*"),
-                 BrokenEngine()) as service:
+    with Service(
+        ServiceConfig(bind="tcp://127.0.0.1:*", zmq="tcp://127.0.0.1:*"), BrokenEngine()
+    ) as service:
         service.serve_in_thread()
         with ServiceClient(service.endpoint, timeout_s=TIMEOUT_S) as client:
             line = client.wait(client.speak("guard", clips["quiet"])["id"], TIMEOUT_S)
@@ -224,21 +227,39 @@ BAD_REQUESTS = [
     (b"[1, 2]", "bad_request", "must be a JSON object"),
     (b'{"op": "dance"}', "bad_request", "op must be one of"),
     (b'{"op": "speak"}', "bad_request", "subject must be a non-empty string"),
-    (b'{"op": "speak", "subject": "no spaces!", "audio": "x.wav"}', "bad_request",
-     "subject must be"),
-    (b'{"op": "speak", "subject": "a", "audio": "x.wav", "emotoin": "sad"}', "bad_request",
-     "unknown field 'emotoin'"),
-    (b'{"op": "speak", "subject": "a", "emotion": "grumpy", "audio": "x.wav"}', "bad_request",
-     "unknown emotion 'grumpy'"),
-    (b'{"op": "speak", "subject": "a", "audio": "/no/such.wav"}', "bad_audio",
-     "no such audio file"),
+    (
+        b'{"op": "speak", "subject": "no spaces!", "audio": "x.wav"}',
+        "bad_request",
+        "subject must be",
+    ),
+    (
+        b'{"op": "speak", "subject": "a", "audio": "x.wav", "emotoin": "sad"}',
+        "bad_request",
+        "unknown field 'emotoin'",
+    ),
+    (
+        b'{"op": "speak", "subject": "a", "emotion": "grumpy", "audio": "x.wav"}',
+        "bad_request",
+        "unknown emotion 'grumpy'",
+    ),
+    (
+        b'{"op": "speak", "subject": "a", "audio": "/no/such.wav"}',
+        "bad_audio",
+        "no such audio file",
+    ),
     (b'{"op": "speak", "subject": "a", "audio_b64": "@@@"}', "bad_request", "not valid base64"),
-    (b'{"op": "speak", "subject": "a", "audio_b64": "' + base64.b64encode(b"RIFFjunk") + b'"}',
-     "bad_audio", "audio_b64: not a readable audio file"),
+    (
+        b'{"op": "speak", "subject": "a", "audio_b64": "' + base64.b64encode(b"RIFFjunk") + b'"}',
+        "bad_audio",
+        "audio_b64: not a readable audio file",
+    ),
     (b'{"op": "speak", "subject": "a"}', "bad_request", "exactly one of audio"),
     (b'{"op": "speak", "subject": "a", "audio": "x.wav", "seed": -1}', "bad_request", "seed must"),
-    (b'{"op": "speak", "subject": "a", "audio": "x.wav", "transports": ["osc"]}', "bad_request",
-     "transport 'osc' is not enabled"),
+    (
+        b'{"op": "speak", "subject": "a", "audio": "x.wav", "transports": ["osc"]}',
+        "bad_request",
+        "transport 'osc' is not enabled",
+    ),
     (b'{"op": "cancel"}', "bad_request", "exactly one of id, subject or all"),
     (b'{"op": "status", "id": 5}', "bad_request", "id must be a non-empty string"),
     (b'{"op": "bake", "audio": "x.wav", "format": "mp3"}', "bad_request", "format must be one of"),
@@ -310,16 +331,19 @@ def test_transport_selection_and_audio_bytes(clips):
     from bridge.receiver import MockReceiver as Rx
 
     with Rx("osc", "127.0.0.1:0") as osc_rx:
-        config = ServiceConfig(bind="tcp://127.0.0.1:*", zmq="tcp://127.0.0.1:*",
-                               osc=osc_rx.address)
+        config = ServiceConfig(
+            bind="tcp://127.0.0.1:*", zmq="tcp://127.0.0.1:*", osc=osc_rx.address
+        )
         with Service(config, FakeEngine()) as service:
             service.serve_in_thread()
-            with Rx("zmq", service.senders[0].address) as zmq_rx, ServiceClient(
-                service.endpoint, timeout_s=TIMEOUT_S
-            ) as client:
+            with (
+                Rx("zmq", service.senders[0].address) as zmq_rx,
+                ServiceClient(service.endpoint, timeout_s=TIMEOUT_S) as client,
+            ):
                 time.sleep(0.3)
-                line = client.speak("npc", clips["quiet"].read_bytes(), transports=["osc"],
-                                    raw=True)
+                line = client.speak(
+                    "npc", clips["quiet"].read_bytes(), transports=["osc"], raw=True
+                )
                 assert client.wait(line["id"], TIMEOUT_S)["state"] == "finished"
                 sent = client.status(line["id"])["line"]["frames_sent"]
                 assert sent >= 40, client.status(line["id"])
@@ -359,8 +383,19 @@ def _start_cli_service(tmp_path, *extra):
     from conftest import REPO_ROOT
 
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    cmd = [sys.executable, "-m", "bridge.cli", "serve", "--bind", "tcp://127.0.0.1:*",
-           "--zmq", "tcp://127.0.0.1:*", "--engine", "procedural", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bridge.cli",
+        "serve",
+        "--bind",
+        "tcp://127.0.0.1:*",
+        "--zmq",
+        "tcp://127.0.0.1:*",
+        "--engine",
+        "procedural",
+        *extra,
+    ]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     seen = []
@@ -407,8 +442,13 @@ def test_npc_dialogue_example_runs(tmp_path):
     from conftest import REPO_ROOT
 
     pytest.importorskip("emoface_core.procedural")
-    out = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "npc_dialogue.py")],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "examples" / "npc_dialogue.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert "merchant-2  interrupted" in out.stdout and "cancelled" in out.stdout
     assert " 0 gaps, 0 malformed" in out.stdout
