@@ -91,7 +91,8 @@ class RequestError(EmoFaceError, ValueError):
     """A request cannot be served; ``code`` is what the error reply says.
 
     Codes: ``bad_request`` (malformed or invalid fields), ``bad_audio`` (the audio cannot be
-    used), ``not_found`` (unknown line id), ``busy`` (the inference queue is full).
+    used), ``bad_output`` (a bake's output file cannot be written), ``not_found`` (unknown line id),
+    ``busy`` (the inference queue is full).
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -704,12 +705,17 @@ class Service:
                 "format": fmt,
             }
             if output is not None:
-                atomic_write(output, text)
+                try:
+                    atomic_write(output, text)
+                except OSError as e:  # the request's path, not the service, is at fault
+                    raise RequestError("bad_output", f"{output}: cannot write ({e})") from None
                 reply["path"] = str(Path(output).resolve())
             elif fmt == "json":
                 reply["animation"] = json.loads(text)
             else:
                 reply["text"] = text
+        except RequestError as e:
+            reply = _error(e.code, str(e))
         except (EmoFaceError, ValueError, OSError) as e:
             reply = _error("bad_request" if isinstance(e, ValueError) else "internal", str(e))
         except Exception as e:  # noqa: BLE001 - the reply must go out whatever happened

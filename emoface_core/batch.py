@@ -366,7 +366,11 @@ def load_manifest(path: str | Path, *, emotion: str = "neutral") -> list[BakeLin
     except (OSError, UnicodeDecodeError) as e:
         raise BatchError(f"{path}: cannot read manifest ({e})") from e
     rows = _jsonl_rows(path, text) if path.suffix.lower() != ".csv" else _csv_rows(path, text)
-    return [_line_from_row(path, number, row, emotion) for number, row in rows]
+    lines = [_line_from_row(path, number, row, emotion) for number, row in rows]
+    if not lines:  # reported as a failed line, like a folder without audio
+        problem = "the manifest lists no lines (only a header, blank lines or comments)"
+        return [BakeLine(path, path.stem, emotion, origin=str(path), problem=problem)]
+    return lines
 
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:

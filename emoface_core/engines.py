@@ -61,6 +61,8 @@ def load_engine(
     if name == "procedural":
         from emoface_core.procedural import ProceduralEngine
 
+        if device not in (None, "cpu"):
+            log.warning("the procedural engine runs on the CPU; --device %s is ignored", device)
         return ProceduralEngine(**options)  # type: ignore[arg-type]
     if path is None:
         raise ConfigError(

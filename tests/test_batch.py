@@ -267,6 +267,15 @@ def _cli(*argv):
     return main(list(map(str, argv)))
 
 
+@pytest.mark.parametrize("name, text", [("m.csv", "audio,emotion\n\n"), ("m.jsonl", "# none\n")])
+def test_empty_manifest_fails_instead_of_baking_nothing(tmp_path, capsys, name, text):
+    manifest = tmp_path / name
+    manifest.write_text(text)
+    code = _cli("bake", manifest, "-o", tmp_path / "out", "--engine", "procedural", "--no-progress")
+    assert code == 1
+    assert f"{manifest}: the manifest lists no lines" in capsys.readouterr().err
+
+
 def test_cli_folder_failure_names_the_file_once(tmp_path, capsys):
     (tmp_path / "vo").mkdir()
     write_wav(tmp_path / "vo" / "good.wav", make_sine(0.5))

@@ -366,6 +366,16 @@ def test_auto_engine_without_weights_is_procedural(monkeypatch, tmp_path):
     assert engines.load_engine("procedural", seed=5).describe()["seed"] == 5
 
 
+def test_a_gpu_request_for_the_procedural_engine_is_not_silently_dropped(caplog):
+    from emoface_core import engines
+
+    with caplog.at_level("WARNING"):
+        assert isinstance(engines.load_engine("procedural", device="cpu"), ProceduralEngine)
+        assert not caplog.records
+        assert isinstance(engines.load_engine("procedural", device="cuda"), ProceduralEngine)
+    assert "--device cuda is ignored" in caplog.text
+
+
 def test_bake_cli_with_the_procedural_engine(tmp_path, capsys):
     from bridge.cli import main
 

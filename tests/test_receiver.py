@@ -317,6 +317,17 @@ def test_receive_cli_records_count_frames_and_fails_on_timeout(tmp_path, capsys)
     assert "received 0 of 5 frames before the timeout" in capsys.readouterr().err
 
 
+def test_receive_cli_refuses_an_unwritable_recording_before_listening(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    out = tmp_path / "a_file" / "rec.json"
+    started = time.monotonic()
+    rc = main(["receive", "--osc", f"127.0.0.1:{_free_udp_port()}", "--timeout", "30",
+               "--out", str(out), "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc != 0 and time.monotonic() - started < 10  # did not wait for the 30 s timeout
+    assert f"{out}: cannot write there" in err and "receiving" not in err
+
+
 @pytest.mark.parametrize("flag, value", [("--timeout", "-1"), ("--timeout", "0"), ("--count", "0")])
 def test_receive_cli_rejects_non_positive_timeout_and_count(capsys, flag, value):
     # A negative --timeout used to be accepted and end the receiver at once, reporting success.

@@ -325,6 +325,11 @@ def test_bake_in_the_reply_or_to_a_file(served, clips, tmp_path):
     assert client.bake_animation(samples, raw=True).n_frames == 30  # numpy samples as bytes
     with pytest.raises(ServiceError, match="output .* must end in .json"):
         client.bake(clips["quiet"], output=tmp_path / "x.txt")
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(ServiceError, match="cannot write") as failure:
+        client.bake(clips["quiet"], output=tmp_path / "a_file" / "line.json")
+    assert failure.value.code == "bad_output"
+    assert client.request("ping")["ok"]  # the service carries on
 
 
 def test_transport_selection_and_audio_bytes(clips):

@@ -57,3 +57,27 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
     return value
+
+
+def check_output_location(path: str) -> None:
+    """Fail now, not after a long run, when ``path`` could not be written.
+
+    The nearest existing folder above it must be a writable folder (missing folders below it
+    are created when the file is written).
+
+    Raises:
+        ValueError: one line naming the file and the problem.
+    """
+    import os
+    from pathlib import Path
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ValueError(f"{path}: is a folder; give a file name")
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{path}: cannot write there ({folder} is not a folder)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: cannot write there (no permission in {folder})")

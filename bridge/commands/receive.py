@@ -8,7 +8,12 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from bridge.commands.common import HelpFormatter, positive_float, positive_int
+from bridge.commands.common import (
+    HelpFormatter,
+    check_output_location,
+    positive_float,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     from bridge.receiver import MockReceiver
@@ -75,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--count must be at least 1, but {args.count} is provided")
     if args.out and not args.out.endswith((".jsonl", ".json")):
         raise ValueError(f"{args.out}: recording must end in .jsonl or .json")
+    if args.out:
+        check_output_location(args.out)
     if args.osc is not None:
         transport, address = "osc", args.osc
     elif args.livelink is not None:
