@@ -573,11 +573,17 @@ def settings_fingerprint(settings: BatchSettings) -> dict[str, Any]:
             "digest": settings.mapping.digest,
             "n_targets": len(settings.mapping.names),
         }
+    procedural_data = None
+    if settings.engine == "procedural":
+        from emoface_core.procedural import data_fingerprint
+
+        procedural_data = data_fingerprint()
     return {
         "emoface": __version__,
         "json_format_version": JSON_FORMAT_VERSION,
         "engine": settings.engine,
         "checkpoint": checkpoint,
+        "procedural_data": procedural_data,
         "raw": settings.raw,
         "postprocess": asdict(settings.postprocess),
         "mapping": mapping,

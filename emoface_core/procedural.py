@@ -55,6 +55,32 @@ PROCEDURAL_VERSION = "1"
 POSES_ENV = "EMOFACE_POSES"  # path of an edited emotion_poses.yaml (used when none is passed)
 ARTICULATION_ENV = "EMOFACE_ARTICULATION"  # path of an edited articulation.yaml
 
+
+def data_fingerprint() -> dict[str, str]:
+    """Digests of the pose and articulation files an engine built now would read.
+
+    A batch bake hashes these into its up-to-date checks, so editing a pose file named by
+    ``$EMOFACE_POSES`` (or the packaged one, in a source checkout) re-bakes the lines it affects.
+    """
+    import hashlib
+    from importlib import resources
+
+    from emoface_core.procedural_data import ARTICULATION_FILE, POSES_FILE
+
+    digests = {}
+    for env, name in ((POSES_ENV, POSES_FILE), (ARTICULATION_ENV, ARTICULATION_FILE)):
+        override = os.environ.get(env)
+        try:
+            if override:
+                data = Path(override).read_bytes()
+            else:
+                data = resources.files("emoface_core").joinpath("data", name).read_bytes()
+            digests[name] = hashlib.sha256(data).hexdigest()[:16]
+        except OSError:
+            digests[name] = f"unreadable:{override}"  # the engine reports it when it loads
+    return digests
+
+
 # Per-frame values before context: activity, the five raw tracks, and loudness re the speaker.
 _RAW = ("activity", "open", "round", "spread", "fricative", "emphasis", "relative_db")
 _A, _O, _RO, _SP, _FR, _EM, _REL = range(len(_RAW))

@@ -223,6 +223,21 @@ def test_rerun_redoes_only_what_changed(voice):
     assert _run(changed, out, raw=True).count("done") == 3
 
 
+def test_editing_the_procedural_pose_file_rebakes(voice, monkeypatch):
+    from importlib import resources
+
+    out = voice / "out"
+    lines = collect_lines([str(voice / "lines.csv")])
+    assert _run(lines, out).count("done") == 3
+    poses = voice / "my_poses.yaml"
+    packaged = resources.files("emoface_core").joinpath("data", "emotion_poses.yaml")
+    poses.write_bytes(packaged.read_bytes())
+    monkeypatch.setenv("EMOFACE_POSES", str(poses))
+    assert _run(lines, out).count("skipped") == 3  # the same content: still up to date
+    poses.write_text(poses.read_text().replace("version:", "# tuned by an artist\nversion:", 1))
+    assert _run(lines, out).count("done") == 3
+
+
 def test_emotion_spec_is_checked_at_planning_and_canonicalised(voice):
     out = voice / "out"
     wav = voice / "vo" / "guard" / "l01.wav"
