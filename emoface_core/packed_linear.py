@@ -167,13 +167,12 @@ def unpack_linear_layers(model: nn.Module) -> int:
 
 
 def linear_from(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    """A stand-alone linear layer (packed when possible) over existing tensors.
+    """A stand-alone ``PackedLinear`` over existing tensors.
 
     For derived weights such as the folded per-frame attention. It shares the tensors and is
     registered nowhere, so it never shows up in a ``state_dict``.
     """
-    cls = PackedLinear if packing_available() else nn.Linear
-    layer = cls(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+    layer = PackedLinear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     layer.weight = nn.Parameter(weight, requires_grad=False)
     if bias is not None:
         layer.bias = nn.Parameter(bias, requires_grad=False)
