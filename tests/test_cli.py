@@ -48,3 +48,16 @@ def test_help_shows_only_meaningful_defaults(command, capsys):
     out = capsys.readouterr().out
     for noise in ("(default: None)", "(default: False)", "(default: [])"):
         assert noise not in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["receive"], ["bake"], ["live"], ["serve"], ["stream"], ["train"], ["unreal", "install"]],
+)
+def test_help_descriptions_are_wrapped_and_examples_kept(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    # Unindented prose fits the 100-column layout; indented lines (examples) are left as written.
+    too_long = [line for line in out.splitlines() if len(line) > 100 and not line.startswith(" ")]
+    assert not too_long

@@ -190,6 +190,9 @@ def test_cli_install_check_and_sync(project, capsys):
     out = capsys.readouterr().out
     assert "Installed EmoFace Bridge in" in out and "emoface stream line.wav --subject npc1" in out
     assert "MyGame.uproject" in out and "-run=pythonscript" in out
+    # The headless bake is a command to copy: one line, from the editor to the skeleton.
+    (command,) = [line for line in out.splitlines() if "-run=pythonscript" in line]
+    assert command.startswith("UnrealEditor-Cmd") and "--skeleton /Game/" in command
     assert main(["unreal", "check", str(project)]) == 0
     assert "EmoFace plugin OK: faceboard metahuman_faceboard" in capsys.readouterr().out
     (package(project) / "live.py").write_text("# edited by hand")

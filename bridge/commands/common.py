@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -10,6 +11,19 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
     def __init__(self, prog: str) -> None:
         super().__init__(prog, width=100)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        # Descriptions are written as one long line: wrap lines that do not fit. Epilogs are laid
+        # out by hand: their lines fit, and indented lines (examples, commands) stay as written.
+        lines = []
+        for line in text.splitlines():
+            if len(indent) + len(line) <= width or line.startswith(" "):
+                lines.append(indent + line)
+            else:
+                lines.extend(
+                    textwrap.wrap(line, width, initial_indent=indent, subsequent_indent=indent)
+                )
+        return "\n".join(lines)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         # Only defaults that say something: not None/False/[], not already in the help text.

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from bridge.commands.common import HelpFormatter
 
-NEXT_STEPS = """\
+NEXT_STEPS = (
+    """\
 Next, in Unreal Editor 5.4-5.6:
   1. Open {uproject_name}. The plugin is enabled by default (Edit > Plugins > "EmoFace Bridge");
      it turns on Python Editor Script Plugin, Editor Scripting Utilities, Sequencer Scripting,
@@ -21,9 +22,13 @@ Next, in Unreal Editor 5.4-5.6:
      needed in the editor. For OSC choose transport "osc" and run:
      emoface stream line.wav --subject npc1 --osc 127.0.0.1:9000)
 Bake a folder of .json/.txt files: EmoFace > Bake files into assets..., or headless (one line):
-  UnrealEditor-Cmd "{uproject}" -run=pythonscript -script="{bake_script} --input DIR
-    --anim-only --skeleton /Game/MetaHumans/Common/Face/Face_Archetype_Skeleton"
-See docs/unreal.md for the Level Sequence bake and the Live Link Face route."""
+"""
+    + (  # a command to copy, so printed on one line
+        'UnrealEditor-Cmd "{uproject}" -run=pythonscript -script="{bake_script} --input DIR '
+        '--anim-only --skeleton /Game/MetaHumans/Common/Face/Face_Archetype_Skeleton"\n'
+        "See docs/unreal.md for the Level Sequence bake and the Live Link Face route."
+    )
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
