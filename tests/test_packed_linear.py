@@ -128,3 +128,23 @@ def test_switch_off_by_environment():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+@needs_packing
+def test_a_failing_packed_kernel_falls_back_for_good(monkeypatch, caplog):
+    import emoface_core.packed_linear as packed_linear
+
+    layer = _packed(16, 8)
+    x = torch.randn(4, 16)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("oneDNN: unsupported shape")
+
+    monkeypatch.setattr(packed_linear, "_available", True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", broken)
+    with torch.inference_mode(), caplog.at_level("WARNING"):
+        y = layer(x)
+        assert _close(y, F.linear(x, layer.weight, layer.bias))
+        assert not packing_available() and "using plain F.linear" in caplog.text
+        assert _close(layer(x), y)  # no second attempt, no second warning
+    assert caplog.text.count("failed") == 1
