@@ -47,7 +47,7 @@ changing the emotion while running:
 latency: a frame leaves about (lookahead + hop) frames plus one network call after its audio;
   see docs/realtime.md for the trade-offs and measured figures. On a 2-core CPU the network's
   defaults give p99 about 305-330 ms; --hop-frames 4 --lookahead-frames 5
-  --smooth-lookahead-frames 5 about 245-265 ms (float32). The procedural engine waits
+  --smooth-lookahead-frames 5 about 235-265 ms (float32). The procedural engine waits
   116 ms for its coarticulation; --procedural-lookahead-frames 0 --chunk-ms 10 brings frames
   out about 45 ms after their audio (no anticipation, a little less smoothing).
 
