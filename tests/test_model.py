@@ -102,6 +102,20 @@ def test_chunked_matches_whole_clip():
     )
 
 
+@pytest.mark.parametrize("n_samples", [16_000, 16_000 + 37, 3 * 16_000 + 219])
+def test_conv_stack_in_blocks_equals_one_pass(n_samples):
+    # Blocks start on whole output strides and share the whole input's GroupNorm statistics,
+    # so the frames are the one-pass frames (up to float rounding), none lost at the seams.
+    model = tiny_model("per_frame")
+    x = torch.from_numpy(normalize(make_sine(n_samples / 16_000, freq_hz=230)))[None]
+    with torch.inference_mode():
+        whole = model.conv_features(x, block_frames=0)
+        blocked = model.conv_features(x, block_frames=7)
+    assert whole.shape[-1] == model.conv_output_length(n_samples) > 7 * 50
+    assert blocked.shape == whole.shape
+    assert torch.allclose(blocked, whole, rtol=1e-4, atol=1e-5 * float(whole.abs().max()))
+
+
 def test_long_audio_memory_is_bounded_by_window():
     model = tiny_model("per_frame")
     audio = Audio(make_sine(30.0))
