@@ -114,6 +114,14 @@ def test_conv_stack_in_blocks_equals_one_pass(n_samples):
     assert whole.shape[-1] == model.conv_output_length(n_samples) > 7 * 50
     assert blocked.shape == whole.shape
     assert torch.allclose(blocked, whole, rtol=1e-4, atol=1e-5 * float(whole.abs().max()))
+    # Two inputs at once keep their own statistics (the single-input path folds them into the
+    # first layer's kernels instead): each row equals that input on its own.
+    pair = torch.cat([x, 0.3 * x.flip(-1)])
+    with torch.inference_mode():
+        rows = model.conv_features(pair, block_frames=7)
+        second = model.conv_features(pair[1:], block_frames=0)
+    assert torch.allclose(rows[:1], whole, rtol=1e-4, atol=1e-5 * float(whole.abs().max()))
+    assert torch.allclose(rows[1:], second, rtol=1e-4, atol=1e-5 * float(second.abs().max()))
 
 
 def test_long_audio_memory_is_bounded_by_window():
@@ -160,3 +168,20 @@ def test_bake_cli_shapes_for_sample_rates(tmp_path, tiny_release_checkpoint):
         )
         values = np.loadtxt(out, delimiter=",")
         assert values.shape == (66, 174)
+
+
+def test_long_clips_run_in_row_blocks_with_the_same_result(monkeypatch):
+    import copy
+
+    from emoface_core import model as model_module
+
+    model = tiny_model("per_frame")
+    assert type(model.audio_encoder.encoder.layers[0].feed_forward).__name__ == (
+        "RowBlockedFeedForward"
+    )
+    audio, timeline = Audio(make_sine(2.0, freq_hz=190)), EmotionTimeline.constant("fear")
+    whole = animate(model, audio, timeline)  # 120 frames: one block
+    monkeypatch.setattr(model_module, "ROW_BLOCK", 37)  # rows split unevenly, decoder too
+    assert np.allclose(animate(model, audio, timeline), whole, atol=1e-5)
+    twin = copy.deepcopy(model)  # class swaps survive copies
+    assert np.allclose(animate(twin, audio, timeline), whole, atol=1e-5)
