@@ -5,7 +5,7 @@ layout on every call. oneDNN (bundled with PyTorch's CPU builds) can reorder a w
 the blocked layout its kernels read, after which each call is a plain float32 GEMM on that
 layout: same products and sums, only their order differs (float rounding, about 1e-6 relative).
 On this project's 2-core CPU a layer of the full-size network runs 2-3x faster for the few rows
-of a streaming step, where reading weights is the bottleneck, and about 1.15x faster for
+of a streaming step, where reading weights is the bottleneck, and 1.1-1.2x faster for
 whole-clip inference (``benchmarks/bench_inference.py``, ``benchmarks/bench_realtime.py``).
 
 ``PackedLinear`` is an ``nn.Linear`` subclass: same parameters, same ``state_dict``, same
