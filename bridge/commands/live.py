@@ -11,7 +11,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridge.commands.bake import add_engine_arguments, build_engine
-from bridge.commands.common import HelpFormatter
+from bridge.commands.common import (
+    HelpFormatter,
+    non_negative_float,
+    non_negative_int,
+    port,
+    positive_float,
+    positive_int,
+)
 from bridge.commands.stream import DEFAULT_SUBJECT, add_transport_arguments, build_outputs
 from emoface_core.audio import FPS
 
@@ -75,12 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--subject", default=DEFAULT_SUBJECT, help="subject (NPC) name")
     add_transport_arguments(p)
     pcm = p.add_argument_group("raw PCM input (stdin, zmq, udp; rate and channels also for mic)")
-    pcm.add_argument("--sample-rate", type=_positive_int, default=16000, help="Hz")
-    pcm.add_argument("--channels", type=_positive_int, default=1, help="interleaved channels")
+    pcm.add_argument("--sample-rate", type=positive_int, default=16000, help="Hz")
+    pcm.add_argument("--channels", type=positive_int, default=1, help="interleaved channels")
     pcm.add_argument(
         "--sample-format", default="s16le", choices=("s16le", "s32le", "f32le"), help="encoding"
     )
-    pcm.add_argument("--chunk-ms", type=_positive_float, default=20.0, help="read size")
+    pcm.add_argument("--chunk-ms", type=positive_float, default=20.0, help="read size")
     pcm.add_argument(
         "--no-realtime",
         action="store_true",
@@ -88,14 +95,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     pcm.add_argument(
         "--idle-timeout-s",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="udp source: end after this long without a datagram",
     )
     net = p.add_argument_group("streaming inference")
     net.add_argument(
         "--lookahead-frames",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=None,
         help="network: future audio a frame waits for (default 7 = 117 ms)",
     )
@@ -107,14 +114,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "116 ms latency; 0: 16 ms, mouth no longer anticipates the sound)",
     )
     net.add_argument(
-        "--hop-frames", type=_positive_int, default=6, help="frames made final per network call"
+        "--hop-frames", type=positive_int, default=6, help="frames made final per network call"
     )
     net.add_argument(
-        "--context-frames", type=_non_negative_int, default=120, help="past frames attended to"
+        "--context-frames", type=non_negative_int, default=120, help="past frames attended to"
     )
     net.add_argument(
         "--smooth-lookahead-frames",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=None,
         help="Savitzky-Golay lookahead (default 7 = exact; fewer cut latency, smooth less)",
     )
@@ -137,7 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("off", "int8"),
         help="CPU fast mode for the network: int8 Linear layers (see docs/realtime.md)",
     )
-    net.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    net.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument(
         "--raw", action="store_true", help="engine output only: no smoothing, blinks or gaze"
     )
@@ -145,27 +152,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ctl = p.add_argument_group("control")
     ctl.add_argument(
         "--control-port",
-        type=_port,
+        type=port,
         default=None,
         help="listen for UDP text commands ('emotion SPEC', 'quit') on 127.0.0.1:PORT",
     )
     ctl.add_argument("--no-keys", action="store_true", help="ignore the keyboard")
     ctl.add_argument(
         "--gap-timeout-ms",
-        type=_positive_float,
+        type=positive_float,
         default=200.0,
         help="a real-time source silent this long is a gap: silence fills it, the face relaxes",
     )
     ctl.add_argument(
         "--playout-ms",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=None,
         help="send each frame this long after its audio was captured, at a steady 60 fps "
         "(0: as soon as computed, in bursts; default: the stream's latency plus a compute margin)",
     )
     ctl.add_argument(
         "--start-delay-s",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=0.3,
         help="wait after opening sockets so subscribers can connect before audio is read",
     )
@@ -395,45 +402,10 @@ def _print_summary(
         )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def _procedural_lookahead(text: str) -> int:
     from emoface_core.procedural import LOOKAHEAD_FRAMES
 
     value = int(text)
     if not 0 <= value <= LOOKAHEAD_FRAMES:
         raise argparse.ArgumentTypeError(f"must be between 0 and {LOOKAHEAD_FRAMES}, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
     return value
