@@ -51,23 +51,24 @@ from emoface_core.errors import ConfigError
 from emoface_core.procedural_data import N_TRACKS, TRACKS, load_procedural_data
 from emoface_core.speech_features import HALF_WINDOW, FeatureStream, FrameFeatures
 
-PROCEDURAL_VERSION = "1"
+PROCEDURAL_VERSION = "2"  # bump when the same audio gives other frames (batch re-bakes)
 POSES_ENV = "EMOFACE_POSES"  # path of an edited emotion_poses.yaml (used when none is passed)
 ARTICULATION_ENV = "EMOFACE_ARTICULATION"  # path of an edited articulation.yaml
 
 
 def data_fingerprint() -> dict[str, str]:
-    """Digests of the pose and articulation files an engine built now would read.
+    """The engine's version and digests of the pose and articulation files it would read now.
 
     A batch bake hashes these into its up-to-date checks, so editing a pose file named by
-    ``$EMOFACE_POSES`` (or the packaged one, in a source checkout) re-bakes the lines it affects.
+    ``$EMOFACE_POSES`` (or the packaged one, in a source checkout) or a new engine version
+    re-bakes the lines it affects.
     """
     import hashlib
     from importlib import resources
 
     from emoface_core.procedural_data import ARTICULATION_FILE, POSES_FILE
 
-    digests = {}
+    digests = {"engine_version": PROCEDURAL_VERSION}
     for env, name in ((POSES_ENV, POSES_FILE), (ARTICULATION_ENV, ARTICULATION_FILE)):
         override = os.environ.get(env)
         try:
@@ -395,7 +396,8 @@ def _shape_tracks(raw: np.ndarray, start: int, n: int, co: _Coarticulation) -> n
     tracks[:, TRACKS.index("spread")] = _fir(raw[:, _SP], start, n, taps["lips"])
     tracks[:, TRACKS.index("fricative")] = _fir(raw[:, _FR], start, n, taps["fricative"])
     tracks[:, TRACKS.index("emphasis")] = _fir(raw[:, _EM], start, n, taps["emphasis"])
-    tracks[:, TRACKS.index("speaking")] = activity
+    # Speech nearby, held over the gaps between words, so the pose's speech_yields do not pump.
+    tracks[:, TRACKS.index("speaking")] = near
     return np.clip(tracks, 0.0, 1.0)
 
 

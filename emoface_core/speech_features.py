@@ -29,6 +29,11 @@ PRE_EMPHASIS = 0.97  # tilts the spectrum up 6 dB/octave so LPC fits the upper f
 PITCH_MIN_HZ = 70.0
 PITCH_MAX_HZ = 400.0
 FLOOR_DB = -100.0  # loudness of digital silence (dB re full scale)
+F2_MIN_GAP_HZ = 250.0  # F2 is the next envelope peak at least this far above F1
+F2_MAX_HZ = 3000.0  # F2 of adult speech stays below this (front vowels of high voices reach ~2.8k)
+# A vowel's F2 is at most ~15-20 dB weaker than its F1 (in the pre-emphasised envelope); a peak
+# this much weaker is a faint F3 above merged F1 and F2 (u, o).
+F2_MAX_DROP_DB = 25.0
 
 _FREQS_HZ = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)  # 513 bins, 15.6 Hz apart
 _LAG_MIN = int(SAMPLE_RATE / PITCH_MAX_HZ)  # 40 samples
@@ -64,7 +69,8 @@ class FrameFeatures:
         voicing: peak of the normalised autocorrelation in the pitch range, 0 (noise) .. 1.
         pitch_hz: fundamental frequency at that peak (meaningful only where voiced).
         f1_hz: first formant: the lowest LPC envelope peak above 150 Hz.
-        f2_hz: second formant: the next envelope peak at least 250 Hz above F1.
+        f2_hz: second formant: the next envelope peak at least 250 Hz above F1 (just above F1
+            where the two merge, see ``_formants``).
         centroid_hz: centre of gravity of the envelope power between 150 and 4000 Hz.
         hf_ratio: share of the power above 3.5 kHz (frication: s, sh, f, breath).
     """
@@ -155,19 +161,33 @@ def _lpc_envelope_db(spectrum: np.ndarray) -> np.ndarray:
 
 
 def _formants(envelope_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """F1 and F2 from the first two envelope peaks above 150 Hz (F2 >= F1 + 250 Hz)."""
+    """F1 and F2 from the first two envelope peaks above 150 Hz (F2 >= F1 + 250 Hz).
+
+    In back rounded vowels (u, o) F2 sits so close to F1 that the envelope shows one peak, and
+    the lips' low-pass leaves nothing above it but a faint F3. A second peak above
+    ``F2_MAX_HZ`` or more than ``F2_MAX_DROP_DB`` below F1 is therefore not taken for F2: the
+    two formants are merged, and F2 is reported just above F1 (``F2_MIN_GAP_HZ``).
+    """
     band = (_FREQS_HZ >= 150.0) & (_FREQS_HZ <= 4000.0)
     env = envelope_db[:, band]
     freqs = _FREQS_HZ[band]
+    rows = np.arange(env.shape[0])
     peak = np.zeros(env.shape, dtype=bool)
     peak[:, 1:-1] = (env[:, 1:-1] > env[:, :-2]) & (env[:, 1:-1] >= env[:, 2:])
     has_first = peak.any(axis=1)
     first = np.argmax(peak, axis=1)
     f1 = np.where(has_first, _interpolate_peak(env, freqs, first), 500.0)
-    later = peak & (freqs[None, :] >= f1[:, None] + 250.0)
+    later = peak & (freqs[None, :] >= f1[:, None] + F2_MIN_GAP_HZ)
     has_second = later.any(axis=1)
     second = np.argmax(later, axis=1)
     f2 = np.where(has_second, _interpolate_peak(env, freqs, second), 1500.0)
+    merged = (
+        has_first
+        & has_second
+        & ((f2 > F2_MAX_HZ) | (env[rows, first] - env[rows, second] > F2_MAX_DROP_DB))
+    )
+    merged |= has_first & ~has_second
+    f2 = np.where(merged, f1 + F2_MIN_GAP_HZ, f2)
     return f1, f2
 
 

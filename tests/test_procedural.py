@@ -46,11 +46,16 @@ def _resonator(x: np.ndarray, freq_hz: float, bandwidth_hz: float) -> np.ndarray
 
 
 def make_vowel(kind: str, duration_s: float, f0_hz: float = 120.0, level: float = 0.3):
-    """A formant-synthesised vowel: a glottal pulse train through three resonators."""
+    """A formant-synthesised vowel ('a', 'i', 'u'): see ``_vowel_of``."""
+    return _vowel_of(VOWELS[kind], duration_s, f0_hz, level)
+
+
+def _vowel_of(formants_hz, duration_s: float, f0_hz: float = 120.0, level: float = 0.3):
+    """A glottal pulse train through three resonators at ``formants_hz`` (F1, F2, F3)."""
     n = int(duration_s * SAMPLE_RATE)
     phase = np.cumsum(np.full(n, f0_hz / SAMPLE_RATE))
     y = lfilter([1.0], [1.0, -0.97], np.diff(np.floor(phase), prepend=0.0))
-    for freq, bw in zip(VOWELS[kind], (80, 100, 150)):
+    for freq, bw in zip(formants_hz, (80, 100, 150)):
         y = _resonator(y, freq, bw)
     y = y / np.abs(y).max() * level
     ramp = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / 160)
@@ -140,6 +145,16 @@ def test_vowel_quality_shapes_the_lips(still):
     assert i[STRETCH] > 0.15 and i[STRETCH] > 3 * u[STRETCH]
 
 
+def test_rounded_vowel_with_merged_first_formants_rounds_the_lips(still):
+    # In u and o, F1 and F2 can sit so close that the envelope shows one peak, with only a faint
+    # F3 above: that faint peak is not F2 (taking it for F2 spread the lips of every such "u").
+    quarter = np.zeros(SAMPLE_RATE // 4)
+    x = np.concatenate([quarter, _vowel_of((350, 550, 2400), 0.5), quarter])
+    u = _run(still, x + 1e-4 * np.random.default_rng(0).standard_normal(x.size))
+    u = u[frames_of(0.25, 0.75)].mean(axis=0)
+    assert u[PURSE] > 0.2 and u[STRETCH] < 0.05
+
+
 def test_lips_close_in_a_short_gap_between_syllables(still):
     out = _run(still, utterance(("_", 0.4), ("a", 0.3), ("_", 0.08), ("a", 0.3), ("_", 0.4)))
     gap = slice(int(0.7 * FPS) + 1, int(0.78 * FPS) + 1)
@@ -220,6 +235,18 @@ def test_emotion_modulates_articulation(still):
     x = utterance(("_", 0.3), ("a", 0.4), ("_", 0.1), ("a", 0.4), ("_", 0.3))
     jaw = {e: _run(still, x, e)[:, JAW_OPEN].max() for e in ("angry", "neutral", "sad")}
     assert jaw["angry"] > jaw["neutral"] + 0.03 > jaw["sad"] + 0.06
+
+
+def test_pose_yielding_to_speech_does_not_pump_back_in_a_short_gap(still):
+    # Angry lips tighten in silence and give way while talking; a 0.1 s gap between words is
+    # still speech, so the tightening must not flick back there (it returns after the phrase).
+    tighten = _ch("CTRL_L_mouth_tightenU-translateY")
+    out = _run(
+        still, utterance(("_", 0.5), ("a", 0.4), ("_", 0.1), ("a", 0.4), ("_", 1.0)), "angry"
+    )
+    gap, vowel, after = out[55:60, tighten], out[frames_of(0.5, 0.9), tighten], out[-20:, tighten]
+    assert vowel.max() < 0.3 * after.mean()
+    assert gap.max() < 0.6 * after.mean()
 
 
 def test_outputs_stay_in_range(still):
@@ -335,6 +362,15 @@ def test_bad_data_file_lists_every_problem(tmp_path):
         ProceduralEngine(articulation_path=tmp_path / "v2.yaml")
     with pytest.raises(ConfigError, match="speech_gain"):
         ProceduralEngine(speech_gain=-1)
+
+
+def test_batch_fingerprint_follows_the_engine_version(monkeypatch):
+    # A new engine version gives other frames for the same audio: batch bakes must redo them.
+    import emoface_core.procedural as procedural
+
+    before = procedural.data_fingerprint()
+    monkeypatch.setattr(procedural, "PROCEDURAL_VERSION", procedural.PROCEDURAL_VERSION + ".next")
+    assert procedural.data_fingerprint() != before
 
 
 def test_edited_pose_file_changes_the_face(tmp_path, monkeypatch):
