@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.serve",
     "bridge.commands.unreal",
     "bridge.commands.live",
+    "bridge.commands.distill",
 )
 
 
