@@ -79,10 +79,18 @@ def run(args: argparse.Namespace) -> int:
             skipped += 1
             continue
         try:
-            audios.append(load_audio(line.audio))
+            audio = load_audio(line.audio)
         except (ValueError, OSError) as e:
             print(f"emoface: skipped {str(e).splitlines()[0]}", file=sys.stderr)
             skipped += 1
+            continue
+        if audio.n_frames < 1:
+            print(
+                f"emoface: skipped {line.audio}: shorter than one frame (1/60 s)", file=sys.stderr
+            )
+            skipped += 1
+            continue
+        audios.append(audio)
     if not audios:
         raise ValueError("no usable audio among the inputs; nothing to distil")
     teacher = load_engine("emoface", checkpoint=args.checkpoint, device=args.device)
