@@ -1,5 +1,6 @@
 """Distilling the procedural engine's poses from a teacher engine (``emoface distill-poses``)."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def test_distilled_poses_give_the_teachers_mean_face(distilled, speech):
     assert distilled.n_clips == 3 and distilled.n_frames == sum(a.n_frames for a in speech)
     assert (distilled.error_after < 0.2 * distilled.error_before).all()
     engine = ProceduralEngine()
-    engine.data = type(engine.data)(**{**engine.data.__dict__, "poses": distilled.poses})
+    engine.data = dataclasses.replace(engine.data, poses=distilled.poses)
     fitted = np.ones(N_CONTROLLERS, dtype=bool)
     fitted[[GAZE_X, GAZE_Y]] = False
     for e, name in enumerate(EMOTIONS):
