@@ -1,7 +1,7 @@
 """Batch bake throughput: lines per minute and audio seconds per wall second, 1 and 2 workers.
 
 Bakes the same set of lines (the example speech clips, repeated) with each engine and worker
-count through ``emoface_core.batch.run_batch``, the code path of ``emoface bake DIR -o OUT``,
+count through ``bridge.bake.run.run_batch``, the code path of ``emoface bake DIR -o OUT``,
 writing JSON outputs into a temporary folder (``force=True``, so nothing is skipped).
 
 * ``procedural``: the default engine (no weights).
@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from emoface_core.batch import BakeLine, BatchSettings, run_batch  # noqa: E402
+from bridge.bake.run import BakeLine, BatchSettings, run_batch  # noqa: E402
 
 CLIPS = sorted((REPO / "examples" / "audio").glob("*.wav"))
 
@@ -39,7 +39,7 @@ def full_size_checkpoint(folder: Path) -> Path:
     import torch
     from transformers import Wav2Vec2Config
 
-    from emoface_core.release_reference import ReleaseEmoFace, release_state_dict
+    from emoface_core.testing.release_reference import ReleaseEmoFace, release_state_dict
 
     torch.manual_seed(0)
     model = ReleaseEmoFace(Wav2Vec2Config()).eval()

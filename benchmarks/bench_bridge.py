@@ -38,13 +38,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bridge.livelink import LiveLinkEncoder, LiveLinkSender  # noqa: E402
 from bridge.mapping import load_mapping  # noqa: E402
-from bridge.osc_transport import FrameTemplate, OscSender  # noqa: E402
-from bridge.pacing import FakeClock, FrameClock  # noqa: E402
 from bridge.protocol import Frame, FrameEncoder, decode  # noqa: E402
-from bridge.streamer import ClipPlayer, Output, SubjectStream  # noqa: E402
-from bridge.zmq_transport import ZmqSender  # noqa: E402
+from bridge.runtime.clock import FakeClock, FrameClock  # noqa: E402
+from bridge.runtime.subject import ClipPlayer, Output, SubjectStream  # noqa: E402
+from bridge.transports.livelink import LiveLinkEncoder, LiveLinkSender  # noqa: E402
+from bridge.transports.osc import FrameTemplate, OscSender  # noqa: E402
+from bridge.transports.zmq import ZmqSender  # noqa: E402
 
 FPS = 60
 TEN_MINUTES_FRAMES = 10 * 60 * FPS

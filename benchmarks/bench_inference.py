@@ -2,9 +2,10 @@
 
 Compares, in one process and on the same inputs:
 
-* ``emoface``: ``emoface_core.inference.animate`` on a released-layout checkpoint loaded by
+* ``emoface``: ``emoface_core.engines.neural.inference.animate`` on a released-layout checkpoint
+  loaded by
   ``load_model`` (per-frame decoder with folded attention, SDPA in wav2vec2, Linear weights
-  prepacked for oneDNN: ``emoface_core.packed_linear``);
+  prepacked for oneDNN: ``emoface_core.engines.neural.packed_linear``);
 * ``emoface-plain``: the same without the prepacked weights (plain ``F.linear``);
 * ``release``: the release network as the authors ran it in 2023 (``ReleaseEmoFace``, transformers
   eager attention, the only kind wav2vec2 had then), plain fp32 forward;
@@ -34,11 +35,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emoface_core.audio import Audio, normalize  # noqa: E402
-from emoface_core.checkpoint import load_model  # noqa: E402
 from emoface_core.emotion import EmotionTimeline  # noqa: E402
-from emoface_core.inference import animate  # noqa: E402
-from emoface_core.packed_linear import packing_disabled  # noqa: E402
-from emoface_core.release_reference import ReleaseEmoFace, release_state_dict  # noqa: E402
+from emoface_core.engines.neural.checkpoint import load_model  # noqa: E402
+from emoface_core.engines.neural.inference import animate  # noqa: E402
+from emoface_core.engines.neural.packed_linear import packing_disabled  # noqa: E402
+from emoface_core.testing.release_reference import ReleaseEmoFace, release_state_dict  # noqa: E402
 
 EMOTION = 0  # angry
 

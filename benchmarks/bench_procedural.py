@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from emoface_core.audio import SAMPLE_RATE, Audio
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.procedural import ProceduralEngine
+    from emoface_core.engines.procedural.engine import ProceduralEngine
 
     pinning = _pin_one_core()
     samples = _speech(args.seconds)

@@ -68,8 +68,8 @@ def full_size_engine():  # noqa: ANN201
     import torch
     from transformers import Wav2Vec2Config
 
-    from emoface_core.neural import NeuralEngine
-    from emoface_core.release_reference import ReleaseEmoFace, release_state_dict
+    from emoface_core.engines.neural.engine import NeuralEngine
+    from emoface_core.testing.release_reference import ReleaseEmoFace, release_state_dict
 
     torch.manual_seed(0)
     ref = ReleaseEmoFace(Wav2Vec2Config()).eval()
@@ -84,8 +84,8 @@ def full_size_engine():  # noqa: ANN201
 
 
 def fast_engine(engine):  # noqa: ANN001, ANN201
-    from emoface_core.fastmode import fast_model
-    from emoface_core.neural import NeuralEngine
+    from emoface_core.engines.neural.engine import NeuralEngine
+    from emoface_core.engines.neural.fastmode import fast_model
 
     return NeuralEngine(fast_model(engine.model, "int8"), precision="fp32")
 
@@ -94,9 +94,9 @@ def release_geometry_tiny_engine():  # noqa: ANN201
     """A tiny network with wav2vec2-base's conv geometry: same timing, instant compute."""
     import torch
 
-    from emoface_core.config import ModelConfig
-    from emoface_core.model import EmoFaceModel
-    from emoface_core.neural import NeuralEngine
+    from emoface_core.engines.neural.config import ModelConfig
+    from emoface_core.engines.neural.engine import NeuralEngine
+    from emoface_core.engines.neural.model import EmoFaceModel
 
     torch.manual_seed(0)
     w2v = dict(
@@ -178,7 +178,7 @@ def configs() -> dict:
 
 
 def section_tradeoff(args: argparse.Namespace, engines: dict) -> None:
-    from emoface_core.engine import animate_audio
+    from emoface_core.engines.base import animate_audio
     from emoface_core.streaming import Streamer
 
     x = speech(8.0 if args.quick else None)
@@ -244,10 +244,10 @@ def section_e2e(args: argparse.Namespace, engines: dict) -> None:
 
     from bridge.commands.live import PLAYOUT_SWITCH_INTERVAL_S
     from bridge.mapping import load_mapping
-    from bridge.streamer import Output, SubjectStream
-    from bridge.zmq_transport import ZmqSender
-    from emoface_core.procedural import ProceduralEngine
-    from emoface_core.sources import FileSource
+    from bridge.runtime.subject import Output, SubjectStream
+    from bridge.sources import FileSource
+    from bridge.transports.zmq import ZmqSender
+    from emoface_core.engines.procedural.engine import ProceduralEngine
     from emoface_core.streaming import LiveRunner, StreamConfig, Streamer
 
     duration_s = 6.0 if args.quick else args.e2e_seconds

@@ -29,7 +29,7 @@ from emoface_unreal import baked, bakeplan, controls, osc, protocol, rigmap  # n
 
 from bridge import protocol as bp  # noqa: E402
 from bridge.mapping import load_mapping  # noqa: E402
-from bridge.osc_transport import encode_frame_bundle, schema_message  # noqa: E402
+from bridge.transports.osc import encode_frame_bundle, schema_message  # noqa: E402
 from emoface_core.animation import Animation  # noqa: E402
 from emoface_core.controllers import CONTROLLER_NAMES  # noqa: E402
 from emoface_core.formats import JsonWriter  # noqa: E402
@@ -40,8 +40,8 @@ N_REPEAT = 2000
 def realistic_clip() -> np.ndarray:
     from emoface_core.audio import load_audio
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.engine import animate_audio
     from emoface_core.engines import load_engine
+    from emoface_core.engines.base import animate_audio
 
     audio = load_audio(REPO / "examples" / "audio" / "hello_en.wav")
     engine = load_engine("procedural")
@@ -154,7 +154,7 @@ def bench_zmq(n_frames: int = 5000) -> list[tuple[str, float, float, str]]:
     from emoface_unreal import transport
     from emoface_unreal.settings import LiveSettings
 
-    from bridge.zmq_transport import ZmqSender
+    from bridge.transports.zmq import ZmqSender
 
     rows = []
     mapping = load_mapping("metahuman_faceboard")

@@ -65,7 +65,7 @@ def _animated_channels(engine) -> np.ndarray:
 
 def _row(label: str, pred: np.ndarray, true: np.ndarray) -> str:
     from emoface_core.controllers import CONTROLLER_INDEX
-    from emoface_core.evaluate import score_clip
+    from emoface_core.training.evaluate import score_clip
 
     with np.errstate(invalid="ignore", divide="ignore"):  # constant outputs have no correlation
         s = score_clip(pred, true)
@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from emoface_core.audio import load_audio
     from emoface_core.emotion import EmotionTimeline
-    from emoface_core.engine import animate_audio
-    from emoface_core.evaluate import score_clip
-    from emoface_core.procedural import ProceduralEngine
+    from emoface_core.engines.base import animate_audio
+    from emoface_core.engines.procedural.engine import ProceduralEngine
+    from emoface_core.training.evaluate import score_clip
 
     audio = load_audio(wav)
     true = np.loadtxt(txt, delimiter=",", dtype=np.float32)[: audio.n_frames]

@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import NotConnectedError, TransportError
-from bridge.livelink import LIVELINK_FACE_NAMES, LIVELINK_PORT, decode_packet
-from bridge.osc_transport import DEFAULT_OSC_PORT, OSC_ROOT
 from bridge.protocol import (
     Decoder,
     DecoderStats,
@@ -38,8 +36,10 @@ from bridge.protocol import (
     schema_id,
     zmq_topic,
 )
-from bridge.transport import parse_host_port
-from bridge.zmq_transport import DEFAULT_ZMQ_ENDPOINT, check_endpoint
+from bridge.transports.base import parse_host_port
+from bridge.transports.livelink import LIVELINK_FACE_NAMES, LIVELINK_PORT, decode_packet
+from bridge.transports.osc import DEFAULT_OSC_PORT, OSC_ROOT
+from bridge.transports.zmq import DEFAULT_ZMQ_ENDPOINT, check_endpoint
 
 log = logging.getLogger(__name__)
 

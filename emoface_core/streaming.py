@@ -10,7 +10,8 @@ streams run side by side in one process::
         frames = stream.process(chunk)   # [n, 174], n >= 0
     frames = stream.finish()             # the rest, up to the clip's frame count
 
-Whole-clip inference (``emoface_core.inference``) sees the entire clip at once; a stream sees
+Whole-clip inference (``emoface_core.engines.neural.inference``) sees the entire clip at once; a
+stream sees
 only the past and a bounded lookahead. How each whole-clip step is made causal:
 
 * **wav2vec2 transformer.** Frames are made final in blocks of at least ``hop_frames``. A block
@@ -46,7 +47,7 @@ over ``rest_fade_ms`` (blinks and gaze go on), then fades back when audio return
 
 ``process_many`` steps several streams of one model in one batched network call (weight reads,
 not arithmetic, bound a small step on a CPU). ``LiveRunner`` connects an audio source
-(``emoface_core.sources``) to a stream and a frame sink: it fills gaps, applies emotion changes
+(``bridge.sources``) to a stream and a frame sink: it fills gaps, applies emotion changes
 from control inputs, releases frames at a steady 60 fps (playout) and measures the latency.
 See ``docs/realtime.md`` for the figures.
 """
@@ -74,8 +75,8 @@ from emoface_core.postprocess import EyeAnimator, PostprocessConfig, SavgolStrea
 if TYPE_CHECKING:
     import torch
 
-    from emoface_core.engine import Engine
-    from emoface_core.model import EmoFaceModel
+    from emoface_core.engines.base import Engine
+    from emoface_core.engines.neural.model import EmoFaceModel
 
 log = logging.getLogger(__name__)
 
@@ -601,7 +602,7 @@ class NeuralRawStream:
         """Interpolated conv features of frames ``[u0, u1)`` ``[u1 - u0, C]``."""
         import torch
 
-        from emoface_core.inference import features_at
+        from emoface_core.engines.neural.inference import features_at
 
         positions = self._position(np.arange(u0, u1)) - conv_base
         pos = torch.from_numpy(positions).to(device=conv.device, dtype=conv.dtype)
@@ -1291,7 +1292,7 @@ class LiveStats:
 
 
 class AudioFeed(Protocol):
-    """What ``LiveRunner`` needs from a source (see ``emoface_core.sources``)."""
+    """What ``LiveRunner`` needs from a source (see ``bridge.sources``)."""
 
     realtime: bool  # delivers audio at the pace it is captured (gaps are then real gaps)
 

@@ -22,8 +22,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-from bridge.client import ServiceClient  # noqa: E402
 from bridge.receiver import MockReceiver  # noqa: E402
+from bridge.service.client import ServiceClient  # noqa: E402
 
 AUDIO = HERE / "audio"
 
@@ -50,7 +50,7 @@ def main() -> int:
     if args.endpoint:
         return run_scene(args.endpoint, args.frames)
 
-    from bridge.service import Service, ServiceConfig
+    from bridge.service.server import Service, ServiceConfig
     from emoface_core.engines import load_engine
 
     engine = load_engine(args.engine, checkpoint=args.checkpoint, device="cpu")

@@ -52,7 +52,7 @@ def write_wav(
 
 def tiny_model_config(decoder_mode: str = "per_frame", **overrides):  # noqa: ANN201
     """A ``ModelConfig`` with a tiny wav2vec2 and a 2-layer, 64-wide Audio2Rig."""
-    from emoface_core.config import ModelConfig
+    from emoface_core.engines.neural.config import ModelConfig
 
     values = dict(
         d_model=64,
@@ -70,7 +70,7 @@ def tiny_model(decoder_mode: str = "per_frame", seed: int = 0):  # noqa: ANN201
     """A tiny ``EmoFaceModel`` with random weights and a non-zero output layer, in eval mode."""
     import torch
 
-    from emoface_core.model import EmoFaceModel
+    from emoface_core.engines.neural.model import EmoFaceModel
 
     torch.manual_seed(seed)
     model = EmoFaceModel(tiny_model_config(decoder_mode))
@@ -98,7 +98,7 @@ def tiny_release_checkpoint(tmp_path: Path) -> Path:
     import torch
     from transformers import Wav2Vec2Config
 
-    from emoface_core.release_reference import ReleaseEmoFace, release_state_dict
+    from emoface_core.testing.release_reference import ReleaseEmoFace, release_state_dict
 
     torch.manual_seed(7)
     ref = ReleaseEmoFace(
@@ -176,14 +176,14 @@ def synthetic_dataset(tmp_path: Path) -> Path:
     return make_synthetic_dataset(tmp_path / "dataset")
 
 
-def recording_sender(refuse_every: int = 0):  # noqa: ANN201 - a bridge.transport.Sender
+def recording_sender(refuse_every: int = 0):  # noqa: ANN201 - a bridge.transports.base.Sender
     """An open bridge ``Sender`` that keeps every message in memory (frame values copied).
 
     ``refuse_every=n`` makes it drop every n-th frame, as a full transport would.
     """
     from dataclasses import replace
 
-    from bridge.transport import Sender
+    from bridge.transports.base import Sender
 
     class RecordingSender(Sender):
         kind = "recording"

@@ -9,12 +9,12 @@ pytest.importorskip("transformers")
 
 from bridge.cli import main  # noqa: E402
 from emoface_core.audio import normalize  # noqa: E402
-from emoface_core.checkpoint import (  # noqa: E402
+from emoface_core.engines.neural.checkpoint import (  # noqa: E402
     config_from_release_state_dict,
     load_model,
     save_checkpoint,
 )
-from emoface_core.config import ModelConfig  # noqa: E402
+from emoface_core.engines.neural.config import ModelConfig  # noqa: E402
 from emoface_core.errors import CheckpointError  # noqa: E402
 
 
@@ -22,8 +22,8 @@ def test_full_size_release_layout_is_recognised():
     """The real release's keys and shapes (random weights) map onto the published network."""
     from transformers import Wav2Vec2Config
 
-    from emoface_core.model import EmoFaceModel
-    from emoface_core.release_reference import ReleaseEmoFace, release_state_dict
+    from emoface_core.engines.neural.model import EmoFaceModel
+    from emoface_core.testing.release_reference import ReleaseEmoFace, release_state_dict
 
     ref = ReleaseEmoFace(Wav2Vec2Config())  # wav2vec2-base: what the release wraps
     state = release_state_dict(ref)
@@ -68,7 +68,7 @@ def test_full_size_release_layout_is_recognised():
             np.atleast_1d(getattr(base, field))
         ), field
     model = EmoFaceModel(config)
-    from emoface_core.checkpoint import _load_state_dict
+    from emoface_core.engines.neural.checkpoint import _load_state_dict
 
     _load_state_dict(model, state, "<memory>")  # every key and shape fits
 
@@ -77,7 +77,7 @@ def test_bake_raw_reproduces_release_forward(tmp_path, tiny_release_checkpoint):
     from conftest import TINY_WAV2VEC2
     from transformers import Wav2Vec2Config
 
-    from emoface_core.release_reference import ReleaseEmoFace
+    from emoface_core.testing.release_reference import ReleaseEmoFace
 
     x = make_sine(2.0, freq_hz=150)
     wav = write_wav(tmp_path / "clip.wav", x, subtype="FLOAT")

@@ -7,7 +7,7 @@ from conftest import write_wav
 
 from bridge.cli import main
 from emoface_core.controllers import CONTROLLER_INDEX, CONTROLLER_NAMES
-from emoface_core.dataset import (
+from emoface_core.training.dataset import (
     ALL,
     DatasetError,
     align_controls,

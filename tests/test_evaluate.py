@@ -7,8 +7,8 @@ from conftest import make_synthetic_dataset
 
 from bridge.cli import main
 from emoface_core.controllers import EYE_CHANNELS, JAW_OPEN, MOUTH_CHANNELS
-from emoface_core.dataset import discover_dataset, load_clip, load_controls
-from emoface_core.evaluate import (
+from emoface_core.training.dataset import discover_dataset, load_clip, load_controls
+from emoface_core.training.evaluate import (
     PAPER_EMOFACE,
     aggregate,
     closure_f1,
@@ -181,9 +181,9 @@ def test_eval_checkpoint_on_shared_sample(tiny_release_checkpoint, shared_sample
 def test_eval_checkpoint_matches_library(tmp_path, tiny_release_checkpoint, capsys):
     """The CLI's numbers are the library's: same engine output, same ground truth."""
     torch = pytest.importorskip("torch")
-    from emoface_core.checkpoint import load_model
     from emoface_core.emotion import EmotionTimeline
-    from emoface_core.inference import animate
+    from emoface_core.engines.neural.checkpoint import load_model
+    from emoface_core.engines.neural.inference import animate
 
     root = make_synthetic_dataset(tmp_path / "ds", n_train=1, n_val=2)
     assert main(["eval", str(tiny_release_checkpoint), str(root), "--json"]) == 0
@@ -198,7 +198,7 @@ def test_eval_checkpoint_matches_library(tmp_path, tiny_release_checkpoint, caps
 
 
 def test_procedural_engine_on_shared_sample(shared_sample, capsys):
-    pytest.importorskip("emoface_core.procedural")
+    pytest.importorskip("emoface_core.engines.procedural.engine")
     assert main(["eval", str(shared_sample), "--engine", "procedural", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["source"]["name"] == "procedural" and doc["overall"]["n_frames"] == 201

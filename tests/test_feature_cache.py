@@ -6,8 +6,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from emoface_core.audio import load_audio, normalize  # noqa: E402
-from emoface_core.feature_cache import FeatureCache, encoder_fingerprint  # noqa: E402
-from emoface_core.train import TrainConfig, Trainer  # noqa: E402
+from emoface_core.training.feature_cache import FeatureCache, encoder_fingerprint  # noqa: E402
+from emoface_core.training.train import TrainConfig, Trainer  # noqa: E402
 
 
 def test_fingerprint_follows_the_frozen_conv_stack_only():

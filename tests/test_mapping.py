@@ -10,7 +10,6 @@ import pytest
 
 from bridge.cli import main
 from bridge.errors import MappingError
-from bridge.livelink import LIVELINK_FACE_NAMES, N_BLENDSHAPES
 from bridge.mapping import (
     MAPPINGS_DIR,
     SHIPPED_MAPPINGS,
@@ -21,6 +20,7 @@ from bridge.mapping import (
     new_mapping,
     parse_mapping,
 )
+from bridge.transports.livelink import LIVELINK_FACE_NAMES, N_BLENDSHAPES
 from emoface_core.controllers import CONTROLLER_INDEX, CONTROLLER_NAMES, TWO_D_CONTROLS
 
 BROKEN = Path(__file__).parent / "data" / "mappings"

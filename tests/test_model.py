@@ -7,7 +7,7 @@ pytest.importorskip("transformers")
 
 from emoface_core.audio import Audio, normalize  # noqa: E402
 from emoface_core.emotion import EMOTIONS, EmotionTimeline, parse_emotion_spec  # noqa: E402
-from emoface_core.inference import animate, blend_weights, window_plan  # noqa: E402
+from emoface_core.engines.neural.inference import animate, blend_weights, window_plan  # noqa: E402
 
 
 def test_output_shape_and_finite():
@@ -134,9 +134,12 @@ def test_long_audio_memory_is_bounded_by_window():
 def test_release_network_parity_in_memory():
     from transformers import Wav2Vec2Config
 
-    from emoface_core.checkpoint import _load_state_dict, config_from_release_state_dict
-    from emoface_core.model import EmoFaceModel
-    from emoface_core.release_reference import ReleaseEmoFace, release_state_dict
+    from emoface_core.engines.neural.checkpoint import (
+        _load_state_dict,
+        config_from_release_state_dict,
+    )
+    from emoface_core.engines.neural.model import EmoFaceModel
+    from emoface_core.testing.release_reference import ReleaseEmoFace, release_state_dict
 
     torch.manual_seed(1)
     ref = ReleaseEmoFace(
@@ -173,7 +176,7 @@ def test_bake_cli_shapes_for_sample_rates(tmp_path, tiny_release_checkpoint):
 def test_long_clips_run_in_row_blocks_with_the_same_result(monkeypatch):
     import copy
 
-    from emoface_core import model as model_module
+    from emoface_core.engines.neural import model as model_module
 
     model = tiny_model("per_frame")
     assert type(model.audio_encoder.encoder.layers[0].feed_forward).__name__ == (

@@ -10,9 +10,9 @@ import pytest
 from conftest import recording_sender
 
 from bridge.mapping import load_mapping
-from bridge.pacing import FakeClock, FrameClock
 from bridge.protocol import EndReason, Frame, StreamEnd, StreamStart
-from bridge.streamer import ClipPlayer, Output, SubjectStream
+from bridge.runtime.clock import FakeClock, FrameClock
+from bridge.runtime.subject import ClipPlayer, Output, SubjectStream
 
 FPS = 60
 PERIOD_S = 1 / FPS

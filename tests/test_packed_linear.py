@@ -16,8 +16,8 @@ import torch.nn.functional as F  # noqa: E402, N812
 
 from emoface_core.audio import Audio  # noqa: E402
 from emoface_core.emotion import EmotionTimeline  # noqa: E402
-from emoface_core.inference import animate  # noqa: E402
-from emoface_core.packed_linear import (  # noqa: E402
+from emoface_core.engines.neural.inference import animate  # noqa: E402
+from emoface_core.engines.neural.packed_linear import (  # noqa: E402
     PackedLinear,
     linear_from,
     pack_linear_layers,
@@ -57,7 +57,7 @@ def test_matches_f_linear(shape, bias):
     assert y.shape == (*shape[:-1], 80) and _close(y, F.linear(x, layer.weight, layer.bias))
     assert _close(y_t, F.linear(x_t, layer.weight, layer.bias))
     # The cached packed weight exists, so the packed path (not the fallback) ran.
-    from emoface_core.packed_linear import _packed as cache
+    from emoface_core.engines.neural.packed_linear import _packed as cache
 
     assert layer in cache
 
@@ -121,7 +121,10 @@ def test_deepcopy_and_fused_layers_share_nothing_stale():
 
 
 def test_switch_off_by_environment():
-    code = "from emoface_core.packed_linear import packing_available; print(packing_available())"
+    code = (
+        "from emoface_core.engines.neural.packed_linear import packing_available; "
+        "print(packing_available())"
+    )
     env = dict(os.environ, EMOFACE_PACKED_LINEAR="0")
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
@@ -132,7 +135,7 @@ def test_switch_off_by_environment():
 
 @needs_packing
 def test_a_failing_packed_kernel_falls_back_for_good(monkeypatch, caplog):
-    import emoface_core.packed_linear as packed_linear
+    import emoface_core.engines.neural.packed_linear as packed_linear
 
     layer = _packed(16, 8)
     x = torch.randn(4, 16)

@@ -9,7 +9,7 @@ from bridge.cli import main  # noqa: E402
 from emoface_core.animation import Animation  # noqa: E402
 from emoface_core.controllers import BLINK_L, JAW_OPEN, N_CONTROLLERS  # noqa: E402
 from emoface_core.formats import JsonWriter, TxtWriter  # noqa: E402
-from emoface_core.plot import (  # noqa: E402
+from emoface_core.viz.plot import (  # noqa: E402
     PANELS,
     PlotInputs,
     audio_envelope,

@@ -14,7 +14,7 @@ from bridge.cli import main  # noqa: E402
 from emoface_core.animation import Animation  # noqa: E402
 from emoface_core.controllers import CONTROLLER_INDEX, JAW_OPEN, N_CONTROLLERS  # noqa: E402
 from emoface_core.formats import JsonWriter  # noqa: E402
-from emoface_core.preview import (  # noqa: E402
+from emoface_core.viz.preview import (  # noqa: E402
     BROW,
     EYE_WHITE,
     MOUTH_INSIDE,

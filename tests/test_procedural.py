@@ -15,15 +15,15 @@ from emoface_core.controllers import (
     channel_range,
 )
 from emoface_core.emotion import EMOTIONS, EmotionTimeline, parse_emotion_spec
-from emoface_core.engine import Engine, animate_audio
-from emoface_core.errors import ConfigError
-from emoface_core.procedural import (
+from emoface_core.engines.base import Engine, animate_audio
+from emoface_core.engines.procedural.data import load_procedural_data
+from emoface_core.engines.procedural.engine import (
     LOOKAHEAD_FRAMES,
     LOW_LATENCY_LOOKAHEAD_FRAMES,
     ProceduralEngine,
 )
-from emoface_core.procedural_data import load_procedural_data
-from emoface_core.speech_features import HALF_WINDOW, FeatureStream, frame_center_sample
+from emoface_core.engines.procedural.speech import HALF_WINDOW, FeatureStream, frame_center_sample
+from emoface_core.errors import ConfigError
 
 FPS = 60
 VOWELS = {"a": (750, 1200, 2600), "i": (300, 2300, 3000), "u": (320, 800, 2300)}
@@ -366,7 +366,7 @@ def test_bad_data_file_lists_every_problem(tmp_path):
 
 def test_batch_fingerprint_follows_the_engine_version(monkeypatch):
     # A new engine version gives other frames for the same audio: batch bakes must redo them.
-    import emoface_core.procedural as procedural
+    import emoface_core.engines.procedural.engine as procedural
 
     before = procedural.data_fingerprint()
     monkeypatch.setattr(procedural, "PROCEDURAL_VERSION", procedural.PROCEDURAL_VERSION + ".next")

@@ -14,12 +14,12 @@ import zmq
 
 from bridge import protocol as p
 from bridge.cli import main
-from bridge.livelink import encode_packet
 from bridge.mapping import load_mapping
-from bridge.osc_transport import OscSender, encode_frame_bundle, encode_message, schema_message
 from bridge.receiver import MockReceiver
-from bridge.streamer import Output, SubjectStream
-from bridge.zmq_transport import ZmqSender
+from bridge.runtime.subject import Output, SubjectStream
+from bridge.transports.livelink import encode_packet
+from bridge.transports.osc import OscSender, encode_frame_bundle, encode_message, schema_message
+from bridge.transports.zmq import ZmqSender
 
 SCHEMA = p.Schema("npc", ("jaw", "blink"), 60.0)
 TIMEOUT_S = 5.0

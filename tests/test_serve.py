@@ -14,11 +14,11 @@ from conftest import make_sine, write_wav
 
 zmq = pytest.importorskip("zmq")
 
-from bridge.client import ServiceClient, ServiceError  # noqa: E402
 from bridge.mapping import load_mapping  # noqa: E402
 from bridge.protocol import EndReason  # noqa: E402
 from bridge.receiver import MockReceiver  # noqa: E402
-from bridge.service import Service, ServiceConfig  # noqa: E402
+from bridge.service.client import ServiceClient, ServiceError  # noqa: E402
+from bridge.service.server import Service, ServiceConfig  # noqa: E402
 from emoface_core.controllers import CONTROLLER_INDEX, JAW_OPEN, N_CONTROLLERS  # noqa: E402
 
 JAW = "CTRL_C_jaw.Y"  # the jaw channel's target in the default face-board mapping
@@ -419,7 +419,7 @@ def _start_cli_service(tmp_path, *extra):
 def test_cli_serve_answers_then_stops_cleanly_on_sigterm(tmp_path, clips):
     import signal
 
-    pytest.importorskip("emoface_core.procedural")
+    pytest.importorskip("emoface_core.engines.procedural.engine")
     proc, endpoint, frames = _start_cli_service(tmp_path, "--emotion", "happy")
     try:
         with MockReceiver("zmq", frames) as rx, ServiceClient(endpoint, timeout_s=TIMEOUT_S) as c:
@@ -446,7 +446,7 @@ def test_npc_dialogue_example_runs(tmp_path):
 
     from conftest import REPO_ROOT
 
-    pytest.importorskip("emoface_core.procedural")
+    pytest.importorskip("emoface_core.engines.procedural.engine")
     out = subprocess.run(
         [sys.executable, str(REPO_ROOT / "examples" / "npc_dialogue.py")],
         capture_output=True,

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from conftest import make_sine, write_wav
 
-from emoface_core.audio import SAMPLE_RATE, load_audio
-from emoface_core.sources import (
+from bridge.sources import (
     FileSource,
     KeyboardControl,
     MicSource,
@@ -28,6 +27,7 @@ from emoface_core.sources import (
     ZmqSource,
     parse_source,
 )
+from emoface_core.audio import SAMPLE_RATE, load_audio
 
 TIMEOUT_S = 5.0
 

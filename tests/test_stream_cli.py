@@ -12,7 +12,7 @@ from bridge.cli import main
 from bridge.mapping import load_mapping
 from bridge.protocol import EndReason, Frame, Schema, StreamEnd
 from bridge.receiver import MockReceiver
-from bridge.streamer import Output, SubjectStream, check_subject, outputs_for
+from bridge.runtime.subject import Output, SubjectStream, check_subject, outputs_for
 from emoface_core.animation import Animation
 from emoface_core.formats import JsonWriter, load_animation
 
@@ -157,8 +157,8 @@ def test_stream_audio_with_the_procedural_engine_loops_and_drives_two_subjects(t
         assert rx.wait_for(2 * 2 * 30, TIMEOUT_S), rx.stats
     from emoface_core.audio import load_audio
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.engine import animate_audio
     from emoface_core.engines import load_engine
+    from emoface_core.engines.base import animate_audio
 
     expected = animate_audio(
         load_engine("procedural"), load_audio(wav), parse_emotion_spec("happy"), seed=3

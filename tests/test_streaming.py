@@ -9,7 +9,7 @@ from conftest import TINY_WAV2VEC2, make_sine, tiny_model
 from emoface_core.audio import SAMPLE_RATE, Audio, frame_count, normalize
 from emoface_core.controllers import BLINK_L, BLINK_R, GAZE_X, GAZE_Y
 from emoface_core.emotion import EmotionTimeline, parse_emotion_spec
-from emoface_core.engine import animate_audio
+from emoface_core.engines.base import animate_audio
 from emoface_core.errors import ConfigError, EmotionSpecError
 from emoface_core.postprocess import SavgolStream, smooth
 from emoface_core.streaming import (
@@ -29,7 +29,7 @@ EYES = [BLINK_L, BLINK_R, GAZE_X, GAZE_Y]
 
 
 def _engine(decoder_mode: str = "per_frame", model=None):  # noqa: ANN202
-    from emoface_core.neural import NeuralEngine
+    from emoface_core.engines.neural.engine import NeuralEngine
 
     return NeuralEngine(model or tiny_model(decoder_mode), precision="fp32")
 
@@ -116,8 +116,8 @@ def test_stable_layer_norm_wav2vec2_streams_like_whole_clip():
     """wav2vec2-large's pre-norm layers and per-frame conv LayerNorm take the same path."""
     import torch
 
-    from emoface_core.config import ModelConfig
-    from emoface_core.model import EmoFaceModel
+    from emoface_core.engines.neural.config import ModelConfig
+    from emoface_core.engines.neural.model import EmoFaceModel
 
     wav2vec2 = dict(TINY_WAV2VEC2, do_stable_layer_norm=True, feat_extract_norm="layer")
     torch.manual_seed(3)
@@ -270,7 +270,7 @@ def test_emotion_control_keeps_only_segments_that_still_matter():
 
 
 def test_procedural_engine_streams_exactly_like_a_bake():
-    from emoface_core.procedural import ProceduralEngine
+    from emoface_core.engines.procedural.engine import ProceduralEngine
 
     engine = ProceduralEngine()
     audio = Audio(_speechlike(1.5))
@@ -341,7 +341,7 @@ def test_adaptive_normalisation_forgets_long_silence():
 
 
 def test_fast_mode_quantises_a_copy_and_stays_close():
-    from emoface_core.fastmode import count_quantized, fast_model
+    from emoface_core.engines.neural.fastmode import count_quantized, fast_model
 
     model = tiny_model()
     fast = fast_model(model, "int8")
@@ -464,7 +464,7 @@ def test_live_runner_fills_gaps_applies_commands_and_ends_with_the_source():
 @pytest.mark.parametrize(("lookahead", "chunk_ms"), [(0, 10), (0, 20), (6, 20)])
 def test_procedural_frames_leave_within_the_stated_latency(lookahead, chunk_ms):
     """With instant compute, every frame leaves within ``algorithmic_latency_s`` of its audio."""
-    from emoface_core.procedural import ProceduralEngine
+    from emoface_core.engines.procedural.engine import ProceduralEngine
 
     engine = ProceduralEngine(lookahead_frames=lookahead)
     stream = Streamer(engine).open("happy", seed=1)

@@ -9,13 +9,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from bridge.cli import main  # noqa: E402
-from emoface_core.checkpoint import load_checkpoint_dict, load_model  # noqa: E402
-from emoface_core.dataset import discover_dataset, load_clip  # noqa: E402
 from emoface_core.emotion import EmotionTimeline  # noqa: E402
+from emoface_core.engines.neural.checkpoint import load_checkpoint_dict, load_model  # noqa: E402
+from emoface_core.engines.neural.inference import animate  # noqa: E402
 from emoface_core.errors import CheckpointError, ConfigError, DatasetError  # noqa: E402
-from emoface_core.evaluate import aggregate, score_clip  # noqa: E402
-from emoface_core.inference import animate  # noqa: E402
-from emoface_core.train import TrainConfig, Trainer, load_training_state, train  # noqa: E402
+from emoface_core.training.dataset import discover_dataset, load_clip  # noqa: E402
+from emoface_core.training.evaluate import aggregate, score_clip  # noqa: E402
+from emoface_core.training.train import TrainConfig, Trainer, load_training_state, train  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

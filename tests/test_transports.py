@@ -12,7 +12,8 @@ import zmq
 
 from bridge import protocol as p
 from bridge.errors import NotConnectedError, TransportError
-from bridge.livelink import (
+from bridge.transports.base import parse_host_port
+from bridge.transports.livelink import (
     LIVELINK_FACE_NAMES,
     LiveLinkSender,
     decode_packet,
@@ -20,15 +21,14 @@ from bridge.livelink import (
     encode_packet,
     frame_rate,
 )
-from bridge.osc_transport import (
+from bridge.transports.osc import (
     FrameTemplate,
     OscSender,
     encode_frame_bundle,
     schema_message,
     start_message,
 )
-from bridge.transport import parse_host_port
-from bridge.zmq_transport import ZmqSender
+from bridge.transports.zmq import ZmqSender
 
 SCHEMA = p.Schema("npc", ("jaw", "blink"), 60.0)  # schema_id 0x4f4b10b2
 JAW_ONLY = p.Schema("npc", ("JawOpen",), 60.0)

@@ -12,7 +12,7 @@ import pytest
 
 from bridge import protocol as bp
 from bridge.mapping import load_mapping
-from bridge.osc_transport import OscSender
+from bridge.transports.osc import OscSender
 from emoface_core.animation import Animation
 from emoface_core.controllers import CONTROLLER_NAMES
 from emoface_core.formats import JsonWriter

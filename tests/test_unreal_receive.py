@@ -15,14 +15,14 @@ import pytest
 
 from bridge import protocol as bp
 from bridge.mapping import load_mapping
-from bridge.osc_transport import (
+from bridge.transports.osc import (
     OscSender,
     encode_frame_bundle,
     end_message,
     schema_message,
     start_message,
 )
-from bridge.zmq_transport import ZmqSender
+from bridge.transports.zmq import ZmqSender
 from emoface_core.controllers import CONTROLLER_NAMES
 
 fake_unreal.fake_plugin_on_path()

@@ -3,7 +3,7 @@
 One audio file with ``-o OUT.txt|.json|.csv`` bakes that file (the original contract). Anything
 else (several inputs, a folder, a glob, a manifest, or ``-o`` naming a folder) is a batch: one
 output per line in the folder, up-to-date lines skipped, ``--jobs N`` workers, a progress bar and a
-summary table; the library side is ``emoface_core.batch``.
+summary table; the library side is ``bridge.bake.run``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.commands.common import HelpFormatter
+from bridge.commands.options import HelpFormatter
 
 if TYPE_CHECKING:
+    from bridge.bake.run import BatchPlan, BatchReport, LineResult
     from bridge.mapping import Mapping
-    from emoface_core.batch import BatchPlan, BatchReport, LineResult
-    from emoface_core.engine import Engine
+    from emoface_core.engines.base import Engine
 
 EPILOG = """\
 emotion spec:
@@ -187,7 +187,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def _is_single(args: argparse.Namespace) -> bool:
     """Whether this is the one-file contract: ``bake AUDIO -o OUT.txt|.json|.csv``."""
-    from emoface_core.batch import is_glob, is_manifest
+    from bridge.bake.run import is_glob, is_manifest
     from emoface_core.formats import WRITERS
 
     out = Path(args.output)
@@ -218,7 +218,7 @@ def _is_single(args: argparse.Namespace) -> bool:
 def _run_single(args: argparse.Namespace) -> int:
     from emoface_core.audio import load_audio
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.engine import animate_audio
+    from emoface_core.engines.base import animate_audio
     from emoface_core.formats import atomic_write, format_of, get_writers
 
     fmt = format_of(args.output)
@@ -228,7 +228,7 @@ def _run_single(args: argparse.Namespace) -> int:
     engine = build_engine(args)
     animation = animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed)
     if fmt == "csv" and mapping is not None:
-        from emoface_core.batch import render_mapped_csv
+        from bridge.bake.run import render_mapped_csv
 
         atomic_write(args.output, render_mapped_csv(animation, mapping))
     else:
@@ -247,7 +247,7 @@ def _load_mapping(name: str) -> Mapping:
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from emoface_core.batch import BatchSettings, collect_lines, run_batch
+    from bridge.bake.run import BatchSettings, collect_lines, run_batch
     from emoface_core.emotion import parse_emotion_spec
 
     parse_emotion_spec(args.emotion)  # a bad default spec is a usage error, not N failed lines
@@ -336,7 +336,7 @@ class _Progress:
 
 
 def _print_summary(report: BatchReport, args: argparse.Namespace) -> None:
-    from emoface_core.batch import iter_summary_rows
+    from bridge.bake.run import iter_summary_rows
 
     workers = (
         f"Ray at {args.ray}" if args.ray else f"{args.jobs} worker{'s' if args.jobs > 1 else ''}"

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from bridge.commands.common import HelpFormatter, non_negative_int
+from bridge.commands.options import HelpFormatter, non_negative_int
 
 EPILOG = """\
 layouts (tried in this order):
@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     """Check a dataset and print the report."""
-    from emoface_core.dataset import check_dataset, discover_dataset, format_report
+    from emoface_core.training.dataset import check_dataset, discover_dataset, format_report
 
     index = discover_dataset(args.root, manifest=args.manifest)
     report = check_dataset(

@@ -1,6 +1,7 @@
 """``emoface distill-poses``: the procedural engine's emotion poses, learned from the network.
 
-The library side is ``emoface_core.pose_distill``; this module expands the audio inputs, loads the
+The library side is ``emoface_core.engines.procedural.distill``; this module expands the audio
+inputs, loads the
 network, reports unusable clips (the rest are used) and writes the poses file atomically.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bridge.commands.common import HelpFormatter, positive_int
+from bridge.commands.options import HelpFormatter, positive_int
 
 EPILOG = """\
 why:
@@ -63,12 +64,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Distil and write the poses; exit 1 when some clips were skipped, 0 otherwise."""
-    from bridge.commands.common import check_output_location
+    from bridge.bake.run import collect_lines
+    from bridge.commands.options import check_output_location
     from emoface_core.audio import load_audio
-    from emoface_core.batch import collect_lines
     from emoface_core.engines import load_engine
-    from emoface_core.pose_distill import DEFAULT_ITERATIONS, distill_poses, write_poses
-    from emoface_core.procedural import ProceduralEngine
+    from emoface_core.engines.procedural.distill import (
+        DEFAULT_ITERATIONS,
+        distill_poses,
+        write_poses,
+    )
+    from emoface_core.engines.procedural.engine import ProceduralEngine
 
     check_output_location(args.output)
     base = ProceduralEngine(poses_path=args.base_poses)  # bad base file: fail before the network

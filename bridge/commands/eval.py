@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from bridge.commands.common import HelpFormatter
+from bridge.commands.options import HelpFormatter
 
 EPILOG = """\
 what is scored:
@@ -114,10 +114,10 @@ def _resolve(args: argparse.Namespace) -> tuple[str | None, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Score and print the table (or JSON)."""
-    from emoface_core.dataset import ALL, discover_dataset
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.evaluate import evaluate_engine, evaluate_predictions, format_table
     from emoface_core.formats import atomic_write
+    from emoface_core.training.dataset import ALL, discover_dataset
+    from emoface_core.training.evaluate import evaluate_engine, evaluate_predictions, format_table
 
     checkpoint, root = _resolve(args)
     index = discover_dataset(root, manifest=args.manifest)

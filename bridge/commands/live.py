@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridge.commands.bake import add_engine_arguments, build_engine
-from bridge.commands.common import (
+from bridge.commands.options import (
     HelpFormatter,
     non_negative_float,
     non_negative_int,
@@ -23,9 +23,9 @@ from bridge.commands.stream import DEFAULT_SUBJECT, add_transport_arguments, bui
 from emoface_core.audio import FPS
 
 if TYPE_CHECKING:
-    from bridge.streamer import SubjectStream
-    from bridge.transport import Sender
-    from emoface_core.sources import AudioSource
+    from bridge.runtime.subject import SubjectStream
+    from bridge.sources import AudioSource
+    from bridge.transports.base import Sender
     from emoface_core.streaming import LiveStats, StreamConfig
 
 PLAYOUT_MARGIN_FACTOR = 1.5  # default playout slack: the slowest warm-up step, and half again
@@ -184,9 +184,9 @@ def run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
     from bridge.protocol import EndReason
-    from bridge.streamer import SubjectStream, check_subject
+    from bridge.runtime.subject import SubjectStream, check_subject
+    from bridge.sources import KeyboardControl, UdpControl, parse_source
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.sources import KeyboardControl, UdpControl, parse_source
     from emoface_core.streaming import LiveRunner, Streamer
 
     subject = check_subject(args.subject)
@@ -294,7 +294,7 @@ class _Sink:
 
 
 def _stream_config(args: argparse.Namespace, engine: Any, source: AudioSource) -> StreamConfig:
-    from emoface_core.sources import FileSource
+    from bridge.sources import FileSource
     from emoface_core.streaming import StreamConfig
 
     norm = args.norm
@@ -325,7 +325,7 @@ def _playout_s(args: argparse.Namespace, stream: Any, step_s: float) -> float | 
 
 
 def _with_procedural_lookahead(engine: Any, frames: int) -> Any:
-    from emoface_core.procedural import ProceduralEngine
+    from emoface_core.engines.procedural.engine import ProceduralEngine
 
     if not isinstance(engine, ProceduralEngine):
         print(
@@ -338,7 +338,7 @@ def _with_procedural_lookahead(engine: Any, frames: int) -> Any:
 
 
 def _make_fast(engine: Any, mode: str) -> None:
-    from emoface_core.fastmode import fast_model
+    from emoface_core.engines.neural.fastmode import fast_model
 
     model = getattr(engine, "model", None)
     if model is None:
@@ -403,7 +403,7 @@ def _print_summary(
 
 
 def _procedural_lookahead(text: str) -> int:
-    from emoface_core.procedural import LOOKAHEAD_FRAMES
+    from emoface_core.engines.procedural.engine import LOOKAHEAD_FRAMES
 
     value = int(text)
     if not 0 <= value <= LOOKAHEAD_FRAMES:

@@ -7,7 +7,7 @@ import json
 import math
 import sys
 
-from bridge.commands.common import HelpFormatter
+from bridge.commands.options import HelpFormatter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge.commands.common import HelpFormatter
+from bridge.commands.options import HelpFormatter
 
 if TYPE_CHECKING:
     from emoface_core.audio import Audio
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Plot one bake."""
     from emoface_core.formats import load_animation
-    from emoface_core.plot import plot_animation
+    from emoface_core.viz.plot import plot_animation
 
     animation = load_animation(args.baked)
     audio = None if args.no_audio else _audio_for(args.audio, animation.metadata)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bridge.commands.common import HelpFormatter, positive_float, positive_int
+from bridge.commands.options import HelpFormatter, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from emoface_core.formats import load_animation
-    from emoface_core.preview import write_preview
+    from emoface_core.viz.preview import write_preview
 
     animation = load_animation(args.baked)
     audio = None

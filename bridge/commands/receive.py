@@ -8,7 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from bridge.commands.common import (
+from bridge.commands.options import (
     HelpFormatter,
     check_output_location,
     positive_float,

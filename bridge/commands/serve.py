@@ -8,11 +8,11 @@ import sys
 from typing import TYPE_CHECKING
 
 from bridge.commands.bake import add_engine_arguments, build_engine
-from bridge.commands.common import HelpFormatter
+from bridge.commands.options import HelpFormatter
 from bridge.commands.stream import add_transport_arguments, build_outputs
 
 if TYPE_CHECKING:
-    from emoface_core.engine import Engine
+    from emoface_core.engines.base import Engine
 
 EPILOG = """\
 requests (JSON over ZeroMQ REQ/DEALER; see docs/service.md):
@@ -24,14 +24,14 @@ frames go to the transports given here (ZeroMQ PUB on tcp://127.0.0.1:5555 when 
 one subject (topic) per NPC; watch them with `emoface receive` or the Unreal plugin.
 
 python:
-  from bridge.client import ServiceClient
+  from bridge.service.client import ServiceClient
   ServiceClient().speak("guard", "halt.wav", emotion="angry")
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``serve`` subcommand."""
-    from bridge.client import DEFAULT_SERVICE_ENDPOINT
+    from bridge.service.client import DEFAULT_SERVICE_ENDPOINT
 
     p = subparsers.add_parser(
         "serve",
@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C or SIGTERM."""
-    from bridge.service import Service, ServiceConfig
+    from bridge.service.server import Service, ServiceConfig
     from emoface_core.emotion import parse_emotion_spec
 
     config = ServiceConfig(

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.commands.common import (
+from bridge.commands.options import (
     HelpFormatter,
     non_negative_float,
     non_negative_int,
@@ -17,8 +17,8 @@ from bridge.commands.common import (
 )
 
 if TYPE_CHECKING:
-    from bridge.streamer import ClipPlayer, Output
-    from bridge.transport import Sender
+    from bridge.runtime.subject import ClipPlayer, Output
+    from bridge.transports.base import Sender
     from emoface_core.animation import Animation
 
 from bridge.commands.bake import add_engine_arguments, build_engine
@@ -150,8 +150,8 @@ def run(args: argparse.Namespace) -> int:
     """Stream one clip."""
     from contextlib import ExitStack
 
-    from bridge.pacing import FrameClock
-    from bridge.streamer import ClipPlayer, SubjectStream, check_subject
+    from bridge.runtime.clock import FrameClock
+    from bridge.runtime.subject import ClipPlayer, SubjectStream, check_subject
 
     subjects = [check_subject(s) for s in (args.subject or [DEFAULT_SUBJECT])]
     senders, outputs = build_outputs(args)  # a bad mapping fails before the engine runs
@@ -205,7 +205,7 @@ def _load_or_animate(args: argparse.Namespace) -> Animation:
         return load_animation(path)
     from emoface_core.audio import load_audio
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.engine import animate_audio
+    from emoface_core.engines.base import animate_audio
 
     timeline = parse_emotion_spec(args.emotion)
     audio = load_audio(path)
@@ -216,7 +216,7 @@ def _load_or_animate(args: argparse.Namespace) -> Animation:
 def build_outputs(args: argparse.Namespace) -> tuple[list[Sender], list[Output]]:
     """The senders the transport flags ask for, each paired with the mapping it sends."""
     from bridge.mapping import load_mapping
-    from bridge.streamer import Output
+    from bridge.runtime.subject import Output
 
     mapping = load_mapping(args.mapping)
     livelink_mapping = load_mapping(args.livelink_mapping) if args.livelink else None
@@ -229,10 +229,10 @@ def build_outputs(args: argparse.Namespace) -> tuple[list[Sender], list[Output]]
 
 
 def _build_senders(args: argparse.Namespace) -> list[Sender]:
-    from bridge.livelink import LIVELINK_PORT, LiveLinkSender
-    from bridge.osc_transport import DEFAULT_OSC_PORT, OscSender
-    from bridge.transport import parse_host_port
-    from bridge.zmq_transport import ZmqSender
+    from bridge.transports.base import parse_host_port
+    from bridge.transports.livelink import LIVELINK_PORT, LiveLinkSender
+    from bridge.transports.osc import DEFAULT_OSC_PORT, OscSender
+    from bridge.transports.zmq import ZmqSender
 
     senders: list[Sender] = []
     zmq_endpoint = args.zmq

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from bridge.commands.common import HelpFormatter, positive_int
+from bridge.commands.options import HelpFormatter, positive_int
 
 EPILOG = """\
 starting point (one of):
@@ -172,9 +172,9 @@ def run(args: argparse.Namespace) -> int:
 
     import logging
 
-    from emoface_core.config import ModelConfig
+    from emoface_core.engines.neural.config import ModelConfig
     from emoface_core.errors import ConfigError
-    from emoface_core.train import TrainConfig, Trainer
+    from emoface_core.training.train import TrainConfig, Trainer
 
     model_config = None
     if args.model_config:
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
         tensorboard=not args.no_tensorboard,
     )
-    logging.getLogger("emoface_core.train").setLevel(logging.INFO)  # one line per epoch
+    logging.getLogger("emoface_core.training.train").setLevel(logging.INFO)  # one line per epoch
     trainer = Trainer(config, model_config, resume=args.resume, overwrite=args.overwrite)
     n_params = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     print(

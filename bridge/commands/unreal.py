@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bridge.commands.common import HelpFormatter
+from bridge.commands.options import HelpFormatter
 
 NEXT_STEPS = (
     """\

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 
 from emoface_core import __version__
 from emoface_core.audio import frame_count, load_audio, normalize
-from emoface_core.checkpoint import (
+from emoface_core.emotion import N_EMOTIONS
+from emoface_core.engines.neural.checkpoint import (
     WAV2VEC2_DOWNLOAD_HINT,
     init_wav2vec2_from_pretrained,
     load_checkpoint_dict,
@@ -53,8 +54,11 @@ from emoface_core.checkpoint import (
     save_checkpoint,
     wav2vec2_kwargs_from_directory,
 )
-from emoface_core.config import ModelConfig
-from emoface_core.dataset import (
+from emoface_core.engines.neural.config import ModelConfig
+from emoface_core.engines.neural.model import EmoFaceModel
+from emoface_core.errors import CheckpointError, ConfigError, DatasetError, EmoFaceError
+from emoface_core.formats import atomic_write
+from emoface_core.training.dataset import (
     ALL,
     DEFAULT_MAX_FRAME_MISMATCH,
     MAX_SEGMENT_S,
@@ -69,12 +73,8 @@ from emoface_core.dataset import (
     samples_for_frames,
     split_segments,
 )
-from emoface_core.emotion import N_EMOTIONS
-from emoface_core.errors import CheckpointError, ConfigError, DatasetError, EmoFaceError
-from emoface_core.evaluate import aggregate, score_clip
-from emoface_core.feature_cache import FeatureCache, encoder_fingerprint
-from emoface_core.formats import atomic_write
-from emoface_core.model import EmoFaceModel
+from emoface_core.training.evaluate import aggregate, score_clip
+from emoface_core.training.feature_cache import FeatureCache, encoder_fingerprint
 
 log = logging.getLogger(__name__)
 

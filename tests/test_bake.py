@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT, TINY_WAV2VEC2, make_sine, write_wav
 
-from emoface_core.batch import (
+from bridge.bake.run import (
     JOURNAL_NAME,
     BakeLine,
     BatchError,
@@ -23,7 +23,7 @@ from emoface_core.batch import (
     plan_batch,
     run_batch,
 )
-from emoface_core.batch_workers import InlineRunner
+from bridge.bake.runners import InlineRunner
 from emoface_core.controllers import JAW_OPEN, N_CONTROLLERS
 from emoface_core.formats import load_animation
 
@@ -61,7 +61,7 @@ def _run(lines, out, formats=("json",), raw=False, mapping=None, **kw):
 def tiny_ckpt(tmp_path_factory):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from emoface_core.release_reference import ReleaseEmoFace, release_state_dict
+    from emoface_core.testing.release_reference import ReleaseEmoFace, release_state_dict
 
     torch.manual_seed(7)
     ref = ReleaseEmoFace(
@@ -484,7 +484,7 @@ def test_hard_kill_leaves_only_hidden_temporaries_that_the_rerun_removes(tmp_pat
 
 def test_ray_runner_matches_local_workers(voice):
     ray = pytest.importorskip("ray")
-    pytest.importorskip("emoface_core.procedural")
+    pytest.importorskip("emoface_core.engines.procedural.engine")
     lines = collect_lines([str(voice / "lines.csv")], seed=2)
     reports = {}
     for name, address in (("local", None), ("ray", "local")):

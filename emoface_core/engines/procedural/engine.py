@@ -47,9 +47,9 @@ import numpy as np
 from emoface_core.audio import FPS, SAMPLE_RATE, Audio, frame_count
 from emoface_core.controllers import CONTROLLER_NAMES, N_CONTROLLERS, channel_range
 from emoface_core.emotion import N_EMOTIONS, EmotionTimeline
+from emoface_core.engines.procedural.data import N_TRACKS, TRACKS, load_procedural_data
+from emoface_core.engines.procedural.speech import HALF_WINDOW, FeatureStream, FrameFeatures
 from emoface_core.errors import ConfigError
-from emoface_core.procedural_data import N_TRACKS, TRACKS, load_procedural_data
-from emoface_core.speech_features import HALF_WINDOW, FeatureStream, FrameFeatures
 
 PROCEDURAL_VERSION = "2"  # bump when the same audio gives other frames (batch re-bakes)
 POSES_ENV = "EMOFACE_POSES"  # path of an edited emotion_poses.yaml (used when none is passed)
@@ -66,7 +66,7 @@ def data_fingerprint() -> dict[str, str]:
     import hashlib
     from importlib import resources
 
-    from emoface_core.procedural_data import ARTICULATION_FILE, POSES_FILE
+    from emoface_core.engines.procedural.data import ARTICULATION_FILE, POSES_FILE
 
     digests = {"engine_version": PROCEDURAL_VERSION}
     for env, name in ((POSES_ENV, POSES_FILE), (ARTICULATION_ENV, ARTICULATION_FILE)):

@@ -28,7 +28,7 @@ from bridge.protocol import (
     encode_start,
     zmq_topic,
 )
-from bridge.transport import Sender
+from bridge.transports.base import Sender
 
 log = logging.getLogger(__name__)
 

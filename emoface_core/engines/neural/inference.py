@@ -27,8 +27,8 @@ import torch
 
 from emoface_core.audio import FPS, SAMPLE_RATE, Audio, normalize
 from emoface_core.emotion import EmotionTimeline
+from emoface_core.engines.neural.model import EmoFaceModel
 from emoface_core.errors import ConfigError
-from emoface_core.model import EmoFaceModel
 
 DEFAULT_CHUNK_S = 60.0  # the release's longest training clip
 DEFAULT_OVERLAP_S = 4.0  # 1 s context + 2 s cross-fade + 1 s context

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from bridge.mapping import Mapping, load_mapping
-from bridge.pacing import FrameClock, PacingStats
 from bridge.protocol import EndReason, Frame, Schema, StreamEnd, StreamStart
-from bridge.transport import Sender
+from bridge.runtime.clock import FrameClock, PacingStats
+from bridge.transports.base import Sender
 from emoface_core.audio import FPS
 from emoface_core.controllers import N_CONTROLLERS
 

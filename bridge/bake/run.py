@@ -12,7 +12,7 @@ A batch runs in four steps:
    or replaced file counts as new even when clocks disagree) with the same *fingerprint* (engine
    and checkpoint identity, post-processing, mapping, emotion, seed, subject). Those stamps live
    in a journal, ``.emoface-bake.jsonl`` in the output folder, one JSON object per written file.
-3. **Bake** (``emoface_core.batch_workers``): a runner turns each remaining line into rendered
+3. **Bake** (``bridge.bake.runners``): a runner turns each remaining line into rendered
    file contents. ``jobs=1`` runs in this process; ``jobs>1`` starts worker processes that each
    load the engine once and are fed one line at a time (a worker that dies fails only its line
    and is replaced); ``ray_address`` does the same on Ray actors. On CUDA the workers take turns
@@ -575,7 +575,7 @@ def settings_fingerprint(settings: BatchSettings) -> dict[str, Any]:
         }
     procedural_data = None
     if settings.engine == "procedural":
-        from emoface_core.procedural import data_fingerprint
+        from emoface_core.engines.procedural.engine import data_fingerprint
 
         procedural_data = data_fingerprint()
     return {
@@ -802,7 +802,7 @@ Outcome = Rendered | str  # rendered files, or the reason the line failed
 
 
 class Runner(Protocol):
-    """Turns lines into outcomes; see ``emoface_core.batch_workers`` for the implementations."""
+    """Turns lines into outcomes; see ``bridge.bake.runners`` for the implementations."""
 
     def run(self, lines: Sequence[BakeLine]) -> Iterator[tuple[int, Outcome]]:
         """Yield ``(index into lines, outcome)`` as lines finish, in any order."""
@@ -894,7 +894,7 @@ def run_batch(
 
 
 def _make_runner(settings: BatchSettings, jobs: int, ray_address: str | None) -> Runner:
-    from emoface_core.batch_workers import InlineRunner, ProcessRunner, RayRunner
+    from bridge.bake.runners import InlineRunner, ProcessRunner, RayRunner
 
     if ray_address:
         return RayRunner(settings, ray_address, max(1, jobs))

@@ -2,7 +2,7 @@
 
 A game (or a dialogue tool) keeps one service running next to the editor with the engine warm,
 and asks it over ZeroMQ to make NPCs speak. The request/reply protocol is in ``docs/service.md``;
-frames go out through the bridge's transports (``bridge.streamer.SubjectStream``), so any
+frames go out through the bridge's transports (``bridge.runtime.subject.SubjectStream``), so any
 receiver of ``docs/protocol.md`` (the Unreal plugin, ``emoface receive``) shows them.
 
 Three threads, each owning its resources, so no socket is ever shared between threads:
@@ -14,7 +14,7 @@ Three threads, each owning its resources, so no socket is ever shared between th
   never takes the service down.
 * **inference**: one worker runs the engine, one line at a time, in arrival order (the engine
   is shared and the CPU is better spent finishing one line than interleaving several).
-* **player** (``bridge.player.LinePlayer``): the only thread that sends frames; it plays each
+* **player** (``bridge.runtime.lines.LinePlayer``): the only thread that sends frames; it plays each
   subject's current line on that line's own clock and skips late frames rather than sending
   them stale, so the face stays in sync with the audio.
 
@@ -46,9 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from bridge.client import DEFAULT_SERVICE_ENDPOINT
-from bridge.player import LinePlayer, LineRecord, Playback
-from bridge.streamer import Output, SubjectStream, check_subject, outputs_for
+from bridge.runtime.lines import LinePlayer, LineRecord, Playback
+from bridge.runtime.subject import Output, SubjectStream, check_subject, outputs_for
+from bridge.service.client import DEFAULT_SERVICE_ENDPOINT
 from emoface_core import __version__
 from emoface_core.audio import FPS
 from emoface_core.errors import EmoFaceError
@@ -133,7 +133,7 @@ class ServiceConfig:
     default_emotion: str = "neutral"
 
     def __post_init__(self) -> None:
-        from bridge.zmq_transport import check_endpoint
+        from bridge.transports.zmq import check_endpoint
 
         check_endpoint(self.bind)
         if self.zmq is not None:
@@ -252,10 +252,10 @@ class Service:
         return self
 
     def _build_senders(self) -> list[Any]:
-        from bridge.livelink import LIVELINK_PORT, LiveLinkSender
-        from bridge.osc_transport import DEFAULT_OSC_PORT, OscSender
-        from bridge.transport import parse_host_port
-        from bridge.zmq_transport import ZmqSender
+        from bridge.transports.base import parse_host_port
+        from bridge.transports.livelink import LIVELINK_PORT, LiveLinkSender
+        from bridge.transports.osc import DEFAULT_OSC_PORT, OscSender
+        from bridge.transports.zmq import ZmqSender
 
         senders: list[Any] = []
         if self.config.zmq is not None:
@@ -639,7 +639,7 @@ class Service:
 
     def _run_line(self, job: _LineJob) -> None:
         """Inference thread: animate one line and hand it to the player."""
-        from emoface_core.engine import animate_audio
+        from emoface_core.engines.base import animate_audio
 
         record = job.record
         try:
@@ -687,8 +687,8 @@ class Service:
         req_id: Any,
     ) -> None:
         """Inference thread: bake and queue the reply for the request thread."""
-        from emoface_core.batch import render_mapped_csv
-        from emoface_core.engine import animate_audio
+        from bridge.bake.run import render_mapped_csv
+        from emoface_core.engines.base import animate_audio
         from emoface_core.formats import WRITERS, atomic_write
 
         try:

@@ -28,7 +28,7 @@ from fractions import Fraction
 import numpy as np
 
 from bridge.protocol import Frame, ProtocolError, Schema, StreamEnd, StreamStart
-from bridge.transport import DEFAULT_HOST, UdpSender
+from bridge.transports.base import DEFAULT_HOST, UdpSender
 
 LIVELINK_PORT = 11111  # Unreal's Live Link Face source default
 PACKET_VERSION = 6

@@ -29,15 +29,15 @@ from typing import Any
 import numpy as np
 
 from emoface_core.controllers import EYE_CHANNELS, JAW_OPEN, MOUTH_CHANNELS, N_CONTROLLERS
-from emoface_core.dataset import (
+from emoface_core.emotion import EMOTIONS, EmotionTimeline
+from emoface_core.errors import EmoFaceError
+from emoface_core.training.dataset import (
     DEFAULT_MAX_FRAME_MISMATCH,
     Clip,
     align_controls,
     load_clip,
     load_controls,
 )
-from emoface_core.emotion import EMOTIONS, EmotionTimeline
-from emoface_core.errors import EmoFaceError
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ def evaluate_engine(
     """Animate every clip with an engine and score it against the clip's ground truth.
 
     Args:
-        engine: an ``emoface_core.engine.Engine`` (neural or procedural).
+        engine: an ``emoface_core.engines.base.Engine`` (neural or procedural).
         clips: clips from ``discover_dataset``.
         raw: score the engine's raw output (the paper's setting); False applies the full
             post-processing (smoothing, and the random blinks and gaze, seeded by ``seed``).
@@ -240,7 +240,7 @@ def evaluate_engine(
     Returns:
         The report; clips that fail are listed in ``failures`` and the rest are still scored.
     """
-    from emoface_core.engine import animate_audio
+    from emoface_core.engines.base import animate_audio
 
     report = EvalReport(source=dict(engine.describe()) | {"raw": raw, "seed": seed})
     for clip in _maybe_progress(list(clips), progress):

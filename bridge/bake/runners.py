@@ -1,7 +1,7 @@
 """Where batch lines get baked: in this process, in worker processes, or on Ray actors.
 
 Every runner loads the engine once per worker and returns rendered file contents (or a one-line
-failure reason) per line; ``emoface_core.batch.run_batch`` does all the writing. Workers never
+failure reason) per line; ``bridge.bake.run.run_batch`` does all the writing. Workers never
 touch the output folder, so stopping or killing them can never leave a partial output.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from emoface_core.batch import (
+from bridge.bake.run import (
     BakeLine,
     BatchError,
     BatchSettings,
@@ -52,7 +52,7 @@ def bake_line(
     """
     from emoface_core.audio import load_audio
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.engine import animate_audio
+    from emoface_core.engines.base import animate_audio
 
     start = time.perf_counter()
     timeline = parse_emotion_spec(line.emotion)

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from emoface_core.config import ModelConfig
-from emoface_core.packed_linear import linear_from, pack_linear_layers
+from emoface_core.engines.neural.config import ModelConfig
+from emoface_core.engines.neural.packed_linear import linear_from, pack_linear_layers
 
 MIN_SAMPLES = 400  # receptive field of wav2vec2's conv stack (25 ms); shorter input is padded
 CONV_BLOCK_FRAMES = 100  # conv stack output frames per block for long inputs (2 s at 50 fps)

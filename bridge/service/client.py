@@ -2,7 +2,7 @@
 
 ::
 
-    from bridge.client import ServiceClient
+    from bridge.service.client import ServiceClient
 
     with ServiceClient("tcp://127.0.0.1:5556") as npc:
         line = npc.speak("guard", "vo/halt.wav", emotion="angry")

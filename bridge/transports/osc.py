@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bridge.protocol import Frame, ProtocolError, Schema, StreamEnd, StreamStart
-from bridge.transport import DEFAULT_HOST, UdpSender
+from bridge.transports.base import DEFAULT_HOST, UdpSender
 
 DEFAULT_OSC_PORT = 9000
 OSC_ROOT = "/emoface"

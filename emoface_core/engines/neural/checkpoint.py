@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
-from emoface_core.config import ModelConfig
 from emoface_core.controllers import CONTROLLER_NAMES
+from emoface_core.engines.neural.config import ModelConfig
+from emoface_core.engines.neural.model import EmoFaceModel
 from emoface_core.errors import CheckpointError
 from emoface_core.formats import atomic_write
-from emoface_core.model import EmoFaceModel
 
 log = logging.getLogger(__name__)
 

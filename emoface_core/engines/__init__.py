@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 
-from emoface_core.engine import Engine
+from emoface_core.engines.base import Engine
 from emoface_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def load_engine(
     if name == "auto":
         name = "emoface" if path is not None else "procedural"
     if name == "procedural":
-        from emoface_core.procedural import ProceduralEngine
+        from emoface_core.engines.procedural.engine import ProceduralEngine
 
         if device not in (None, "cpu"):
             log.warning("the procedural engine runs on the CPU; --device %s is ignored", device)
@@ -70,6 +70,6 @@ def load_engine(
             "(SJTU-Lucy/EmoFace release, e.g. 1000_model.pth) and pass --checkpoint PATH, set "
             f"{CHECKPOINT_ENV}, or put it at {DEFAULT_CHECKPOINT}"
         )
-    from emoface_core.neural import NeuralEngine
+    from emoface_core.engines.neural.engine import NeuralEngine
 
     return NeuralEngine.from_checkpoint(path, device=device, **options)  # type: ignore[arg-type]

@@ -2,7 +2,8 @@
 
 Tests and benchmarks build this network from stock torch and transformers modules, save its state
 dict the way the release did (PyTorch 1.9 era: the positional conv's weight norm stored as
-``weight_g``/``weight_v``), load that file through ``emoface_core.checkpoint.load_model`` and
+``weight_g``/``weight_v``), load that file through
+``emoface_core.engines.neural.checkpoint.load_model`` and
 compare outputs. It reproduces the release's quirks on purpose: ``nn.TransformerEncoder`` built with
 ``batch_first=False`` but fed ``[1, T, D]`` (so attention runs over a length-1 sequence per frame),
 and ``x + pe[:x.size(0)]`` with ``x.size(0) == 1`` (so every frame gets ``pe[0]``). No shortcuts.

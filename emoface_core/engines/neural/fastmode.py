@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from emoface_core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from emoface_core.model import EmoFaceModel
+    from emoface_core.engines.neural.model import EmoFaceModel
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def fast_model(model: EmoFaceModel, mode: str = "int8") -> EmoFaceModel:
     import torch
     from torch import nn
 
-    from emoface_core.packed_linear import unpack_linear_layers
+    from emoface_core.engines.neural.packed_linear import unpack_linear_layers
 
     device = next(model.parameters()).device
     if device.type != "cpu":

@@ -23,10 +23,10 @@ import numpy as np
 from emoface_core.audio import Audio
 from emoface_core.controllers import CONTROLLER_NAMES, GAZE_X, GAZE_Y, N_CONTROLLERS, channel_range
 from emoface_core.emotion import EMOTIONS, N_EMOTIONS, EmotionTimeline
-from emoface_core.engine import Engine
+from emoface_core.engines.base import Engine
+from emoface_core.engines.procedural.data import DATA_VERSION, TRACKS
+from emoface_core.engines.procedural.engine import ProceduralEngine
 from emoface_core.formats import atomic_write
-from emoface_core.procedural import ProceduralEngine
-from emoface_core.procedural_data import DATA_VERSION, TRACKS
 
 # Gaze is replaced by the post-processing's saccades for every engine, so a pose there is moot.
 UNFITTED_CHANNELS = (GAZE_X, GAZE_Y)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from bridge.protocol import EndReason
-from bridge.streamer import Output, SubjectStream
+from bridge.runtime.subject import Output, SubjectStream
 
 log = logging.getLogger(__name__)
 

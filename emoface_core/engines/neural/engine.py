@@ -9,8 +9,8 @@ import numpy as np
 
 from emoface_core.audio import Audio
 from emoface_core.emotion import EmotionTimeline
-from emoface_core.inference import DEFAULT_CHUNK_S, DEFAULT_OVERLAP_S, animate
-from emoface_core.model import EmoFaceModel
+from emoface_core.engines.neural.inference import DEFAULT_CHUNK_S, DEFAULT_OVERLAP_S, animate
+from emoface_core.engines.neural.model import EmoFaceModel
 
 
 class NeuralEngine:
@@ -39,7 +39,7 @@ class NeuralEngine:
         cls, path: str | Path, *, device: str | None = None, **options: Any
     ) -> NeuralEngine:
         """Load weights (released or project checkpoint) and wrap them."""
-        from emoface_core.checkpoint import load_model
+        from emoface_core.engines.neural.checkpoint import load_model
 
         model, info = load_model(path, device=device)
         return cls(model, info=info, **options)

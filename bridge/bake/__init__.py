@@ -1,0 +1,1 @@
+"""Batch baking: inputs, up-to-date journal, rendering, worker runners."""

@@ -1,0 +1,1 @@
+"""The clocked loops that release frames in real time (stream, serve, live)."""

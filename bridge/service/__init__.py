@@ -1,0 +1,1 @@
+"""The NPC dialogue service (emoface serve) and its client."""

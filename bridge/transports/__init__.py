@@ -1,0 +1,1 @@
+"""Frame transports: ZeroMQ, OSC and Live Link Face senders."""

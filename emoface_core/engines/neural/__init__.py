@@ -1,0 +1,1 @@
+"""The EmoFace network as an engine: config, model, checkpoints, inference, streaming."""

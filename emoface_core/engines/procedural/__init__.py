@@ -1,0 +1,1 @@
+"""The procedural engine: lip sync and expressions from the audio itself, no weights."""

@@ -1,0 +1,1 @@
+"""Training and evaluation of the EmoFace network on an actor's data."""

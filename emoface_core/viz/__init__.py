@@ -1,0 +1,1 @@
+"""Pictures of animations: plots and the 2D preview."""
