@@ -40,11 +40,12 @@ sys.path.insert(0, str(REPO))
 
 from bridge.mapping import load_mapping  # noqa: E402
 from bridge.protocol import Frame, FrameEncoder, decode  # noqa: E402
-from bridge.runtime.clock import FakeClock, FrameClock  # noqa: E402
+from bridge.runtime.clock import FrameClock  # noqa: E402
 from bridge.runtime.subject import ClipPlayer, Output, SubjectStream  # noqa: E402
 from bridge.transports.livelink import LiveLinkEncoder, LiveLinkSender  # noqa: E402
 from bridge.transports.osc import FrameTemplate, OscSender  # noqa: E402
 from bridge.transports.zmq import ZmqSender  # noqa: E402
+from emoface_core.testing.clocks import FakeClock  # noqa: E402
 
 FPS = 60
 TEN_MINUTES_FRAMES = 10 * 60 * FPS

@@ -178,7 +178,7 @@ def configs() -> dict:
 
 
 def section_tradeoff(args: argparse.Namespace, engines: dict) -> None:
-    from emoface_core.engines.base import animate_audio
+    from emoface_core.animate import animate_audio
     from emoface_core.streaming import Streamer
 
     x = speech(8.0 if args.quick else None)
@@ -242,13 +242,13 @@ def section_fast(args: argparse.Namespace, engine, fast) -> None:  # noqa: ANN00
 def section_e2e(args: argparse.Namespace, engines: dict) -> None:
     import soundfile as sf
 
-    from bridge.commands.live import PLAYOUT_SWITCH_INTERVAL_S
     from bridge.mapping import load_mapping
+    from bridge.runtime.live import PLAYOUT_SWITCH_INTERVAL_S, LiveRunner
     from bridge.runtime.subject import Output, SubjectStream
     from bridge.sources import FileSource
     from bridge.transports.zmq import ZmqSender
     from emoface_core.engines.procedural.engine import ProceduralEngine
-    from emoface_core.streaming import LiveRunner, StreamConfig, Streamer
+    from emoface_core.streaming import StreamConfig, Streamer
 
     duration_s = 6.0 if args.quick else args.e2e_seconds
     table = configs()
@@ -288,7 +288,7 @@ def section_e2e(args: argparse.Namespace, engines: dict) -> None:
                         stream = streamer.open(TIMELINE, seed=0)
                         delay = None
                         if mode == "playout":
-                            margin = 0.06 if streamer.kind == "network" else 0.01
+                            margin = 0.06 if streamer.engine.name == "emoface" else 0.01
                             delay = stream.algorithmic_latency_s(chunk_ms / 1000) + margin
 
                         def sink(frames, first, subject=subject) -> None:  # noqa: ANN001

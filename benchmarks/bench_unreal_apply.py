@@ -38,10 +38,10 @@ N_REPEAT = 2000
 
 
 def realistic_clip() -> np.ndarray:
+    from emoface_core.animate import animate_audio
     from emoface_core.audio import load_audio
     from emoface_core.emotion import parse_emotion_spec
     from emoface_core.engines import load_engine
-    from emoface_core.engines.base import animate_audio
 
     audio = load_audio(REPO / "examples" / "audio" / "hello_en.wav")
     engine = load_engine("procedural")

@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: reference sample not found in {args.sample_dir} (../shared is absent)")
         return 0
 
+    from emoface_core.animate import animate_audio
     from emoface_core.audio import load_audio
     from emoface_core.emotion import EmotionTimeline
-    from emoface_core.engines.base import animate_audio
     from emoface_core.engines.procedural.engine import ProceduralEngine
     from emoface_core.training.evaluate import score_clip
 

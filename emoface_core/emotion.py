@@ -10,15 +10,16 @@ Grammar of a spec (case-insensitive, spaces ignored)::
 40 % neutral; ``happy@0,sad@2.5`` switches to sad at 2.5 s, cross-fading over ``fade_s``.
 The first segment starts at 0 s when it has no ``@``. An engine turns the per-frame weights
 over the 7 emotions (``EmotionTimeline.weights``) into its own codes, so both engines share
-one meaning of a spec.
+one meaning of a spec. ``EmotionControl`` is a timeline that a live stream changes as it runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from emoface_core.audio import FPS
 from emoface_core.errors import EmotionSpecError
 
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -156,3 +157,53 @@ def parse_emotion_spec(spec: str | int, *, fade_s: float = DEFAULT_FADE_S) -> Em
         return EmotionTimeline(tuple(segments), fade_s=fade_s)
     except EmotionSpecError as e:
         raise EmotionSpecError(f"bad emotion spec {text!r}: {e}") from None
+
+
+class EmotionControl:
+    """The emotion of one stream: a timeline that can be changed while the stream runs.
+
+    Args:
+        timeline: the initial emotion, times relative to the start of the stream.
+        fps: frame rate of the stream.
+    """
+
+    def __init__(self, timeline: EmotionTimeline, fps: float = FPS) -> None:
+        self._timeline = timeline
+        self.fps = float(fps)
+        self.n_changes = 0
+
+    @property
+    def timeline(self) -> EmotionTimeline:
+        """The current timeline (segments that can still matter)."""
+        return self._timeline
+
+    def weights(self, start_frame: int, n_frames: int) -> np.ndarray:
+        """Emotion weights ``[n_frames, 7]`` of frames ``start_frame ..``."""
+        return self._timeline.weights(n_frames, self.fps, start_frame)
+
+    def set(self, emotion: str | int | EmotionTimeline, at_frame: int) -> EmotionTimeline:
+        """Switch to ``emotion`` from frame ``at_frame`` on, cross-fading from there.
+
+        The new spec's times count from ``at_frame`` (``happy@0,sad@2`` turns sad two seconds
+        later); segments of the old timeline that had not started yet are dropped.
+
+        Raises:
+            EmotionSpecError: the spec does not parse.
+        """
+        fade_s = self._timeline.fade_s
+        new = (
+            emotion
+            if isinstance(emotion, EmotionTimeline)
+            else parse_emotion_spec(emotion, fade_s=fade_s)
+        )
+        now_s = at_frame / self.fps
+        start_s = now_s + fade_s / 2  # the fade is centred on a segment's start: begin it now
+        kept = [seg for seg in self._timeline.segments if seg.start_s < start_s]
+        # A segment fully faded in by now makes everything before it irrelevant from now on.
+        first = max(
+            (i for i, seg in enumerate(kept) if i and seg.start_s + fade_s / 2 <= now_s), default=0
+        )
+        added = [replace(seg, start_s=start_s + seg.start_s) for seg in new.segments]
+        self._timeline = EmotionTimeline(tuple(kept[first:] + added), fade_s=fade_s)
+        self.n_changes += 1
+        return self._timeline

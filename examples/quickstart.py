@@ -22,10 +22,10 @@ from bridge.mapping import load_mapping  # noqa: E402
 from bridge.receiver import MockReceiver  # noqa: E402
 from bridge.runtime.subject import ClipPlayer, SubjectStream, outputs_for  # noqa: E402
 from bridge.transports.zmq import ZmqSender  # noqa: E402
+from emoface_core.animate import animate_audio  # noqa: E402
 from emoface_core.audio import load_audio  # noqa: E402
 from emoface_core.emotion import parse_emotion_spec  # noqa: E402
 from emoface_core.engines import load_engine  # noqa: E402
-from emoface_core.engines.base import animate_audio  # noqa: E402
 from emoface_core.formats import get_writers  # noqa: E402
 
 

@@ -25,10 +25,11 @@ from bridge.bake.run import (
 )
 from bridge.bake.runners import InlineRunner
 from emoface_core.controllers import JAW_OPEN, N_CONTROLLERS
+from emoface_core.engines.base import EngineBase
 from emoface_core.formats import load_animation
 
 
-class FakeEngine:
+class FakeEngine(EngineBase):
     """Jaw follows the audio envelope; fast and deterministic."""
 
     name = "fake"

@@ -50,8 +50,8 @@ def test_live_file_source_with_the_procedural_engine_sends_the_bake(tmp_path, ca
         n = load_audio(wav).n_frames
         assert rx.wait_for(n, TIMEOUT_S), rx.stats
         assert rx.wait_until(lambda: len(rx.ends) == 1, TIMEOUT_S)
+    from emoface_core.animate import animate_audio
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.engines.base import animate_audio
     from emoface_core.engines.procedural.engine import ProceduralEngine
 
     baked = animate_audio(ProceduralEngine(), load_audio(wav), parse_emotion_spec("happy"), seed=2)
@@ -79,8 +79,8 @@ def test_live_procedural_low_latency_sends_its_own_bake(tmp_path, capsys):
         assert rc == 0
         n = load_audio(wav).n_frames
         assert rx.wait_for(n, TIMEOUT_S), rx.stats
+    from emoface_core.animate import animate_audio
     from emoface_core.emotion import EmotionTimeline
-    from emoface_core.engines.base import animate_audio
     from emoface_core.engines.procedural.engine import ProceduralEngine
 
     engine = ProceduralEngine(lookahead_frames=0)

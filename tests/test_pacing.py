@@ -11,8 +11,9 @@ from conftest import recording_sender
 
 from bridge.mapping import load_mapping
 from bridge.protocol import EndReason, Frame, StreamEnd, StreamStart
-from bridge.runtime.clock import FakeClock, FrameClock
+from bridge.runtime.clock import FrameClock
 from bridge.runtime.subject import ClipPlayer, Output, SubjectStream
+from emoface_core.testing.clocks import FakeClock
 
 FPS = 60
 PERIOD_S = 1 / FPS

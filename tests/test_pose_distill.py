@@ -11,13 +11,14 @@ from bridge.cli import main
 from emoface_core.audio import Audio, load_audio
 from emoface_core.controllers import GAZE_X, GAZE_Y, N_CONTROLLERS
 from emoface_core.emotion import EMOTIONS, EmotionTimeline
+from emoface_core.engines.base import EngineBase
 from emoface_core.engines.procedural.distill import distill_poses, write_poses
 from emoface_core.engines.procedural.engine import ProceduralEngine
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "audio"
 
 
-class ConstantFaceTeacher:
+class ConstantFaceTeacher(EngineBase):
     """A teacher that holds one known face per emotion (blended by the timeline's weights)."""
 
     name = "constant"

@@ -5,6 +5,7 @@ import pytest
 from conftest import write_wav
 from scipy.signal import butter, lfilter
 
+from emoface_core.animate import animate_audio
 from emoface_core.audio import SAMPLE_RATE, Audio, load_audio
 from emoface_core.controllers import (
     CONTROLLER_INDEX,
@@ -15,13 +16,13 @@ from emoface_core.controllers import (
     channel_range,
 )
 from emoface_core.emotion import EMOTIONS, EmotionTimeline, parse_emotion_spec
-from emoface_core.engines.base import Engine, animate_audio
-from emoface_core.engines.procedural.data import load_procedural_data
-from emoface_core.engines.procedural.engine import (
+from emoface_core.engines.base import Engine, EngineBase
+from emoface_core.engines.procedural.articulation import (
     LOOKAHEAD_FRAMES,
     LOW_LATENCY_LOOKAHEAD_FRAMES,
-    ProceduralEngine,
 )
+from emoface_core.engines.procedural.data import load_procedural_data
+from emoface_core.engines.procedural.engine import ProceduralEngine
 from emoface_core.engines.procedural.speech import HALF_WINDOW, FeatureStream, frame_center_sample
 from emoface_core.errors import ConfigError
 
@@ -600,7 +601,7 @@ def test_seed_reaches_the_idle_motion_in_infer_bake_and_stream(tmp_path):
 
 
 def test_engines_without_a_seed_of_their_own_get_none():
-    class Fixed:
+    class Fixed(EngineBase):
         name, wants_smoothing = "fixed", False
 
         def infer(self, audio, timeline):  # no seed keyword: passing one would raise

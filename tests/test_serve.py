@@ -20,13 +20,14 @@ from bridge.receiver import MockReceiver  # noqa: E402
 from bridge.service.client import ServiceClient, ServiceError  # noqa: E402
 from bridge.service.server import Service, ServiceConfig  # noqa: E402
 from emoface_core.controllers import CONTROLLER_INDEX, JAW_OPEN, N_CONTROLLERS  # noqa: E402
+from emoface_core.engines.base import EngineBase  # noqa: E402
 
 JAW = "CTRL_C_jaw.Y"  # the jaw channel's target in the default face-board mapping
 MOUTH_Y = CONTROLLER_INDEX["CTRL_C_mouth-translateY"]
 TIMEOUT_S = 10.0
 
 
-class FakeEngine:
+class FakeEngine(EngineBase):
     """Jaw = twice the clip's RMS; mouth Y ramps 0 -> 1 over the clip (frame order is visible)."""
 
     name = "fake"

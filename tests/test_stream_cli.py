@@ -155,10 +155,10 @@ def test_stream_audio_with_the_procedural_engine_loops_and_drives_two_subjects(t
         ])  # fmt: skip
         assert rc == 0
         assert rx.wait_for(2 * 2 * 30, TIMEOUT_S), rx.stats
+    from emoface_core.animate import animate_audio
     from emoface_core.audio import load_audio
     from emoface_core.emotion import parse_emotion_spec
     from emoface_core.engines import load_engine
-    from emoface_core.engines.base import animate_audio
 
     expected = animate_audio(
         load_engine("procedural"), load_audio(wav), parse_emotion_spec("happy"), seed=3

@@ -50,9 +50,9 @@ def bake_line(
     Raises:
         EmoFaceError, ValueError, OSError: the line's audio or emotion spec cannot be used.
     """
+    from emoface_core.animate import animate_audio
     from emoface_core.audio import load_audio
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.engines.base import animate_audio
 
     start = time.perf_counter()
     timeline = parse_emotion_spec(line.emotion)

@@ -17,12 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.commands.options import HelpFormatter
+from bridge.commands.options import HelpFormatter, add_engine_arguments, build_engine
 
 if TYPE_CHECKING:
     from bridge.bake.run import BatchPlan, BatchReport, LineResult
     from bridge.mapping import Mapping
-    from emoface_core.engines.base import Engine
 
 EPILOG = """\
 emotion spec:
@@ -127,30 +126,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_engine_arguments(p: argparse.ArgumentParser) -> None:
-    """Engine, emotion and device flags shared by bake, stream, serve and live."""
-    p.add_argument("--emotion", default="neutral", help="emotion spec (see below); default neutral")
-    p.add_argument(
-        "--engine",
-        default="auto",
-        choices=("auto", "emoface", "procedural"),
-        help="animator; auto = emoface when a checkpoint is configured, else procedural",
-    )
-    p.add_argument("--checkpoint", default=None, help="EmoFace weights (*.pth)")
-    p.add_argument(
-        "--device", default=None, choices=("cpu", "cuda"), help="default: cuda if available"
-    )
-
-
-def build_engine(args: argparse.Namespace) -> Engine:
-    """Load the engine the flags ask for and say once, on stderr, which one runs."""
-    from emoface_core.engines import load_engine
-
-    engine = load_engine(args.engine, checkpoint=args.checkpoint, device=args.device)
-    print(f"emoface: engine {engine.name}", file=sys.stderr)
-    return engine
-
-
 def _jobs(text: str) -> int:
     import os
 
@@ -216,9 +191,9 @@ def _is_single(args: argparse.Namespace) -> bool:
 
 
 def _run_single(args: argparse.Namespace) -> int:
+    from emoface_core.animate import animate_audio
     from emoface_core.audio import load_audio
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.engines.base import animate_audio
     from emoface_core.formats import atomic_write, format_of, get_writers
 
     fmt = format_of(args.output)

@@ -1,4 +1,4 @@
-"""``emoface live``: animate live audio (mic, stdin, file, ZeroMQ, UDP), frames out as they come."""
+"""``emoface live``: arguments -> ``LiveConfig`` -> ``bridge.runtime.live.run_live``."""
 
 from __future__ import annotations
 
@@ -6,33 +6,25 @@ import argparse
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bridge.commands.bake import add_engine_arguments, build_engine
 from bridge.commands.options import (
+    DEFAULT_SUBJECT,
     HelpFormatter,
+    add_engine_arguments,
+    add_transport_arguments,
+    build_engine,
+    build_outputs,
     non_negative_float,
     non_negative_int,
     port,
     positive_float,
     positive_int,
 )
-from bridge.commands.stream import DEFAULT_SUBJECT, add_transport_arguments, build_outputs
-from emoface_core.audio import FPS
 
 if TYPE_CHECKING:
-    from bridge.runtime.subject import SubjectStream
-    from bridge.sources import AudioSource
+    from bridge.runtime.live import LiveStats
     from bridge.transports.base import Sender
-    from emoface_core.streaming import LiveStats, StreamConfig
-
-PLAYOUT_MARGIN_FACTOR = 1.5  # default playout slack: the slowest warm-up step, and half again
-PLAYOUT_MIN_MARGIN_S = 0.01
-# The playout thread must wake on time while the main thread computes; CPython hands the GIL
-# over only every 5 ms by default, which showed as frames up to 5 ms late (bench_realtime).
-PLAYOUT_SWITCH_INTERVAL_S = 0.001
 
 EPILOG = """\
 sources:
@@ -181,194 +173,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Stream one live source until it ends."""
-    from contextlib import ExitStack
+    from bridge.runtime.live import LiveConfig, run_live
+    from emoface_core.engines.base import StreamConfig
 
-    from bridge.protocol import EndReason
-    from bridge.runtime.subject import SubjectStream, check_subject
-    from bridge.sources import KeyboardControl, UdpControl, parse_source
-    from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.streaming import LiveRunner, Streamer
-
-    subject = check_subject(args.subject)
-    timeline = parse_emotion_spec(args.emotion)
-    source = parse_source(
-        args.source,
+    lookahead = args.lookahead_frames
+    config = LiveConfig(
+        source=args.source,
+        subject=args.subject,
+        emotion=args.emotion,
+        seed=args.seed,
+        raw=args.raw,
         sample_rate=args.sample_rate,
         channels=args.channels,
         sample_format=args.sample_format,
-        realtime=not args.no_realtime,
         chunk_ms=args.chunk_ms,
+        realtime=not args.no_realtime,
         idle_timeout_s=args.idle_timeout_s,
+        stream=StreamConfig(
+            hop_frames=args.hop_frames,
+            lookahead_frames=StreamConfig.lookahead_frames if lookahead is None else lookahead,
+            context_frames=args.context_frames,
+            context=args.context,
+            smooth_lookahead_frames=args.smooth_lookahead_frames,
+        ),
+        norm=args.norm,
+        gap_timeout_s=args.gap_timeout_ms / 1000.0,
+        playout_s=None if args.playout_ms is None else args.playout_ms / 1000.0,
+        start_delay_s=args.start_delay_s,
+        control_port=args.control_port,
+        keys=not args.no_keys,
+        schema_interval_s=args.schema_interval_s,
     )
-    senders, outputs = build_outputs(args)
+    _, outputs = build_outputs(args)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    engine = build_engine(args)
-    if args.procedural_lookahead_frames is not None:
-        engine = _with_procedural_lookahead(engine, args.procedural_lookahead_frames)
-    if args.fast != "off":
-        _make_fast(engine, args.fast)
-    streamer = Streamer(engine, _stream_config(args, engine, source))
-    step_s = _warm_up(streamer)
-    stop = threading.Event()
-    with ExitStack() as stack:
-        for sender in senders:
-            stack.enter_context(sender)
-        controls: list[Any] = []
-        if args.control_port is not None:
-            controls.append(stack.enter_context(UdpControl(port=args.control_port)))
-        if not args.no_keys and args.source not in ("stdin", "-") and sys.stdin.isatty():
-            controls.append(stack.enter_context(KeyboardControl()))
-        subject_stream = SubjectStream(subject, outputs, schema_interval_s=args.schema_interval_s)
-        where = ", ".join(f"{s.kind} {s.address}" for s in senders)
-        if args.start_delay_s:
-            time.sleep(args.start_delay_s)
-        stack.enter_context(source)
-        stream = streamer.open(
-            timeline, seed=args.seed, raw=args.raw, expected_samples=source.expected_samples
-        )
-        playout_s = _playout_s(args, stream, step_s) if source.realtime else None
-        if playout_s is not None:
-            stack.callback(sys.setswitchinterval, sys.getswitchinterval())
-            sys.setswitchinterval(PLAYOUT_SWITCH_INTERVAL_S)
-        hints = [
-            f"algorithmic latency {1000 * stream.algorithmic_latency_s(args.chunk_ms / 1000):.0f}"
-            " ms",
-            "frames sent as computed"
-            if playout_s is None
-            else f"playout {1000 * playout_s:.0f} ms",
-        ]
-        for control in controls:
-            if isinstance(control, UdpControl):
-                hints.append(f"commands on udp:{control.host}:{control.port}")
-            else:
-                hints.append("keys 0-6 set the emotion, q quits")
-        print(
-            f"emoface live: {source.name} -> {subject} via {where} ({'; '.join(hints)})",
-            file=sys.stderr,
-        )
-        sink = _Sink(subject_stream, timeline.to_spec(), engine.name)
-        runner = LiveRunner(
-            source,
-            stream,
-            sink,
-            controls=controls,
-            gap_timeout_s=args.gap_timeout_ms / 1000.0,
-            playout_delay_s=playout_s,
-            stop=stop.is_set,
-        )
-        sink.anchor = lambda: runner.anchor_wall_s
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        reason = EndReason.SHUTDOWN
-        interrupted = False
-        try:
-            stats = runner.run()
-            reason = (
-                EndReason.FINISHED if stats.end_reason == "source ended" else EndReason.INTERRUPTED
-            )
-        except KeyboardInterrupt:
-            interrupted = True
-            reason = EndReason.INTERRUPTED
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            subject_stream.end_line(reason)
-        _print_summary(runner.stats, senders, source, interrupted)
-    return 130 if interrupted else 0
-
-
-class _Sink:
-    """Frames from the runner -> the subject's transports, starting the line on the first one."""
-
-    def __init__(self, stream: SubjectStream, emotion: str, engine: str) -> None:
-        self.stream = stream
-        self.anchor: Callable[[], float | None] = lambda: None  # wall time of audio sample 0
-        self.info = {"emotion": emotion, "engine": engine, "live": True}
-
-    def __call__(self, frames: Any, first: int) -> None:
-        if not self.stream.line_active:
-            self.stream.start_line(n_frames=0, info=self.info, t_audio_start=self.anchor())
-        for i, frame in enumerate(frames):
-            self.stream.push(frame, (first + i) / FPS)
-
-
-def _stream_config(args: argparse.Namespace, engine: Any, source: AudioSource) -> StreamConfig:
-    from bridge.sources import FileSource
-    from emoface_core.streaming import StreamConfig
-
-    norm = args.norm
-    if norm == "auto":
-        norm = "cumulative" if isinstance(source, FileSource) else "adaptive"
-    lookahead = args.lookahead_frames
-    if lookahead is None:
-        lookahead = StreamConfig.lookahead_frames
-    return StreamConfig(
-        hop_frames=args.hop_frames,
-        lookahead_frames=lookahead,
-        context_frames=args.context_frames,
-        context=args.context,
-        norm=norm,
-        smooth_lookahead_frames=args.smooth_lookahead_frames,
+    engine = build_engine(
+        args, procedural_lookahead_frames=args.procedural_lookahead_frames, fast=args.fast
     )
-
-
-def _playout_s(args: argparse.Namespace, stream: Any, step_s: float) -> float | None:
-    """The playout delay: the flag, or the stream's latency plus a compute margin.
-
-    The margin is the slowest warm-up step and half again (at least 10 ms).
-    """
-    if args.playout_ms is not None:
-        return args.playout_ms / 1000.0 or None
-    margin_s = max(PLAYOUT_MIN_MARGIN_S, PLAYOUT_MARGIN_FACTOR * step_s)
-    return stream.algorithmic_latency_s(args.chunk_ms / 1000.0) + margin_s
-
-
-def _with_procedural_lookahead(engine: Any, frames: int) -> Any:
-    from emoface_core.engines.procedural.engine import ProceduralEngine
-
-    if not isinstance(engine, ProceduralEngine):
-        print(
-            "emoface: note: --procedural-lookahead-frames applies to the procedural engine "
-            "only; ignored",
-            file=sys.stderr,
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        result = run_live(
+            config,
+            engine,
+            outputs,
+            stop=stop.is_set,
+            report=lambda line: print(line, file=sys.stderr),
         )
-        return engine
-    return engine.with_lookahead(frames)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _print_summary(result.stats, result.senders, result.interrupted)
+    return 130 if result.interrupted else 0
 
 
-def _make_fast(engine: Any, mode: str) -> None:
-    from emoface_core.engines.neural.fastmode import fast_model
-
-    model = getattr(engine, "model", None)
-    if model is None:
-        print(f"emoface: note: --fast {mode} applies to the network only; ignored", file=sys.stderr)
-        return
-    engine.model = fast_model(model, mode)
-
-
-def _warm_up(streamer: Any) -> float:
-    """Run a throwaway stream so live frames do not pay for lazy set-up.
-
-    Returns:
-        The slowest call of its second half, in seconds: what one step costs on this machine.
-    """
-    import numpy as np
-
-    stream = streamer.open("neutral", seed=0)
-    chunk = np.zeros(320, dtype=np.float32)
-    times = []
-    for _ in range(100):  # 2 s in 20 ms chunks
-        t0 = time.perf_counter()
-        stream.process(chunk)
-        times.append(time.perf_counter() - t0)
-    stream.finish()
-    return max(times[50:])
-
-
-def _print_summary(
-    stats: LiveStats, senders: list[Sender], source: AudioSource, interrupted: bool
-) -> None:
+def _print_summary(stats: LiveStats, senders: list[Sender], interrupted: bool) -> None:
     import numpy as np
 
     head = "interrupted after" if interrupted else f"{stats.end_reason or 'stopped'}:"
@@ -403,7 +263,7 @@ def _print_summary(
 
 
 def _procedural_lookahead(text: str) -> int:
-    from emoface_core.engines.procedural.engine import LOOKAHEAD_FRAMES
+    from emoface_core.engines.procedural.articulation import LOOKAHEAD_FRAMES
 
     value = int(text)
     if not 0 <= value <= LOOKAHEAD_FRAMES:

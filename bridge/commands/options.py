@@ -1,9 +1,20 @@
-"""Pieces every subcommand's parser shares: the help formatter and argument validators."""
+"""What several subcommands share: help formatter, validators, engine and transport options.
+
+The option groups come with the functions that build what they ask for (``build_engine``,
+``build_outputs``), so no command imports another.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.runtime.subject import Output
+    from bridge.transports.base import Sender
+    from emoface_core.engines.base import Engine
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -95,3 +106,157 @@ def check_output_location(path: str) -> None:
         raise ValueError(f"{path}: cannot write there ({folder} is not a folder)")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{path}: cannot write there (no permission in {folder})")
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """Engine, emotion and device flags shared by bake, stream, serve and live."""
+    p.add_argument("--emotion", default="neutral", help="emotion spec (see below); default neutral")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=("auto", "emoface", "procedural"),
+        help="animator; auto = emoface when a checkpoint is configured, else procedural",
+    )
+    p.add_argument("--checkpoint", default=None, help="EmoFace weights (*.pth)")
+    p.add_argument(
+        "--device", default=None, choices=("cpu", "cuda"), help="default: cuda if available"
+    )
+
+
+def build_engine(
+    args: argparse.Namespace,
+    *,
+    procedural_lookahead_frames: int | None = None,
+    fast: str = "off",
+) -> Engine:
+    """Load the engine the flags ask for and say once, on stderr, which one runs.
+
+    Args:
+        args: parsed ``add_engine_arguments`` flags.
+        procedural_lookahead_frames: the procedural engine's lookahead (live use); ignored,
+            with a note, for the network.
+        fast: ``int8`` for the network's CPU fast mode; ignored, with a note, for the
+            procedural engine.
+    """
+    from emoface_core.engines import load_engine
+
+    engine = load_engine(args.engine, checkpoint=args.checkpoint, device=args.device)
+    print(f"emoface: engine {engine.name}", file=sys.stderr)
+    if procedural_lookahead_frames is not None:
+        from emoface_core.engines.procedural.engine import ProceduralEngine
+
+        if isinstance(engine, ProceduralEngine):
+            engine = engine.with_lookahead(procedural_lookahead_frames)
+        else:
+            print(
+                "emoface: note: --procedural-lookahead-frames applies to the procedural engine "
+                "only; ignored",
+                file=sys.stderr,
+            )
+    if fast != "off":
+        from emoface_core.engines.neural.engine import NeuralEngine
+        from emoface_core.engines.neural.fastmode import fast_model
+
+        if isinstance(engine, NeuralEngine):
+            engine.model = fast_model(engine.model, fast)
+        else:
+            print(
+                f"emoface: note: --fast {fast} applies to the network only; ignored",
+                file=sys.stderr,
+            )
+    return engine
+
+
+DEFAULT_SUBJECT = "emoface"
+
+
+def add_transport_arguments(p: argparse.ArgumentParser) -> None:
+    """Mapping and transport flags, shared by ``stream`` and ``live``."""
+    from bridge.mapping import DEFAULT_MAPPING
+
+    p.add_argument(
+        "--mapping", default=DEFAULT_MAPPING, help="mapping file or shipped name for ZeroMQ and OSC"
+    )
+    p.add_argument(
+        "--zmq",
+        nargs="?",
+        const="tcp://127.0.0.1:5555",
+        default=None,
+        metavar="ENDPOINT",
+        help="publish on a ZeroMQ PUB socket",
+    )
+    p.add_argument(
+        "--zmq-hwm",
+        type=positive_int,
+        default=16,
+        help="ZeroMQ per-subscriber queue, in messages (latest-only beyond it)",
+    )
+    p.add_argument(
+        "--osc",
+        nargs="?",
+        const="127.0.0.1:9000",
+        default=None,
+        metavar="HOST:PORT",
+        help="send OSC bundles",
+    )
+    p.add_argument(
+        "--osc-mode",
+        choices=("named", "array"),
+        default="named",
+        help="one OSC message per target, or one message with all values",
+    )
+    p.add_argument(
+        "--livelink",
+        nargs="?",
+        const="127.0.0.1:11111",
+        default=None,
+        metavar="HOST:PORT",
+        help="send Live Link Face packets",
+    )
+    p.add_argument(
+        "--livelink-mapping",
+        default="arkit52",
+        help="mapping for Live Link Face (targets must be ARKit names)",
+    )
+    p.add_argument(
+        "--schema-interval-s",
+        type=positive_float,
+        default=0.5,
+        help="repeat the schema this often so late receivers can decode",
+    )
+
+
+def build_outputs(args: argparse.Namespace) -> tuple[list[Sender], list[Output]]:
+    """The senders the transport flags ask for, each paired with the mapping it sends."""
+    from bridge.mapping import load_mapping
+    from bridge.runtime.subject import Output
+
+    mapping = load_mapping(args.mapping)
+    livelink_mapping = load_mapping(args.livelink_mapping) if args.livelink else None
+    senders = _build_senders(args)
+    outputs = [
+        Output(s, livelink_mapping if s.kind == "livelink" and livelink_mapping else mapping)
+        for s in senders
+    ]
+    return senders, outputs
+
+
+def _build_senders(args: argparse.Namespace) -> list[Sender]:
+    from bridge.transports.base import parse_host_port
+    from bridge.transports.livelink import LIVELINK_PORT, LiveLinkSender
+    from bridge.transports.osc import DEFAULT_OSC_PORT, OscSender
+    from bridge.transports.zmq import ZmqSender
+
+    senders: list[Sender] = []
+    zmq_endpoint = args.zmq
+    if zmq_endpoint is None and args.osc is None and args.livelink is None:
+        zmq_endpoint = "tcp://127.0.0.1:5555"
+    if zmq_endpoint is not None:
+        senders.append(ZmqSender(zmq_endpoint, sndhwm=args.zmq_hwm))
+    if args.osc is not None:
+        host, port = parse_host_port(args.osc, DEFAULT_OSC_PORT)
+        senders.append(OscSender(host, port, mode=args.osc_mode))
+    if args.livelink is not None:
+        host, port = parse_host_port(args.livelink, LIVELINK_PORT)
+        senders.append(LiveLinkSender(host, port))
+    return senders

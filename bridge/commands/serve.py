@@ -7,9 +7,13 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from bridge.commands.bake import add_engine_arguments, build_engine
-from bridge.commands.options import HelpFormatter
-from bridge.commands.stream import add_transport_arguments, build_outputs
+from bridge.commands.options import (
+    HelpFormatter,
+    add_engine_arguments,
+    add_transport_arguments,
+    build_engine,
+    build_outputs,
+)
 
 if TYPE_CHECKING:
     from emoface_core.engines.base import Engine

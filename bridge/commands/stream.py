@@ -9,22 +9,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge.commands.options import (
+    DEFAULT_SUBJECT,
     HelpFormatter,
+    add_engine_arguments,
+    add_transport_arguments,
+    build_engine,
+    build_outputs,
     non_negative_float,
     non_negative_int,
-    positive_float,
-    positive_int,
 )
 
 if TYPE_CHECKING:
-    from bridge.runtime.subject import ClipPlayer, Output
+    from bridge.runtime.subject import ClipPlayer
     from bridge.transports.base import Sender
     from emoface_core.animation import Animation
 
-from bridge.commands.bake import add_engine_arguments, build_engine
-
 BAKED_SUFFIXES = (".json", ".txt")
-DEFAULT_SUBJECT = "emoface"
 
 EPILOG = """\
 transports (any combination; ZeroMQ alone when none is given):
@@ -90,62 +90,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_transport_arguments(p: argparse.ArgumentParser) -> None:
-    """Mapping and transport flags, shared by ``stream`` and ``live``."""
-    from bridge.mapping import DEFAULT_MAPPING
-
-    p.add_argument(
-        "--mapping", default=DEFAULT_MAPPING, help="mapping file or shipped name for ZeroMQ and OSC"
-    )
-    p.add_argument(
-        "--zmq",
-        nargs="?",
-        const="tcp://127.0.0.1:5555",
-        default=None,
-        metavar="ENDPOINT",
-        help="publish on a ZeroMQ PUB socket",
-    )
-    p.add_argument(
-        "--zmq-hwm",
-        type=positive_int,
-        default=16,
-        help="ZeroMQ per-subscriber queue, in messages (latest-only beyond it)",
-    )
-    p.add_argument(
-        "--osc",
-        nargs="?",
-        const="127.0.0.1:9000",
-        default=None,
-        metavar="HOST:PORT",
-        help="send OSC bundles",
-    )
-    p.add_argument(
-        "--osc-mode",
-        choices=("named", "array"),
-        default="named",
-        help="one OSC message per target, or one message with all values",
-    )
-    p.add_argument(
-        "--livelink",
-        nargs="?",
-        const="127.0.0.1:11111",
-        default=None,
-        metavar="HOST:PORT",
-        help="send Live Link Face packets",
-    )
-    p.add_argument(
-        "--livelink-mapping",
-        default="arkit52",
-        help="mapping for Live Link Face (targets must be ARKit names)",
-    )
-    p.add_argument(
-        "--schema-interval-s",
-        type=positive_float,
-        default=0.5,
-        help="repeat the schema this often so late receivers can decode",
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     """Stream one clip."""
     from contextlib import ExitStack
@@ -203,50 +147,14 @@ def _load_or_animate(args: argparse.Namespace) -> Animation:
                 file=sys.stderr,
             )
         return load_animation(path)
+    from emoface_core.animate import animate_audio
     from emoface_core.audio import load_audio
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.engines.base import animate_audio
 
     timeline = parse_emotion_spec(args.emotion)
     audio = load_audio(path)
     engine = build_engine(args)
     return animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed)
-
-
-def build_outputs(args: argparse.Namespace) -> tuple[list[Sender], list[Output]]:
-    """The senders the transport flags ask for, each paired with the mapping it sends."""
-    from bridge.mapping import load_mapping
-    from bridge.runtime.subject import Output
-
-    mapping = load_mapping(args.mapping)
-    livelink_mapping = load_mapping(args.livelink_mapping) if args.livelink else None
-    senders = _build_senders(args)
-    outputs = [
-        Output(s, livelink_mapping if s.kind == "livelink" and livelink_mapping else mapping)
-        for s in senders
-    ]
-    return senders, outputs
-
-
-def _build_senders(args: argparse.Namespace) -> list[Sender]:
-    from bridge.transports.base import parse_host_port
-    from bridge.transports.livelink import LIVELINK_PORT, LiveLinkSender
-    from bridge.transports.osc import DEFAULT_OSC_PORT, OscSender
-    from bridge.transports.zmq import ZmqSender
-
-    senders: list[Sender] = []
-    zmq_endpoint = args.zmq
-    if zmq_endpoint is None and args.osc is None and args.livelink is None:
-        zmq_endpoint = "tcp://127.0.0.1:5555"
-    if zmq_endpoint is not None:
-        senders.append(ZmqSender(zmq_endpoint, sndhwm=args.zmq_hwm))
-    if args.osc is not None:
-        host, port = parse_host_port(args.osc, DEFAULT_OSC_PORT)
-        senders.append(OscSender(host, port, mode=args.osc_mode))
-    if args.livelink is not None:
-        host, port = parse_host_port(args.livelink, LIVELINK_PORT)
-        senders.append(LiveLinkSender(host, port))
-    return senders
 
 
 def _line_info(metadata: dict) -> dict:

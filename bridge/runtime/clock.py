@@ -3,8 +3,8 @@
 Every deadline is computed from the one anchor taken at ``start()``, never by adding a frame
 period to the previous wake-up, so sleep overshoot and per-frame work do not accumulate: frame
 36,000 (ten minutes at 60 fps) is due exactly ten minutes after the anchor. The clock and the
-sleep function are injectable; tests and the drift benchmark drive it with a ``FakeClock``
-instead of waiting (lerobot's CycleTimer + FakeClock pattern).
+sleep function are injectable; tests and the drift benchmark drive it with
+``emoface_core.testing.clocks.FakeClock`` instead of waiting (lerobot's CycleTimer + FakeClock).
 """
 
 from __future__ import annotations
@@ -123,34 +123,3 @@ class FrameClock:
             self.stats.n_skipped += 1
             return True
         return False
-
-
-class FakeClock:
-    """A clock for tests: time moves only when ``sleep`` (or ``advance``) is called.
-
-    Args:
-        start_s: the initial time.
-        oversleep_s: added to every sleep, to model a scheduler that wakes late; a callable
-            gets the requested duration and returns the extra delay.
-    """
-
-    def __init__(
-        self, start_s: float = 1000.0, *, oversleep_s: float | Callable[[float], float] = 0.0
-    ) -> None:
-        self.now_s = start_s
-        self.oversleep_s = oversleep_s
-        self.n_sleeps = 0
-
-    def __call__(self) -> float:
-        """The current fake time."""
-        return self.now_s
-
-    def sleep(self, duration_s: float) -> None:
-        """Advance by the duration plus the modelled oversleep."""
-        extra = self.oversleep_s(duration_s) if callable(self.oversleep_s) else self.oversleep_s
-        self.now_s += max(0.0, duration_s) + extra
-        self.n_sleeps += 1
-
-    def advance(self, duration_s: float) -> None:
-        """Advance without counting a sleep (models work done between frames)."""
-        self.now_s += duration_s

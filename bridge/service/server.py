@@ -639,7 +639,7 @@ class Service:
 
     def _run_line(self, job: _LineJob) -> None:
         """Inference thread: animate one line and hand it to the player."""
-        from emoface_core.engines.base import animate_audio
+        from emoface_core.animate import animate_audio
 
         record = job.record
         try:
@@ -688,7 +688,7 @@ class Service:
     ) -> None:
         """Inference thread: bake and queue the reply for the request thread."""
         from bridge.bake.run import render_mapped_csv
-        from emoface_core.engines.base import animate_audio
+        from emoface_core.animate import animate_audio
         from emoface_core.formats import WRITERS, atomic_write
 
         try:

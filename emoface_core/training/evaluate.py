@@ -240,7 +240,7 @@ def evaluate_engine(
     Returns:
         The report; clips that fail are listed in ``failures`` and the rest are still scored.
     """
-    from emoface_core.engines.base import animate_audio
+    from emoface_core.animate import animate_audio
 
     report = EvalReport(source=dict(engine.describe()) | {"raw": raw, "seed": seed})
     for clip in _maybe_progress(list(clips), progress):

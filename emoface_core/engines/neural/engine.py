@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 
 from emoface_core.audio import Audio
-from emoface_core.emotion import EmotionTimeline
+from emoface_core.emotion import EmotionControl, EmotionTimeline
+from emoface_core.engines.base import StreamConfig
 from emoface_core.engines.neural.inference import DEFAULT_CHUNK_S, DEFAULT_OVERLAP_S, animate
 from emoface_core.engines.neural.model import EmoFaceModel
+from emoface_core.engines.neural.streaming import NeuralRawStream, StreamingNetwork
 
 
 class NeuralEngine:
@@ -18,6 +20,7 @@ class NeuralEngine:
 
     name = "emoface"
     wants_smoothing = True
+    takes_seed = False  # the network is deterministic; blinks and gaze take the seed
 
     def __init__(
         self,
@@ -33,6 +36,7 @@ class NeuralEngine:
         self.chunk_s = chunk_s
         self.overlap_s = overlap_s
         self.precision = precision
+        self._streaming: StreamingNetwork | None = None
 
     @classmethod
     def from_checkpoint(
@@ -53,6 +57,27 @@ class NeuralEngine:
             chunk_s=self.chunk_s,
             overlap_s=self.overlap_s,
             precision=self.precision,
+        )
+
+    def open_raw_stream(
+        self,
+        emotion: EmotionControl,
+        config: StreamConfig,
+        *,
+        seed: int | None = None,
+        provisional: bool = True,
+        expected_samples: int | None = None,
+    ) -> NeuralRawStream:
+        """Start causal streaming inference (``engines.neural.streaming``).
+
+        Streams of one engine share its ``StreamingNetwork`` (constants of the weights, built
+        once per model: replacing ``model``, e.g. by a fast-mode copy, builds a new one), so
+        ``emoface_core.streaming.process_many`` steps them in one batched call.
+        """
+        if self._streaming is None or self._streaming.model is not self.model:
+            self._streaming = StreamingNetwork(self.model)
+        return self._streaming.open(
+            emotion, config, provisional=provisional, expected_samples=expected_samples
         )
 
     def describe(self) -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""The offline pipeline: engine -> post-processing -> ``Animation``, one clip at a time.
+
+Whatever the engine, a bake goes through here: the engine's raw frames, then the shared
+post-processing (Savitzky-Golay smoothing when the engine asks for it, blinks, gaze), then the
+metadata that says how the animation was made. ``emoface_core.streaming`` is the same pipeline
+for audio that arrives in pieces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import cast
+
+import numpy as np
+
+from emoface_core.animation import Animation
+from emoface_core.audio import FPS, Audio
+from emoface_core.emotion import EmotionTimeline
+from emoface_core.engines.base import Engine, SeededEngine
+from emoface_core.postprocess import PostprocessConfig, postprocess
+
+ANIMATION_VERSION = "emoface-0.1"
+
+
+def animate_audio(
+    engine: Engine,
+    audio: Audio,
+    timeline: EmotionTimeline,
+    *,
+    raw: bool = False,
+    seed: int | None = None,
+    postprocess_config: PostprocessConfig | None = None,
+) -> Animation:
+    """Run an engine on one clip and post-process it.
+
+    Args:
+        engine: the animator.
+        audio: decoded audio.
+        timeline: emotion over time.
+        raw: skip smoothing, blinks and gaze (the network output as is).
+        seed: seeds blinks and gaze, and the engine's own randomness when it ``takes_seed``
+            (procedural idle motion); ``None`` draws fresh blinks and gaze and leaves the
+            engine at its default.
+        postprocess_config: smoothing/blink/gaze parameters.
+
+    Returns:
+        The animation with metadata.
+    """
+    config = postprocess_config or PostprocessConfig()
+    seeded = seed is not None and engine.takes_seed
+    if seeded:
+        values = cast(SeededEngine, engine).infer(audio, timeline, seed=seed)
+    else:
+        values = engine.infer(audio, timeline)
+    assert values.shape == (audio.n_frames, 174), values.shape
+    if not raw:
+        if not engine.wants_smoothing:
+            config = _without_smoothing(config)
+        values = postprocess(values, config, seed=seed)
+    metadata = {
+        "generator": ANIMATION_VERSION,
+        "engine": {**engine.describe(), "seed": seed} if seeded else engine.describe(),
+        "emotion": timeline.to_spec(),
+        "emotion_timeline": timeline.to_json(),
+        "seed": seed,
+        "raw": raw,
+        "source_audio": audio.path,
+        "duration_s": round(audio.duration_s, 6),
+    }
+    return Animation(values.astype(np.float32, copy=False), fps=FPS, metadata=metadata)
+
+
+def _without_smoothing(config: PostprocessConfig) -> PostprocessConfig:
+    return replace(config, smooth=False)
