@@ -29,7 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bridge.bake.run import BakeLine, BatchSettings, run_batch  # noqa: E402
+from bridge.bake.lines import BakeLine  # noqa: E402
+from bridge.bake.render import BatchSettings  # noqa: E402
+from bridge.bake.run import run_batch  # noqa: E402
 
 CLIPS = sorted((REPO / "examples" / "audio").glob("*.wav"))
 

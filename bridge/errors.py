@@ -8,6 +8,7 @@ from bridge.protocol import ProtocolError
 from emoface_core.errors import EmoFaceError
 
 __all__ = [
+    "BatchError",
     "MappingError",
     "MappingProblem",
     "NotConnectedError",
@@ -51,3 +52,7 @@ class TransportError(EmoFaceError, OSError):
 
 class NotConnectedError(EmoFaceError, ConnectionError):
     """A sender or receiver was used before ``open()`` or after ``close()``."""
+
+
+class BatchError(EmoFaceError, RuntimeError):
+    """The batch as a whole cannot run (engine fails to load, output folder busy, bad manifest)."""

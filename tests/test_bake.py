@@ -11,19 +11,12 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT, TINY_WAV2VEC2, make_sine, write_wav
 
-from bridge.bake.run import (
-    JOURNAL_NAME,
-    BakeLine,
-    BatchError,
-    BatchSettings,
-    _FolderLock,
-    collect_lines,
-    derive_seed,
-    load_manifest,
-    plan_batch,
-    run_batch,
-)
+from bridge.bake.journal import JOURNAL_NAME, FolderLock, plan_batch
+from bridge.bake.lines import BakeLine, collect_lines, derive_seed, load_manifest
+from bridge.bake.render import BatchSettings
+from bridge.bake.run import run_batch
 from bridge.bake.runners import InlineRunner
+from bridge.errors import BatchError
 from emoface_core.controllers import JAW_OPEN, N_CONTROLLERS
 from emoface_core.engines.base import EngineBase
 from emoface_core.formats import load_animation
@@ -260,7 +253,7 @@ def test_stale_temporary_files_are_removed_and_a_busy_folder_is_refused(voice):
     lines = collect_lines([str(voice / "vo" / "guard")])
     _run(lines, out)
     assert not stale.exists()
-    with _FolderLock(out), pytest.raises(BatchError, match="another emoface bake is writing"):
+    with FolderLock(out), pytest.raises(BatchError, match="another emoface bake is writing"):
         _run(lines, out)
 
 

@@ -15,68 +15,31 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from bridge.bake.run import (
-    BakeLine,
-    BatchError,
-    BatchSettings,
-    Outcome,
-    Rendered,
-    failure_reason,
-    render_files,
-)
+from bridge.bake.lines import BakeLine
+from bridge.bake.render import BatchSettings, Outcome, bake_line, failure_reason, load_batch_engine
+from bridge.errors import BatchError
 from emoface_core.errors import ConfigError, EmoFaceError
 
 log = logging.getLogger(__name__)
 
+
+class Runner(Protocol):
+    """Turns lines into outcomes; implemented below."""
+
+    def run(self, lines: Sequence[BakeLine]) -> Iterator[tuple[int, Outcome]]:
+        """Yield ``(index into lines, outcome)`` as lines finish, in any order."""
+        ...
+
+    def close(self) -> None:
+        """Release workers; called once, also after an interrupt."""
+        ...
+
+
 MAX_WORKER_RESTARTS_PER_JOB = 2  # a worker dying this often per --jobs means something is broken
-
-
-def bake_line(
-    line: BakeLine, settings: BatchSettings, engine: Any, *, audio_file: Path | None = None
-) -> Rendered:
-    """Bake one line with a loaded engine and render every requested format.
-
-    Args:
-        line: the line.
-        settings: formats, post-processing and mapping.
-        engine: the loaded engine.
-        audio_file: where to read the audio when not at ``line.audio`` (a copy shipped to a
-            Ray worker); the metadata still names ``line.audio``.
-
-    Raises:
-        EmoFaceError, ValueError, OSError: the line's audio or emotion spec cannot be used.
-    """
-    from emoface_core.animate import animate_audio
-    from emoface_core.audio import load_audio
-    from emoface_core.emotion import parse_emotion_spec
-
-    start = time.perf_counter()
-    timeline = parse_emotion_spec(line.emotion)
-    audio = load_audio(audio_file or line.audio)
-    animation = animate_audio(
-        engine,
-        audio,
-        timeline,
-        raw=settings.raw,
-        seed=line.seed,
-        postprocess_config=settings.postprocess,
-    )
-    animation.metadata["source_audio"] = str(line.audio)
-    animation.metadata["subject"] = line.subject
-    animation.metadata["output"] = line.output
-    files = render_files(animation, settings.formats, settings.mapping)
-    return Rendered(files, animation.n_frames, audio.duration_s, time.perf_counter() - start)
-
-
-def load_batch_engine(settings: BatchSettings) -> Any:
-    """Load the engine named by resolved settings (what each worker does once)."""
-    from emoface_core.engines import load_engine
-
-    return load_engine(settings.engine, checkpoint=settings.checkpoint, device=settings.device)
 
 
 class InlineRunner:
@@ -124,13 +87,20 @@ class _LockedEngine:
         self._lock = lock
         self.name = engine.name
         self.wants_smoothing = engine.wants_smoothing
+        self.takes_seed = engine.takes_seed
 
-    def infer(self, audio: Any, timeline: Any) -> np.ndarray:
+    def infer(self, audio: Any, timeline: Any, **kwargs: Any) -> np.ndarray:
+        """The engine's ``infer``, holding the GPU lock."""
         with self._lock:
-            return self._engine.infer(audio, timeline)
+            return self._engine.infer(audio, timeline, **kwargs)
 
     def describe(self) -> dict[str, Any]:
+        """The engine's own facts."""
         return self._engine.describe()
+
+    def open_raw_stream(self, *args: Any, **kwargs: Any) -> Any:
+        """Batches never stream; the engine's own raw stream, without the lock."""
+        return self._engine.open_raw_stream(*args, **kwargs)
 
 
 def _worker_main(conn: Any, settings: BatchSettings, n_threads: int, gpu_lock: Any) -> None:

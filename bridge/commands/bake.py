@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from bridge.commands.options import HelpFormatter, add_engine_arguments, build_engine
 
 if TYPE_CHECKING:
-    from bridge.bake.run import BatchPlan, BatchReport, LineResult
+    from bridge.bake.journal import BatchPlan
+    from bridge.bake.run import BatchReport, LineResult
     from bridge.mapping import Mapping
 
 EPILOG = """\
@@ -162,7 +163,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def _is_single(args: argparse.Namespace) -> bool:
     """Whether this is the one-file contract: ``bake AUDIO -o OUT.txt|.json|.csv``."""
-    from bridge.bake.run import is_glob, is_manifest
+    from bridge.bake.lines import is_glob, is_manifest
     from emoface_core.formats import WRITERS
 
     out = Path(args.output)
@@ -191,10 +192,11 @@ def _is_single(args: argparse.Namespace) -> bool:
 
 
 def _run_single(args: argparse.Namespace) -> int:
+    from bridge.bake.render import render
     from emoface_core.animate import animate_audio
     from emoface_core.audio import load_audio
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.formats import atomic_write, format_of, get_writers
+    from emoface_core.formats import atomic_write, format_of
 
     fmt = format_of(args.output)
     timeline = parse_emotion_spec(args.emotion)
@@ -202,12 +204,7 @@ def _run_single(args: argparse.Namespace) -> int:
     audio = load_audio(args.inputs[0])
     engine = build_engine(args)
     animation = animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed)
-    if fmt == "csv" and mapping is not None:
-        from bridge.bake.run import render_mapped_csv
-
-        atomic_write(args.output, render_mapped_csv(animation, mapping))
-    else:
-        get_writers(fmt)[0].write(animation, args.output)
+    atomic_write(args.output, render(animation, fmt, mapping))
     print(
         f"{args.output}: {animation.n_frames} frames ({animation.duration_s:.2f} s)",
         file=sys.stderr,
@@ -222,7 +219,9 @@ def _load_mapping(name: str) -> Mapping:
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from bridge.bake.run import BatchSettings, collect_lines, run_batch
+    from bridge.bake.lines import collect_lines
+    from bridge.bake.render import BatchSettings
+    from bridge.bake.run import run_batch
     from emoface_core.emotion import parse_emotion_spec
 
     parse_emotion_spec(args.emotion)  # a bad default spec is a usage error, not N failed lines

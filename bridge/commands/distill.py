@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Distil and write the poses; exit 1 when some clips were skipped, 0 otherwise."""
-    from bridge.bake.run import collect_lines
+    from bridge.bake.lines import collect_lines
     from bridge.commands.options import check_output_location
     from emoface_core.audio import load_audio
     from emoface_core.engines import load_engine

@@ -25,20 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from emoface_core.errors import EmoFaceError
-
-DEFAULT_SERVICE_ENDPOINT = "tcp://127.0.0.1:5556"
-FINAL_STATES = frozenset({"finished", "interrupted", "cancelled", "failed"})
-
-
-class ServiceError(EmoFaceError, RuntimeError):
-    """The service answered with an error; ``code`` is its error code (e.g. ``bad_audio``)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
+from bridge.service.requests import DEFAULT_SERVICE_ENDPOINT, FINAL_STATES, ServiceError
 
 AudioInput = str | Path | bytes | np.ndarray
 

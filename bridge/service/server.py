@@ -25,79 +25,48 @@ engine is superseded outright. ``cancel`` fades the subject to its rest pose, th
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import itertools
 import json
 import logging
-import math
-import os
 import socket
-import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bridge.runtime.lines import LinePlayer, LineRecord, Playback
+from bridge.runtime.lines import LinePlayer, LineRecord
 from bridge.runtime.subject import Output, SubjectStream, check_subject, outputs_for
-from bridge.service.client import DEFAULT_SERVICE_ENDPOINT
+from bridge.service.jobs import BakeJob, LineJob, run_bake, run_line
+from bridge.service.requests import (
+    BAKE_FORMATS,
+    DEFAULT_SERVICE_ENDPOINT,
+    RequestError,
+    audio_from_b64,
+    error_reply,
+    json_default,
+    optional_bool,
+    optional_int,
+    parse_blend_ms,
+    parse_info,
+    parse_output,
+    parse_request,
+    parse_start_at,
+    parse_timeline,
+    request_op,
+    text_field,
+)
 from emoface_core import __version__
 from emoface_core.audio import FPS
 from emoface_core.errors import EmoFaceError
 
 log = logging.getLogger(__name__)
 
-OPS = ("speak", "bake", "cancel", "status", "ping")
-BAKE_FORMATS = ("json", "txt", "csv")
 LINE_HISTORY = 1000  # finished lines kept for ``status`` queries
-MAX_START_AHEAD_S = 3600.0  # a start_at further ahead than this is a client bug
 POLL_TIMEOUT_MS = 500  # how soon the request loop notices stop() without a wake-up
-
-# Fields each op accepts (besides "op" and "req_id"); anything else is refused by name, so a
-# typo ("emotoin") is an error rather than a silently ignored setting.
-_FIELDS: dict[str, frozenset[str]] = {
-    "ping": frozenset(),
-    "status": frozenset({"id"}),
-    "cancel": frozenset({"id", "subject", "all"}),
-    "speak": frozenset(
-        {
-            "subject",
-            "audio",
-            "audio_b64",
-            "emotion",
-            "seed",
-            "raw",
-            "transports",
-            "start_at",
-            "blend_ms",
-            "info",
-        }
-    ),
-    "bake": frozenset(
-        {"audio", "audio_b64", "emotion", "seed", "raw", "format", "output", "mapping"}
-    ),
-}
-
-
-class RequestError(EmoFaceError, ValueError):
-    """A request cannot be served; ``code`` is what the error reply says.
-
-    Codes: ``bad_request`` (malformed or invalid fields), ``bad_audio`` (the audio cannot be
-    used), ``bad_output`` (a bake's output file cannot be written), ``not_found`` (unknown line id),
-    ``busy`` (the inference queue is full).
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -161,7 +130,7 @@ class Service:
         config: endpoints, transports and limits.
         engine: a loaded engine (``emoface_core.engines.load_engine``); it stays warm.
         context: ``zmq.Context`` (default: the process-wide one).
-        outputs: senders paired with their mappings (``bridge.commands.stream.build_outputs``
+        outputs: senders paired with their mappings (``bridge.commands.options.build_outputs``
             builds them from the CLI's transport flags); default: built from ``config``'s
             ``zmq``/``osc``/``livelink`` and ``mapping``. The service opens and closes them.
     """
@@ -362,9 +331,9 @@ class Service:
         import zmq
 
         try:
-            data = json.dumps(reply, allow_nan=False, default=_json_default).encode()
+            data = json.dumps(reply, allow_nan=False, default=json_default).encode()
         except (TypeError, ValueError) as e:  # a reply must always go out
-            data = json.dumps(_error("internal", f"reply not serialisable: {e}")).encode()
+            data = json.dumps(error_reply("internal", f"reply not serialisable: {e}")).encode()
         try:
             self._router.send_multipart([*envelope, data], zmq.NOBLOCK)
         except zmq.ZMQError as e:
@@ -392,30 +361,17 @@ class Service:
         self.counters["requests"] += 1
         req_id = None
         try:
-            if len(payload) > self.config.max_request_bytes:
-                raise RequestError(
-                    "bad_request",
-                    f"request is {len(payload)} bytes; the limit is "
-                    f"{self.config.max_request_bytes} (send a path instead of audio_b64)",
-                )
-            try:
-                request = json.loads(payload)
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise RequestError("bad_request", f"request is not valid JSON ({e})") from None
-            if not isinstance(request, dict):
-                raise RequestError(
-                    "bad_request", f"request must be a JSON object, got {type(request).__name__}"
-                )
+            request = parse_request(payload, self.config.max_request_bytes)
             req_id = request.get("req_id")
             if req_id is not None and not isinstance(req_id, (str, int)):
                 req_id = None
                 raise RequestError("bad_request", "req_id must be a string or an integer")
             reply = self._dispatch(request, envelope or [])
         except RequestError as e:
-            reply = _error(e.code, str(e))
+            reply = error_reply(e.code, str(e))
         except Exception as e:  # noqa: BLE001 - the service outlives any request
             log.exception("emoface serve: internal error")
-            reply = _error("internal", f"{type(e).__name__}: {e}")
+            reply = error_reply("internal", f"{type(e).__name__}: {e}")
         if reply is None:
             return None
         if not reply.get("ok", False):
@@ -425,18 +381,7 @@ class Service:
         return reply
 
     def _dispatch(self, request: dict[str, Any], envelope: list[bytes]) -> dict | None:
-        op = request.get("op")
-        if op not in OPS:
-            raise RequestError(
-                "bad_request", f"op must be one of {', '.join(OPS)}, but {op!r} is provided"
-            )
-        unknown = sorted(set(request) - _FIELDS[op] - {"op", "req_id"})
-        if unknown:
-            raise RequestError(
-                "bad_request",
-                f"unknown field {unknown[0]!r} for {op}; allowed: "
-                f"{', '.join(sorted(_FIELDS[op])) or 'none'}",
-            )
+        op = request_op(request)
         if op == "ping":
             return {"ok": True, "op": "ping", "version": __version__, "time": time.time()}
         if op == "status":
@@ -450,7 +395,7 @@ class Service:
 
     def _status(self, request: dict[str, Any]) -> dict[str, Any]:
         if "id" in request:
-            record = self._lines.get(_text(request, "id"))
+            record = self._lines.get(text_field(request, "id"))
             if record is None:
                 raise RequestError("not_found", f"no line with id {request['id']!r}")
             return {"ok": True, "op": "status", "line": record.to_json()}
@@ -481,13 +426,13 @@ class Service:
             raise RequestError("bad_request", "cancel needs exactly one of id, subject or all")
         with self._lines_lock:
             if "id" in request:
-                line_id = _text(request, "id")
+                line_id = text_field(request, "id")
                 record = self._lines.get(line_id)
                 if record is None:
                     raise RequestError("not_found", f"no line with id {line_id!r}")
                 targets = [record]
             elif "subject" in request:
-                subject = _text(request, "subject")
+                subject = text_field(request, "subject")
                 targets = [r for r in self._lines.values() if r.subject == subject]
             else:
                 if request["all"] is not True:
@@ -503,33 +448,18 @@ class Service:
         return {"ok": True, "op": "cancel", "cancelled": [r.id for r in cancelled]}
 
     def _speak(self, request: dict[str, Any]) -> dict[str, Any]:
-        subject = _text(request, "subject")
+        subject = text_field(request, "subject")
         try:
             check_subject(subject)
         except ValueError as e:
             raise RequestError("bad_request", str(e)) from None
-        timeline = self._timeline(request)
-        seed = _optional_int(request, "seed")
-        raw = _optional_bool(request, "raw")
+        timeline = parse_timeline(request, self.config.default_emotion)
+        seed = optional_int(request, "seed")
+        raw = optional_bool(request, "raw")
         outputs = self._select_outputs(request.get("transports"))
-        start_at = request.get("start_at")
-        if start_at is not None:
-            if not isinstance(start_at, (int, float)) or isinstance(start_at, bool):
-                raise RequestError("bad_request", "start_at must be a Unix time in seconds")
-            if start_at > time.time() + MAX_START_AHEAD_S or not math.isfinite(start_at):
-                raise RequestError(
-                    "bad_request", f"start_at is more than {MAX_START_AHEAD_S:g} s ahead"
-                )
-        blend_ms = request.get("blend_ms", self.config.blend_ms)
-        if (
-            isinstance(blend_ms, bool)
-            or not isinstance(blend_ms, (int, float))
-            or not (0 <= blend_ms <= 2000)
-        ):
-            raise RequestError("bad_request", "blend_ms must be a number between 0 and 2000")
-        info = request.get("info", {})
-        if not isinstance(info, dict):
-            raise RequestError("bad_request", "info must be a JSON object")
+        start_at = parse_start_at(request, time.time())
+        blend_ms = parse_blend_ms(request, self.config.blend_ms)
+        info = parse_info(request)
         audio = self._audio(request)
         record = LineRecord(
             id=f"{subject}-{next(self._ids)}",
@@ -554,7 +484,7 @@ class Service:
             "engine": self.engine.name,
             "audio": audio.path or "<bytes>",
         }
-        job = _LineJob(
+        job = LineJob(
             record,
             audio,
             timeline,
@@ -578,43 +508,27 @@ class Service:
         }
 
     def _bake(self, request: dict[str, Any], envelope: list[bytes]) -> None:
-        timeline = self._timeline(request)
-        seed = _optional_int(request, "seed")
-        raw = _optional_bool(request, "raw")
+        timeline = parse_timeline(request, self.config.default_emotion)
+        seed = optional_int(request, "seed")
+        raw = optional_bool(request, "raw")
         fmt = request.get("format", "json")
         if fmt not in BAKE_FORMATS:
             raise RequestError(
                 "bad_request", f"format must be one of {', '.join(BAKE_FORMATS)}, got {fmt!r}"
             )
-        output = request.get("output")
-        if output is not None:
-            if not isinstance(output, str) or not output:
-                raise RequestError("bad_request", "output must be a file path")
-            if Path(output).suffix.lower() != f".{fmt}":
-                raise RequestError("bad_request", f"output {output!r} must end in .{fmt}")
+        output = parse_output(request, fmt)
         mapping = None
         if "mapping" in request:
             if fmt != "csv":
                 raise RequestError("bad_request", "mapping applies to format csv")
-            mapping = self._mapping(_text(request, "mapping"))
+            mapping = self._mapping(text_field(request, "mapping"))
         audio = self._audio(request)
         with self._lines_lock:
             self._reserve_queue_slot()
         self.counters["bakes"] += 1
         assert self._pool is not None
-        self._pool.submit(
-            self._run_bake,
-            envelope,
-            audio,
-            timeline,
-            seed,
-            raw,
-            fmt,
-            output,
-            mapping,
-            request.get("req_id"),
-        )
-        return None
+        job = BakeJob(audio, timeline, seed, raw, fmt, output, mapping)
+        self._pool.submit(self._run_bake, envelope, job, request.get("req_id"))
 
     def _reserve_queue_slot(self) -> int:
         """Count a request waiting for the engine; returns how many were waiting before it."""
@@ -637,90 +551,18 @@ class Service:
                 break  # never forget a live line
             del self._lines[oldest_id]
 
-    def _run_line(self, job: _LineJob) -> None:
+    def _run_line(self, job: LineJob) -> None:
         """Inference thread: animate one line and hand it to the player."""
-        from emoface_core.animate import animate_audio
-
-        record = job.record
         try:
-            if record.cancel_requested or record.final:
-                return
-            record.state = "computing"
-            animation = animate_audio(
-                self.engine, job.audio, job.timeline, raw=job.raw, seed=job.seed
-            )
-            if record.final:  # cancelled or superseded while computing
-                return
-            if animation.n_frames == 0:
-                record.end("finished", "the audio is shorter than one frame")
-                return
-            if job.start_at is not None:
-                t0 = time.monotonic() + (job.start_at - time.time())
-            else:
-                t0 = time.monotonic()
             assert self._player is not None
-            outputs = job.outputs if job.outputs is not None else self._outputs
-            self._player.submit(
-                Playback(record, animation.values, t0, job.info, outputs, job.blend_frames)
-            )
-        except Exception as e:  # noqa: BLE001 - a failed line is reported in its status
-            log.warning("emoface serve: line %s failed: %s", record.id, e, exc_info=True)
-            record.end(
-                "failed",
-                f"{type(e).__name__}: {e}"
-                if not isinstance(e, (EmoFaceError, ValueError))
-                else str(e),
-            )
+            run_line(job, self.engine, self._player.submit, self._outputs)
         finally:
             self._release_queue_slot()
 
-    def _run_bake(
-        self,
-        envelope: list[bytes],
-        audio: Any,
-        timeline: Any,
-        seed: int | None,
-        raw: bool,
-        fmt: str,
-        output: str | None,
-        mapping: Any,
-        req_id: Any,
-    ) -> None:
+    def _run_bake(self, envelope: list[bytes], job: BakeJob, req_id: Any) -> None:
         """Inference thread: bake and queue the reply for the request thread."""
-        from bridge.bake.run import render_mapped_csv
-        from emoface_core.animate import animate_audio
-        from emoface_core.formats import WRITERS, atomic_write
-
         try:
-            animation = animate_audio(self.engine, audio, timeline, raw=raw, seed=seed)
-            if fmt == "csv" and mapping is not None:
-                text = render_mapped_csv(animation, mapping)
-            else:
-                text = WRITERS[fmt]().render(animation)
-            reply: dict[str, Any] = {
-                "ok": True,
-                "op": "bake",
-                "n_frames": animation.n_frames,
-                "duration_s": round(animation.duration_s, 4),
-                "format": fmt,
-            }
-            if output is not None:
-                try:
-                    atomic_write(output, text)
-                except OSError as e:  # the request's path, not the service, is at fault
-                    raise RequestError("bad_output", f"{output}: cannot write ({e})") from None
-                reply["path"] = str(Path(output).resolve())
-            elif fmt == "json":
-                reply["animation"] = json.loads(text)
-            else:
-                reply["text"] = text
-        except RequestError as e:
-            reply = _error(e.code, str(e))
-        except (EmoFaceError, ValueError, OSError) as e:
-            reply = _error("bad_request" if isinstance(e, ValueError) else "internal", str(e))
-        except Exception as e:  # noqa: BLE001 - the reply must go out whatever happened
-            log.exception("emoface serve: bake failed")
-            reply = _error("internal", f"{type(e).__name__}: {e}")
+            reply = run_bake(job, self.engine)
         finally:
             self._release_queue_slot()
         if not reply.get("ok"):
@@ -728,19 +570,6 @@ class Service:
         if req_id is not None:
             reply["req_id"] = req_id
         self._defer(envelope, reply)
-
-    def _timeline(self, request: dict[str, Any]) -> Any:
-        from emoface_core.emotion import parse_emotion_spec
-
-        spec = request.get("emotion", self.config.default_emotion)
-        if not isinstance(spec, (str, int)) or isinstance(spec, bool):
-            raise RequestError(
-                "bad_request", "emotion must be a spec string such as 'happy@0,sad@2'"
-            )
-        try:
-            return parse_emotion_spec(spec)
-        except ValueError as e:
-            raise RequestError("bad_request", str(e)) from None
 
     def _select_outputs(self, transports: Any) -> list[Output] | None:
         if transports is None:
@@ -778,9 +607,9 @@ class Service:
             raise RequestError("bad_request", "give exactly one of audio (a path) or audio_b64")
         try:
             if has_path:
-                audio = load_audio(_text(request, "audio"))
+                audio = load_audio(text_field(request, "audio"))
             else:
-                audio = _audio_from_b64(_text(request, "audio_b64"))
+                audio = audio_from_b64(text_field(request, "audio_b64"))
         except RequestError:
             raise
         except (EmoFaceError, ValueError, OSError) as e:
@@ -792,76 +621,3 @@ class Service:
                 f"{self.config.max_audio_s:g} s",
             )
         return audio
-
-
-@dataclass
-class _LineJob:
-    record: LineRecord
-    audio: Any
-    timeline: Any
-    seed: int | None
-    raw: bool
-    outputs: list[Output] | None
-    start_at: float | None
-    blend_frames: int
-    info: dict[str, Any]
-
-
-def _audio_from_b64(text: str) -> Any:
-    """Decode base64 audio (any format soundfile reads) through a temporary file."""
-    from emoface_core.audio import load_audio
-
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError("bad_request", "audio_b64 is not valid base64") from None
-    fd, tmp = tempfile.mkstemp(prefix="emoface-serve-", suffix=".audio")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        try:
-            audio = load_audio(tmp)
-        except (EmoFaceError, ValueError) as e:
-            raise RequestError("bad_audio", str(e).replace(tmp, "audio_b64")) from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    from dataclasses import replace
-
-    return replace(audio, path="")
-
-
-def _text(request: dict[str, Any], key: str) -> str:
-    value = request.get(key)
-    if not isinstance(value, str) or not value:
-        raise RequestError("bad_request", f"{key} must be a non-empty string")
-    return value
-
-
-def _optional_int(request: dict[str, Any], key: str) -> int | None:
-    value = request.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise RequestError("bad_request", f"{key} must be a whole number >= 0 or null")
-    return value
-
-
-def _optional_bool(request: dict[str, Any], key: str) -> bool:
-    value = request.get(key, False)
-    if not isinstance(value, bool):
-        raise RequestError("bad_request", f"{key} must be true or false")
-    return value
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": code, "message": message}}
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,179 @@
+"""Baking one line: the settings that shape outputs, the engine run and the rendered files.
+
+``render`` is the one place that turns an animation into a file's text, by format, with a rig
+mapping's columns for CSV; ``bake`` (single file), ``serve`` bakes and batch workers all use it.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.bake.lines import BakeLine
+from bridge.mapping import Mapping
+from emoface_core.animation import Animation
+from emoface_core.errors import ConfigError, EmoFaceError
+from emoface_core.formats import WRITERS
+from emoface_core.postprocess import PostprocessConfig
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Everything that shapes the outputs (and so the fingerprint), plus where they go.
+
+    Attributes:
+        output_dir: folder the outputs are written into.
+        formats: writer keys among ``txt``, ``json``, ``csv``.
+        engine: "auto", "emoface" or "procedural".
+        checkpoint: EmoFace weights for the "emoface" engine.
+        device: "cpu", "cuda" or None (CUDA when available).
+        raw: write the engine output without smoothing, blinks or gaze.
+        mapping: rig mapping for the CSV columns; None writes the 174 channels.
+        postprocess: smoothing, blink and gaze parameters.
+    """
+
+    output_dir: Path
+    formats: tuple[str, ...] = ("json",)
+    engine: str = "auto"
+    checkpoint: str | None = None
+    device: str | None = None
+    raw: bool = False
+    mapping: Mapping | None = None
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        if not self.formats:
+            raise ConfigError("formats must name at least one of " + ", ".join(WRITERS))
+        unknown = [f for f in self.formats if f not in WRITERS]
+        if unknown:
+            raise ConfigError(
+                f"unknown output format {unknown[0]!r}; choose from {', '.join(WRITERS)} or all"
+            )
+        if self.engine not in ("auto", "emoface", "procedural"):
+            raise ConfigError(f"engine must be auto, emoface or procedural, got {self.engine!r}")
+
+    def output_files(self, line: BakeLine) -> list[str]:
+        """The output paths of a line, relative to ``output_dir`` (one per format)."""
+        return [f"{line.output}.{fmt}" for fmt in self.formats]
+
+    def resolved(self) -> BatchSettings:
+        """These settings with "auto" replaced by the engine that will run (and its checkpoint).
+
+        Every worker then loads the same engine, and the fingerprint names it.
+        """
+        if self.engine != "auto":
+            return self
+        from emoface_core.engines import find_checkpoint
+
+        path = find_checkpoint(self.checkpoint)
+        if path is None:
+            return replace(self, engine="procedural", checkpoint=None)
+        return replace(self, engine="emoface", checkpoint=str(path))
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A baked line as file contents, ready for the writing process.
+
+    Attributes:
+        files: format -> file contents.
+        n_frames: frames baked.
+        audio_s: audio length in seconds.
+        elapsed_s: wall time of the bake in its worker.
+    """
+
+    files: dict[str, str]
+    n_frames: int
+    audio_s: float
+    elapsed_s: float
+
+
+def render(animation: Animation, fmt: str, mapping: Mapping | None = None) -> str:
+    """File contents of an animation in one format: the one place that picks the writer.
+
+    ``csv`` with a mapping has one column per mapping target (``render_mapped_csv``); every
+    other case is the format's writer (``emoface_core.formats.WRITERS``).
+    """
+    if fmt == "csv" and mapping is not None:
+        return render_mapped_csv(animation, mapping)
+    return WRITERS[fmt]().render(animation)
+
+
+def render_files(
+    animation: Animation, formats: Sequence[str], mapping: Mapping | None
+) -> dict[str, str]:
+    """File contents of an animation in each format (CSV columns follow ``mapping`` when given)."""
+    return {fmt: render(animation, fmt, mapping) for fmt in formats}
+
+
+def render_mapped_csv(animation: Animation, mapping: Mapping) -> str:
+    """``time_s`` then one column per mapping target, one row per frame (imports into Unreal)."""
+    targets = np.asarray(mapping.apply_array(animation.values), dtype=np.float64)
+    t = np.arange(animation.n_frames, dtype=np.float64)[:, None] / animation.fps
+    buf = io.StringIO()
+    header = ",".join(("time_s", *mapping.names))
+    np.savetxt(buf, np.hstack([t, targets]), fmt="%.6f", delimiter=",", header=header, comments="")
+    return buf.getvalue()
+
+
+def failure_reason(error: BaseException) -> str:
+    """One line for a failed bake: the error's first line (type name when it has no message)."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(error, (EmoFaceError, ValueError, OSError)):
+        return first or type(error).__name__
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+Outcome = Rendered | str  # rendered files, or the reason the line failed
+
+
+def bake_line(
+    line: BakeLine, settings: BatchSettings, engine: Any, *, audio_file: Path | None = None
+) -> Rendered:
+    """Bake one line with a loaded engine and render every requested format.
+
+    Args:
+        line: the line.
+        settings: formats, post-processing and mapping.
+        engine: the loaded engine.
+        audio_file: where to read the audio when not at ``line.audio`` (a copy shipped to a
+            Ray worker); the metadata still names ``line.audio``.
+
+    Raises:
+        EmoFaceError, ValueError, OSError: the line's audio or emotion spec cannot be used.
+    """
+    from emoface_core.animate import animate_audio
+    from emoface_core.audio import load_audio
+    from emoface_core.emotion import parse_emotion_spec
+
+    start = time.perf_counter()
+    timeline = parse_emotion_spec(line.emotion)
+    audio = load_audio(audio_file or line.audio)
+    animation = animate_audio(
+        engine,
+        audio,
+        timeline,
+        raw=settings.raw,
+        seed=line.seed,
+        postprocess_config=settings.postprocess,
+    )
+    animation.metadata["source_audio"] = str(line.audio)
+    animation.metadata["subject"] = line.subject
+    animation.metadata["output"] = line.output
+    files = render_files(animation, settings.formats, settings.mapping)
+    return Rendered(files, animation.n_frames, audio.duration_s, time.perf_counter() - start)
+
+
+def load_batch_engine(settings: BatchSettings) -> Any:
+    """Load the engine named by resolved settings (what each worker does once)."""
+    from emoface_core.engines import load_engine
+
+    return load_engine(settings.engine, checkpoint=settings.checkpoint, device=settings.device)
