@@ -40,8 +40,9 @@ sys.path.insert(0, str(REPO))
 
 from bridge.mapping import load_mapping  # noqa: E402
 from bridge.protocol import Frame, FrameEncoder, decode  # noqa: E402
+from bridge.runtime.clips import ClipPlayer  # noqa: E402
 from bridge.runtime.clock import FrameClock  # noqa: E402
-from bridge.runtime.subject import ClipPlayer, Output, SubjectStream  # noqa: E402
+from bridge.runtime.subject import Output, SubjectStream  # noqa: E402
 from bridge.transports.livelink import LiveLinkEncoder, LiveLinkSender  # noqa: E402
 from bridge.transports.osc import FrameTemplate, OscSender  # noqa: E402
 from bridge.transports.zmq import ZmqSender  # noqa: E402

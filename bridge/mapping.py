@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from bridge.arkit import LIVELINK_FACE_NAMES
 from bridge.errors import MappingError, MappingProblem
 from bridge.protocol import Schema
-from bridge.transports.livelink import LIVELINK_FACE_NAMES
 from emoface_core.controllers import CONTROLLER_INDEX, CONTROLLER_NAMES, N_CONTROLLERS
 
 MAPPING_VERSION = 1  # the only file version this code reads

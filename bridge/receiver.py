@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.arkit import LIVELINK_FACE_NAMES
 from bridge.errors import NotConnectedError, TransportError
 from bridge.protocol import (
     Decoder,
@@ -37,7 +38,7 @@ from bridge.protocol import (
     zmq_topic,
 )
 from bridge.transports.base import parse_host_port
-from bridge.transports.livelink import LIVELINK_FACE_NAMES, LIVELINK_PORT, decode_packet
+from bridge.transports.livelink import LIVELINK_PORT, decode_packet
 from bridge.transports.osc import DEFAULT_OSC_PORT, OSC_ROOT
 from bridge.transports.zmq import DEFAULT_ZMQ_ENDPOINT, check_endpoint
 

@@ -20,7 +20,8 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
 from bridge.mapping import load_mapping  # noqa: E402
 from bridge.receiver import MockReceiver  # noqa: E402
-from bridge.runtime.subject import ClipPlayer, SubjectStream, outputs_for  # noqa: E402
+from bridge.runtime.clips import ClipPlayer  # noqa: E402
+from bridge.runtime.subject import SubjectStream, outputs_for  # noqa: E402
 from bridge.transports.zmq import ZmqSender  # noqa: E402
 from emoface_core.animate import animate_audio  # noqa: E402
 from emoface_core.audio import load_audio  # noqa: E402

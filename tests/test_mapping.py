@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bridge.arkit import LIVELINK_FACE_NAMES, N_BLENDSHAPES
 from bridge.cli import main
 from bridge.errors import MappingError
 from bridge.mapping import (
@@ -20,7 +21,6 @@ from bridge.mapping import (
     new_mapping,
     parse_mapping,
 )
-from bridge.transports.livelink import LIVELINK_FACE_NAMES, N_BLENDSHAPES
 from emoface_core.controllers import CONTROLLER_INDEX, CONTROLLER_NAMES, TWO_D_CONTROLS
 
 BROKEN = Path(__file__).parent / "data" / "mappings"

@@ -11,8 +11,9 @@ from conftest import recording_sender
 
 from bridge.mapping import load_mapping
 from bridge.protocol import EndReason, Frame, StreamEnd, StreamStart
+from bridge.runtime.clips import ClipPlayer
 from bridge.runtime.clock import FrameClock
-from bridge.runtime.subject import ClipPlayer, Output, SubjectStream
+from bridge.runtime.subject import Output, SubjectStream
 from emoface_core.testing.clocks import FakeClock
 
 FPS = 60
@@ -180,3 +181,20 @@ def test_audio_offset_delays_frames_but_not_the_announced_audio_start():
     ClipPlayer([(stream, _clip(3))], audio_offset_s=0.1, frame_clock=clock).run()
     assert released == pytest.approx([start_s + 0.1 + i / FPS for i in range(3)])
     assert [f.t_s for f in sender.of_type(Frame)] == pytest.approx([0, 1 / FPS, 2 / FPS])
+
+
+def test_pick_skips_stale_frames_but_never_the_last_and_waits_for_the_first():
+    fake = FakeClock()
+    clock = FrameClock(FPS, clock=fake, sleep=fake.sleep, skip_after_s=PERIOD_S * (1 - 1e-6))
+    clock.start(10.0)
+    assert clock.frame_at(9.99) == -1
+    assert clock.pick(0, 99, now_s=9.99) is None  # frame 0 not due yet
+    assert clock.pick(0, 99, now_s=10.0) == 0
+    # 3.5 frames later: frames 0-2 have successors already due, frame 3 is the one to send.
+    now = 10.0 + 3.5 / 60
+    assert clock.frame_at(now) == 3
+    assert clock.pick(0, 99, now_s=now) == 3 and clock.stats.n_skipped == 3
+    assert clock.record(3, now_s=now) == pytest.approx(0.5 / 60)
+    # The last frame of a line is sent even when it is late, so END follows it.
+    assert clock.pick(4, 5, now_s=10.0 + 9 / 60) == 5
+    assert clock.stats.n_frames == 1 and clock.stats.n_late == 1

@@ -50,21 +50,21 @@ def test_schema_is_repeated_on_its_interval_and_resent_when_the_mapping_changes(
     assert sender.messages[-1].schema_id == sender.messages[-2].schema_id
 
 
-def test_new_line_interrupts_the_old_one_and_blends_from_the_last_pose():
+def test_new_line_interrupts_the_old_one_and_numbering_spans_lines():
     sender = recording_sender()
     mapping = load_mapping("metahuman_faceboard")
     stream = SubjectStream("npc", [Output(sender, mapping)])
     old, new = np.full(174, 0.8, np.float32), np.zeros(174, np.float32)
     stream.start_line(n_frames=100)
     stream.push(old)
-    stream.start_line(blend_s=3 / 60)  # three blended frames, then the new line as is
+    stream.start_line()  # cross-fades are the service player's (runtime.lines): a cut here
     for _ in range(5):
         stream.push(new)
     ends = sender.of_type(StreamEnd)
     assert [(e.line_id, e.n_frames_sent, e.reason) for e in ends] == [(1, 1, EndReason.INTERRUPTED)]
     jaw = mapping.names.index("CTRL_C_jaw.X")
     values = [f.values[jaw] for f in sender.of_type(Frame)]
-    np.testing.assert_allclose(values, [0.8, 0.6, 0.4, 0.2, 0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(values, [0.8, 0.0, 0.0, 0.0, 0.0, 0.0], atol=1e-6)
     assert [f.line_id for f in sender.of_type(Frame)] == [1, 2, 2, 2, 2, 2]
     assert [f.seq for f in sender.of_type(Frame)] == list(range(6))  # seq spans lines
 

@@ -20,7 +20,7 @@ from bridge.commands.options import (
 )
 
 if TYPE_CHECKING:
-    from bridge.runtime.subject import ClipPlayer
+    from bridge.runtime.clips import ClipPlayer
     from bridge.transports.base import Sender
     from emoface_core.animation import Animation
 
@@ -94,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
     """Stream one clip."""
     from contextlib import ExitStack
 
+    from bridge.runtime.clips import ClipPlayer
     from bridge.runtime.clock import FrameClock
-    from bridge.runtime.subject import ClipPlayer, SubjectStream, check_subject
+    from bridge.runtime.subject import SubjectStream, check_subject
 
     subjects = [check_subject(s) for s in (args.subject or [DEFAULT_SUBJECT])]
     senders, outputs = build_outputs(args)  # a bad mapping fails before the engine runs

@@ -1,4 +1,10 @@
-"""Frame pacing: a ``FrameClock`` that releases frame ``i`` at ``anchor + i / fps``.
+"""Frame pacing, the one rule every loop that releases frames follows (R5 of the layout).
+
+A ``FrameClock`` makes frame ``i`` due at ``anchor + offset + i / fps``, measures how late each
+released frame is, and decides when a frame is too late to send (``should_skip``, ``pick``).
+``stream`` (``runtime.clips``) sleeps until each frame is due (``wait``); ``serve``
+(``runtime.lines``) wakes on a condition and picks the frame to send (``pick``, ``record``);
+``live`` (``runtime.live``) waits in a playout thread and never skips.
 
 Every deadline is computed from the one anchor taken at ``start()``, never by adding a frame
 period to the previous wake-up, so sleep overshoot and per-frame work do not accumulate: frame
@@ -100,13 +106,34 @@ class FrameClock:
             raise RuntimeError("FrameClock.start() must be called before due_s()/wait()")
         return max(self.anchor_s, self.anchor_s + self.offset_s + index / self.fps)
 
-    def wait(self, index: int) -> float:
-        """Sleep until frame ``index`` is due; return how late it is now (>= 0), and record it."""
-        due = self.due_s(index)
-        remaining = due - self.clock()
-        if remaining > 0:
-            self.sleep(remaining)
-        late = max(0.0, self.clock() - due)
+    def frame_at(self, now_s: float | None = None) -> int:
+        """Index of the newest frame due at ``now_s`` (default now); -1 before frame 0."""
+        if self.anchor_s is None:
+            raise RuntimeError("FrameClock.start() must be called before frame_at()")
+        now = self.clock() if now_s is None else now_s
+        if now < self.anchor_s:
+            return -1
+        # The epsilon keeps a wake-up exactly on a due time from reading as the frame before.
+        return math.floor((now - self.anchor_s - self.offset_s) * self.fps + 1e-6)
+
+    def pick(self, first: int, last: int, now_s: float | None = None) -> int | None:
+        """The frame to release now, for a loop that wakes when it can rather than per frame.
+
+        Frames from ``first`` on that are later than ``skip_after_s`` are skipped (counted in
+        ``stats.n_skipped``), never sent stale; ``last`` is never skipped (it carries the end of
+        a line). None when ``first`` is not due yet. Record the frame sent with ``record``.
+        """
+        now = self.clock() if now_s is None else now_s
+        if self.due_s(first) > now + 1e-6 / self.fps:
+            return None
+        index = first
+        while index < last and self.should_skip(now - self.due_s(index)):
+            index += 1
+        return index
+
+    def record(self, index: int, now_s: float | None = None) -> float:
+        """Record frame ``index`` as released at ``now_s`` (default now); returns its lateness."""
+        late = max(0.0, (self.clock() if now_s is None else now_s) - self.due_s(index))
         stats = self.stats
         stats.n_frames += 1
         stats.last_late_s = late
@@ -116,6 +143,13 @@ class FrameClock:
         if late > self.late_tolerance_s:
             stats.n_late += 1
         return late
+
+    def wait(self, index: int) -> float:
+        """Sleep until frame ``index`` is due; return how late it is now (>= 0), and record it."""
+        remaining = self.due_s(index) - self.clock()
+        if remaining > 0:
+            self.sleep(remaining)
+        return self.record(index)
 
     def should_skip(self, late_s: float) -> bool:
         """Whether a frame this late should be dropped (and counts it when so)."""

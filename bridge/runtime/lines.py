@@ -1,10 +1,11 @@
 """Real-time playback of dialogue lines on many subjects at once, with cross-fades.
 
 ``LinePlayer`` is the part of ``emoface serve`` that sends frames. It runs one thread, the only
-one that touches the senders, and plays each subject's current line on that line's own clock:
-frame ``k`` is due ``k / fps`` after the line's start time. It sleeps until the next frame is
-due and idles without waking when nothing plays; a frame found late is skipped (counted), not
-sent stale, so the face stays in sync with audio that started on time.
+one that touches the senders, and plays each subject's current line on that line's own clock
+(a ``runtime.clock.FrameClock`` anchored at the line's start): frame ``k`` is due ``k / fps``
+after it. It sleeps until the next frame is due and idles without waking when nothing plays; a
+frame found late is skipped (counted), not sent stale, so the face stays in sync with audio that
+started on time.
 
 A new line for a subject starts when it is due; the subject's current line then ends (END,
 interrupted) and the new one cross-fades from the pose that was last sent into its own frames
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from bridge.protocol import EndReason
+from bridge.runtime.clock import FrameClock
 from bridge.runtime.subject import Output, SubjectStream
 
 log = logging.getLogger(__name__)
@@ -115,8 +117,9 @@ class Playback:
     blend_from: np.ndarray | None = None  # the pose sent before this line started
     n_pushed: int = 0
     fade_from: np.ndarray | None = None  # set when cancelled: fading to rest
-    fade_t0: float = 0.0
     fade_done: int = 0
+    pacing: FrameClock | None = None  # the line's frames: due from t0 on (set when it starts)
+    fade_pacing: FrameClock | None = None  # the cancel fade's frames: due from the cancel on
 
 
 @dataclass
@@ -241,7 +244,7 @@ class LinePlayer:
                     current.fade_from = (
                         slot.last_out if slot.last_out is not None else current.values[0]
                     )
-                    current.fade_t0 = now
+                    current.fade_pacing = self._pacing(now)
                 due = self._advance(slot, current, now)
                 if due is not None:
                     next_due = min(next_due, due)
@@ -268,44 +271,59 @@ class LinePlayer:
             t_audio_start=self.wall_clock() + (playback.t0 - now),
         )
         playback.blend_from = None if slot.last_out is None else slot.last_out.copy()
+        playback.pacing = self._pacing(playback.t0)
         record.state = "playing"
         record.started_s = self.wall_clock() + (playback.t0 - now)
         slot.current = playback
+
+    def _pacing(self, anchor_s: float) -> FrameClock:
+        """A clock for frames due from ``anchor_s`` on.
+
+        A frame whose successor is due is late enough to skip: the player sends the newest due
+        frame on each wake-up.
+        """
+        period = 1.0 / self.fps
+        clock = FrameClock(self.fps, clock=self.clock, skip_after_s=period * (1.0 - 1e-6))
+        clock.start(anchor_s)
+        return clock
 
     def _advance(self, slot: _Slot, pb: Playback, now: float) -> float | None:
         """Send what is due for one subject; return when its next frame is due (or None)."""
         period = 1.0 / self.fps
         if pb.fade_from is not None:
+            assert pb.fade_pacing is not None
             n_fade = max(1, pb.blend_frames)
-            k = min(n_fade, int((now - pb.fade_t0) * self.fps + 1e-6) + 1)
+            k = min(n_fade, pb.fade_pacing.frame_at(now) + 1)
             if k > pb.fade_done:
                 weight = smoothstep(k / n_fade)
                 frame = pb.fade_from * (1.0 - weight)  # the rest pose is all zeros
                 self._push(slot, pb, frame, (pb.next_k + k - 1) * period)
+                pb.fade_pacing.record(k - 1, now)
                 pb.fade_done = k
             if pb.fade_done >= n_fade:
                 slot.stream.end_line(EndReason.INTERRUPTED)
                 pb.record.end("cancelled", "cancelled")
                 slot.current = None
                 return None
-            return pb.fade_t0 + pb.fade_done * period
+            return pb.fade_pacing.due_s(pb.fade_done)
+        assert pb.pacing is not None
         n = len(pb.values)
-        k = int(math.floor((now - pb.t0) * self.fps + 1e-6))
-        if k >= pb.next_k:
-            k = min(k, n - 1)
+        k = pb.pacing.pick(pb.next_k, n - 1, now)
+        if k is not None:
             pb.record.n_skipped += k - pb.next_k
             frame = pb.values[k]
             if pb.n_pushed < pb.blend_frames and pb.blend_from is not None:
                 weight = smoothstep((pb.n_pushed + 1) / (pb.blend_frames + 1))
                 frame = pb.blend_from * (1.0 - weight) + frame * weight
             self._push(slot, pb, frame, k * period)
+            pb.pacing.record(k, now)
             pb.next_k = k + 1
             if pb.next_k >= n:
                 slot.stream.end_line(EndReason.FINISHED)
                 pb.record.end("finished")
                 slot.current = None
                 return None
-        return pb.t0 + pb.next_k * period
+        return pb.pacing.due_s(pb.next_k)
 
     def _push(self, slot: _Slot, pb: Playback, frame: np.ndarray, t_s: float) -> None:
         out = np.asarray(frame, dtype=np.float32)

@@ -1,15 +1,10 @@
-"""Streaming: map 174-channel frames per subject and fan them out to every transport.
+"""One NPC on the wire: map 174-channel frames per subject and fan them out to every transport.
 
-Two layers, so live sources reuse the first:
-
-* ``SubjectStream`` is one NPC. ``start_line`` / ``push(frame)`` / ``end_line`` take frames one at
-  a time from anything (a baked clip, a streaming engine, a server handling many NPCs). It maps
-  each frame once per distinct mapping, numbers it (``seq``), re-sends the schema every
-  ``schema_interval_s`` and when the mapping changes, and can cross-fade from the last pose
-  when a new line interrupts the current one (``blend_s``).
-* ``ClipPlayer`` plays finished clips in real time: a ``FrameClock`` releases frame ``i`` at
-  ``anchor + i / fps`` for every subject at once, skips frames that are hopelessly late, and
-  reports frames sent, skipped, late and the worst lateness.
+``SubjectStream`` takes frames one at a time from anything (a baked clip, ``runtime.clips``; a
+live stream, ``runtime.live``; the service's lines, ``runtime.lines``) between ``start_line`` and
+``end_line``. It maps each frame once per distinct mapping, numbers it (``seq``) and re-sends
+the schema every ``schema_interval_s`` and when the mapping changes. Pacing is the caller's
+(``runtime.clock``); cross-fades between lines are the service player's (``runtime.lines``).
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ import numpy as np
 
 from bridge.mapping import Mapping, load_mapping
 from bridge.protocol import EndReason, Frame, Schema, StreamEnd, StreamStart
-from bridge.runtime.clock import FrameClock, PacingStats
 from bridge.transports.base import Sender
 from emoface_core.audio import FPS
 from emoface_core.controllers import N_CONTROLLERS
@@ -142,11 +136,7 @@ class SubjectStream:
         self.line_active = False
         self._groups: list[_Group] = []
         self._last_schema_s = -np.inf
-        self._raw = np.zeros(N_CONTROLLERS, dtype=np.float32)  # last pushed (blended) frame
-        self._has_last = False
-        self._blend_from = np.zeros(N_CONTROLLERS, dtype=np.float32)
-        self._blend_frames = 0
-        self._blend_done = 0
+        self._raw = np.zeros(N_CONTROLLERS, dtype=np.float32)  # the frame being sent
         self.set_outputs(outputs)
 
     @property
@@ -187,7 +177,6 @@ class SubjectStream:
         *,
         n_frames: int = 0,
         info: dict[str, Any] | None = None,
-        blend_s: float = 0.0,
         t_audio_start: float | None = None,
     ) -> int:
         """Begin a line (an utterance); an active line is ended as interrupted first.
@@ -195,7 +184,6 @@ class SubjectStream:
         Args:
             n_frames: frames planned, 0 when unknown (live input).
             info: JSON-ready facts for receivers (emotion, audio file, engine).
-            blend_s: cross-fade from the last pushed pose over this long (0: cut).
             t_audio_start: wall-clock time when the line's audio time 0 plays (default now).
 
         Returns:
@@ -207,10 +195,6 @@ class SubjectStream:
         self.frames_in_line = 0
         self.line_active = True
         self.stats.n_lines += 1
-        self._blend_frames = int(round(blend_s * self.fps)) if self._has_last else 0
-        self._blend_done = 0
-        if self._blend_frames:
-            self._blend_from[:] = self._raw
         self.send_schema()
         t0 = self.wall_clock() if t_audio_start is None else t_audio_start
         for group in self._groups:
@@ -249,12 +233,6 @@ class SubjectStream:
             )
         raw = self._raw
         raw[:] = values  # a copy, so the caller may reuse its array
-        if self._blend_done < self._blend_frames:
-            self._blend_done += 1
-            weight = self._blend_done / (self._blend_frames + 1)
-            raw *= weight
-            raw += (1.0 - weight) * self._blend_from
-        self._has_last = True
         if t_s is None:
             t_s = self.frames_in_line / self.fps
         t_capture = self.wall_clock()
@@ -296,107 +274,5 @@ class SubjectStream:
         self.end_line(EndReason.SHUTDOWN)
 
 
-@dataclass
-class PlayStats:
-    """Summary of a ``ClipPlayer`` run.
-
-    Attributes:
-        n_frames: frame slots released (each sent to every subject that had a frame).
-        n_skipped: frame slots skipped because they were more than ``skip_after_s`` late.
-        n_lines: lines played per subject (one per loop pass).
-        duration_s: wall time of the run.
-        pacing: the frame clock's lateness statistics.
-    """
-
-    n_frames: int = 0
-    n_skipped: int = 0
-    n_lines: int = 0
-    duration_s: float = 0.0
-    pacing: PacingStats = field(default_factory=PacingStats)
 
 
-class ClipPlayer:
-    """Plays finished clips on one or more subjects, paced together by one ``FrameClock``.
-
-    Args:
-        clips: ``(stream, values [T, 174])`` pairs; clips may differ in length.
-        fps: frame rate of the clips.
-        realtime: pace to the clock; False sends as fast as possible.
-        loops: passes to play; 0 loops until ``stop`` is set or the process is interrupted.
-        audio_offset_s: shifts frames against the audio (positive: frames later).
-        frame_clock: the pacing clock (inject a fake one in tests).
-        stop: returns True to stop early (checked every frame), e.g. ``threading.Event.is_set``.
-        info: passed to every START message.
-    """
-
-    def __init__(
-        self,
-        clips: Sequence[tuple[SubjectStream, np.ndarray]],
-        *,
-        fps: float = FPS,
-        realtime: bool = True,
-        loops: int = 1,
-        audio_offset_s: float = 0.0,
-        frame_clock: FrameClock | None = None,
-        stop: Callable[[], bool] | None = None,
-        info: dict[str, Any] | None = None,
-    ) -> None:
-        if loops < 0:
-            raise ValueError(f"loops must be 0 (forever) or more, but {loops} is provided")
-        for stream, values in clips:
-            if values.ndim != 2 or values.shape[1] != N_CONTROLLERS or len(values) == 0:
-                raise ValueError(
-                    f"{stream.subject}: clip must be [T>0, {N_CONTROLLERS}], got {values.shape}"
-                )
-        self.clips = [(s, np.asarray(v, dtype=np.float32)) for s, v in clips]
-        self.fps = float(fps)
-        self.realtime = realtime
-        self.loops = loops
-        self.audio_offset_s = audio_offset_s
-        self.frame_clock = frame_clock or FrameClock(fps)
-        self.stop = stop or (lambda: False)
-        self.info = info or {}
-        self.stats = PlayStats()
-
-    def run(self) -> PlayStats:
-        """Play; on any exit (end, stop, Ctrl-C) active lines are ended and ``stats`` is final."""
-        clock = self.frame_clock
-        wall_start = time.time()
-        anchor = clock.start(offset_s=self.audio_offset_s)
-        n_slots = max(len(v) for _, v in self.clips)
-        index = 0  # global frame index: deadlines keep counting across loop passes
-        reason = EndReason.SHUTDOWN
-        try:
-            n_pass = 0
-            while self.loops == 0 or n_pass < self.loops:
-                n_pass += 1
-                # Wall time at which this pass's audio time 0 plays (frames shift by the offset).
-                t_audio = time.time() + (anchor + index / self.fps - clock.clock())
-                for stream, values in self.clips:
-                    stream.start_line(n_frames=len(values), info=self.info, t_audio_start=t_audio)
-                self.stats.n_lines += 1
-                for i in range(n_slots):
-                    if self.stop():
-                        return self.stats
-                    skip = False
-                    if self.realtime:
-                        skip = clock.should_skip(clock.wait(index))
-                    index += 1
-                    if skip:
-                        self.stats.n_skipped += 1
-                        continue
-                    for stream, values in self.clips:
-                        if i < len(values):
-                            stream.push(values[i], i / self.fps)
-                            if i == len(values) - 1:
-                                stream.end_line(EndReason.FINISHED)
-                    self.stats.n_frames += 1
-                for stream, _ in self.clips:
-                    stream.end_line(EndReason.FINISHED)  # clips whose last frame was skipped
-            reason = EndReason.FINISHED
-            return self.stats
-        finally:
-            for stream, _ in self.clips:
-                stream.end_line(reason)  # only lines cut short by stop/Ctrl-C/errors are active
-            self.stats.duration_s = time.time() - wall_start
-            self.stats.pacing = clock.stats

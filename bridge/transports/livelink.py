@@ -27,28 +27,12 @@ from fractions import Fraction
 
 import numpy as np
 
+from bridge.arkit import LIVELINK_FACE_NAMES, LIVELINK_INDEX, N_VALUES
 from bridge.protocol import Frame, ProtocolError, Schema, StreamEnd, StreamStart
 from bridge.transports.base import DEFAULT_HOST, UdpSender
 
 LIVELINK_PORT = 11111  # Unreal's Live Link Face source default
 PACKET_VERSION = 6
-LIVELINK_FACE_NAMES: tuple[str, ...] = (
-    "EyeBlinkLeft", "EyeLookDownLeft", "EyeLookInLeft", "EyeLookOutLeft", "EyeLookUpLeft",
-    "EyeSquintLeft", "EyeWideLeft", "EyeBlinkRight", "EyeLookDownRight", "EyeLookInRight",
-    "EyeLookOutRight", "EyeLookUpRight", "EyeSquintRight", "EyeWideRight", "JawForward",
-    "JawLeft", "JawRight", "JawOpen", "MouthClose", "MouthFunnel", "MouthPucker", "MouthLeft",
-    "MouthRight", "MouthSmileLeft", "MouthSmileRight", "MouthFrownLeft", "MouthFrownRight",
-    "MouthDimpleLeft", "MouthDimpleRight", "MouthStretchLeft", "MouthStretchRight",
-    "MouthRollLower", "MouthRollUpper", "MouthShrugLower", "MouthShrugUpper", "MouthPressLeft",
-    "MouthPressRight", "MouthLowerDownLeft", "MouthLowerDownRight", "MouthUpperUpLeft",
-    "MouthUpperUpRight", "BrowDownLeft", "BrowDownRight", "BrowInnerUp", "BrowOuterUpLeft",
-    "BrowOuterUpRight", "CheekPuff", "CheekSquintLeft", "CheekSquintRight", "NoseSneerLeft",
-    "NoseSneerRight", "TongueOut", "HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw",
-    "LeftEyePitch", "LeftEyeRoll", "RightEyeYaw", "RightEyePitch", "RightEyeRoll",
-)  # fmt: skip
-N_VALUES = len(LIVELINK_FACE_NAMES)  # 61
-N_BLENDSHAPES = 52  # the ARKit shapes; the last 9 values are rotations
-LIVELINK_INDEX = {name: i for i, name in enumerate(LIVELINK_FACE_NAMES)}
 _TIME = struct.Struct(">ifiiB")  # frame, sub-frame, rate numerator, denominator, value count
 _VALUES = struct.Struct(f">{N_VALUES}f")
 _DEVICE_NAMESPACE = uuid.UUID("6f1c9a52-64b1-4c1e-9d53-8c2f4f6b9a10")  # emoface's own namespace
