@@ -128,7 +128,7 @@ def bench_cost(n_frames: int) -> list[tuple[str, float, float, float]]:
     clip = _clip(n_frames)
     rows = []
 
-    def timed(label: str, fn, n: int = n_frames) -> None:  # noqa: ANN001
+    def timed(label: str, fn, n: int = n_frames) -> None:
         for i in range(min(500, n)):  # warm-up
             fn(i)
         batch_means = []  # best of three batches: other processes on a shared box only add
@@ -232,7 +232,7 @@ def _sleep_overshoots(n: int) -> list[float]:
 
 
 class _RecordingClock(FrameClock):
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.lates: list[float] = []
 
@@ -257,7 +257,7 @@ def bench_drift(real_s: float, push_cost_s: float) -> list[tuple[str, str]]:
     clock = _RecordingClock(FPS, clock=fake, sleep=fake.sleep)
 
     class _CostlySender(ZmqSender):
-        def _send_frame(self, frame):  # noqa: ANN001, ANN202
+        def _send_frame(self, frame):
             fake.advance(push_cost_s)  # each frame costs what push costs for real
             return super()._send_frame(frame)
 

@@ -34,17 +34,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emoface_core.audio import Audio, normalize  # noqa: E402
-from emoface_core.emotion import EmotionTimeline  # noqa: E402
-from emoface_core.engines.neural.checkpoint import load_model  # noqa: E402
-from emoface_core.engines.neural.inference import animate  # noqa: E402
-from emoface_core.engines.neural.packed_linear import packing_disabled  # noqa: E402
-from emoface_core.testing.release_reference import ReleaseEmoFace, release_state_dict  # noqa: E402
+from emoface_core.audio import Audio, normalize
+from emoface_core.emotion import EmotionTimeline
+from emoface_core.engines.neural.checkpoint import load_model
+from emoface_core.engines.neural.inference import animate
+from emoface_core.engines.neural.packed_linear import packing_disabled
+from emoface_core.testing.release_reference import ReleaseEmoFace, release_state_dict
 
 EMOTION = 0  # angry
 
 
-def build(checkpoint: Path, attn: str):  # noqa: ANN201
+def build(checkpoint: Path, attn: str):
     """The three variants' callables ``f(samples_16k) -> [T, 174]`` from one checkpoint file."""
     from transformers import Wav2Vec2Config
 

@@ -63,7 +63,7 @@ def speech(max_s: float | None = None) -> np.ndarray:
     return x[: int(max_s * SAMPLE_RATE)] if max_s else x
 
 
-def full_size_engine():  # noqa: ANN201
+def full_size_engine():
     """The full-size network with random weights, loaded the way a released checkpoint is."""
     import torch
     from transformers import Wav2Vec2Config
@@ -83,14 +83,14 @@ def full_size_engine():  # noqa: ANN201
     return engine
 
 
-def fast_engine(engine):  # noqa: ANN001, ANN201
+def fast_engine(engine):
     from emoface_core.engines.neural.engine import NeuralEngine
     from emoface_core.engines.neural.fastmode import fast_model
 
     return NeuralEngine(fast_model(engine.model, "int8"), precision="fp32")
 
 
-def release_geometry_tiny_engine():  # noqa: ANN201
+def release_geometry_tiny_engine():
     """A tiny network with wav2vec2-base's conv geometry: same timing, instant compute."""
     import torch
 
@@ -116,7 +116,7 @@ def release_geometry_tiny_engine():  # noqa: ANN201
     return NeuralEngine(model.eval(), precision="fp32")
 
 
-def stream_timed(streamer, samples: np.ndarray, *, raw: bool, hint: bool, seed: int = 0):  # noqa: ANN001, ANN201
+def stream_timed(streamer, samples: np.ndarray, *, raw: bool, hint: bool, seed: int = 0):
     """Stream ``samples`` in 20 ms chunks; return frames and the seconds of each call."""
     stream = streamer.open(
         TIMELINE, raw=raw, seed=seed, expected_samples=samples.size if hint else None
@@ -132,7 +132,7 @@ def stream_timed(streamer, samples: np.ndarray, *, raw: bool, hint: bool, seed: 
     return np.concatenate(frames), np.array(times)
 
 
-def algorithmic_latency_ms(config, engine=None) -> tuple[float, float]:  # noqa: ANN001
+def algorithmic_latency_ms(config, engine=None) -> tuple[float, float]:
     """Wait from a frame's first sample until the frame is final, with 1 ms chunks and a
     network of the same geometry that computes instantly: (max after the first second, the
     first frame's wait at the start of a stream)."""
@@ -223,7 +223,7 @@ def section_tradeoff(args: argparse.Namespace, engines: dict) -> None:
             )
 
 
-def section_fast(args: argparse.Namespace, engine, fast) -> None:  # noqa: ANN001
+def section_fast(args: argparse.Namespace, engine, fast) -> None:
     from emoface_core.streaming import Streamer
 
     x = speech(8.0 if args.quick else None)
@@ -291,7 +291,7 @@ def section_e2e(args: argparse.Namespace, engines: dict) -> None:
                             margin = 0.06 if streamer.engine.name == "emoface" else 0.01
                             delay = stream.algorithmic_latency_s(chunk_ms / 1000) + margin
 
-                        def sink(frames, first, subject=subject) -> None:  # noqa: ANN001
+                        def sink(frames, first, subject=subject) -> None:
                             for i, frame in enumerate(frames):
                                 subject.push(frame, (first + i) / FPS)
 

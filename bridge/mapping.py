@@ -24,7 +24,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -858,7 +857,3 @@ def _plain(items: Any) -> Any:
     return items
 
 
-def iter_shipped() -> Iterator[Path]:
-    """Paths of the shipped mapping files."""
-    for name in SHIPPED_MAPPINGS:
-        yield MAPPINGS_DIR / f"{name}.yaml"

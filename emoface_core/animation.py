@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from emoface_core.audio import FPS
-from emoface_core.controllers import CONTROLLER_NAMES, N_CONTROLLERS
+from emoface_core.controllers import CONTROLLER_NAMES
 
 
 @dataclass
@@ -47,7 +47,3 @@ class Animation:
         return self.values[:, self.controller_names.index(name)]
 
 
-def check_controller_count(values: np.ndarray) -> None:
-    """Raise ``ValueError`` unless ``values`` is ``[T, 174]``."""
-    if values.ndim != 2 or values.shape[1] != N_CONTROLLERS:
-        raise ValueError(f"expected [frames, {N_CONTROLLERS}] values, got shape {values.shape}")

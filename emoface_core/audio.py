@@ -18,7 +18,6 @@ from emoface_core.errors import AudioError
 
 SAMPLE_RATE = 16_000  # Hz, what wav2vec2 was trained on
 FPS = 60  # animation frames per second, the dataset's rate
-SAMPLES_PER_FRAME = SAMPLE_RATE / FPS  # 266.67 samples of 16 kHz audio per frame
 NORM_EPS = 1e-7  # the wav2vec2 feature extractor's variance epsilon
 
 

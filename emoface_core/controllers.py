@@ -200,11 +200,6 @@ def control_of(channel: str) -> str:
     return channel.rsplit("-", 1)[0]
 
 
-def axis_of(channel: str) -> str:
-    """Return ``"X"`` or ``"Y"`` for a ``-translateX`` / ``-translateY`` channel."""
-    return channel.rsplit("-", 1)[1][-1]
-
-
 # Controls that have both a -translateX and a -translateY channel are the 2D board controls.
 TWO_D_CONTROLS: tuple[str, ...] = tuple(
     sorted({control_of(n) for n in CONTROLLER_NAMES if n.endswith("-translateX")})

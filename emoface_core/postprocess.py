@@ -302,7 +302,9 @@ class SavgolStream:
     def _emit(self, stop: int, provisional: np.ndarray | None, final_end: int | None) -> np.ndarray:
         if stop <= self._n_out:
             return self._empty()
-        data = self._frames
+        frames = self._frames
+        assert frames is not None  # set by the first push
+        data = frames
         if provisional is not None and len(provisional):
             data = np.concatenate([data, np.asarray(provisional, dtype=np.float32)])
         t = np.arange(self._n_out, stop)
@@ -313,7 +315,7 @@ class SavgolStream:
         out = np.tensordot(self._coeffs, window, axes=([0], [1])).astype(np.float32)
         self._n_out = stop
         keep_from = max(0, self._n_out - (self.window - 1 - self.lookahead_frames))
-        self._frames = self._frames[keep_from - self._base :]
+        self._frames = frames[keep_from - self._base :]
         self._base = keep_from
         return out
 

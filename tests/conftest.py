@@ -50,7 +50,7 @@ def write_wav(
     return path
 
 
-def tiny_model_config(decoder_mode: str = "per_frame", **overrides):  # noqa: ANN201
+def tiny_model_config(decoder_mode: str = "per_frame", **overrides):
     """A ``ModelConfig`` with a tiny wav2vec2 and a 2-layer, 64-wide Audio2Rig."""
     from emoface_core.engines.neural.config import ModelConfig
 
@@ -66,7 +66,7 @@ def tiny_model_config(decoder_mode: str = "per_frame", **overrides):  # noqa: AN
     return ModelConfig(**values)
 
 
-def tiny_model(decoder_mode: str = "per_frame", seed: int = 0):  # noqa: ANN201
+def tiny_model(decoder_mode: str = "per_frame", seed: int = 0):
     """A tiny ``EmoFaceModel`` with random weights and a non-zero output layer, in eval mode."""
     import torch
 
@@ -125,7 +125,7 @@ def synth_controls(envelope: np.ndarray, emotion: int) -> np.ndarray:
     return (base + offsets[emotion] + gain * envelope[:, None]).astype(np.float32)
 
 
-def synth_clip(seed: int, duration_s: float = 1.5, sample_rate: int = 16_000):  # noqa: ANN201
+def synth_clip(seed: int, duration_s: float = 1.5, sample_rate: int = 16_000):
     """``(samples, envelope per 60 fps frame)`` of one clip; the envelope is 0..1."""
     from emoface_core.audio import frame_count
 
@@ -176,7 +176,7 @@ def synthetic_dataset(tmp_path: Path) -> Path:
     return make_synthetic_dataset(tmp_path / "dataset")
 
 
-def recording_sender(refuse_every: int = 0):  # noqa: ANN201 - a bridge.transports.base.Sender
+def recording_sender(refuse_every: int = 0):
     """An open bridge ``Sender`` that keeps every message in memory (frame values copied).
 
     ``refuse_every=n`` makes it drop every n-th frame, as a full transport would.
@@ -202,13 +202,13 @@ def recording_sender(refuse_every: int = 0):  # noqa: ANN201 - a bridge.transpor
         def _close(self) -> None:
             pass
 
-        def _send_control(self, message):  # noqa: ANN001, ANN202
+        def _send_control(self, message):
             self.messages.append(message)
             return 1
 
         _send_schema = _send_start = _send_end = _send_control
 
-        def _send_frame(self, frame):  # noqa: ANN001, ANN202
+        def _send_frame(self, frame):
             if refuse_every and (frame.seq + 1) % refuse_every == 0:
                 return None
             self.messages.append(replace(frame, values=np.array(frame.values, copy=True)))
@@ -224,7 +224,7 @@ UNREAL_PLUGIN_PYTHON = REPO_ROOT / "unreal_plugin" / "EmoFaceBridge" / "Content"
 
 
 @pytest.fixture
-def fake_unreal(monkeypatch, tmp_path):  # noqa: ANN001, ANN201
+def fake_unreal(monkeypatch, tmp_path):
     """A fresh fake ``unreal`` module (tests/fake_unreal.py) in ``sys.modules``, the Unreal plugin's
     Python on ``sys.path``, and any live drive the test started stopped afterwards."""
     import fake_unreal as fake

@@ -173,7 +173,7 @@ def fake_run_menu_entry(label: str) -> None:
     for menu in _STATE.menus.values():
         for _, entry in menu._entries:
             if entry._label == label:
-                exec(entry._command, {})  # noqa: S102 - it is our own menu command
+                exec(entry._command, {})
                 return
     raise KeyError(f"no menu entry labelled {label!r}")
 
@@ -193,7 +193,7 @@ def log_error(arg: Any) -> None:
     _STATE.log.append(("error", str(arg)))
 
 
-def register_slate_post_tick_callback(callable: Any) -> object:  # noqa: A002 - stub's name
+def register_slate_post_tick_callback(callable: Any) -> object:
     handle = next(_HANDLES)
     _STATE.tick_callbacks[handle] = callable
     _record("register_slate_post_tick_callback", callable)
@@ -206,7 +206,7 @@ def unregister_slate_post_tick_callback(handle: object) -> None:
         raise ValueError("unknown slate tick handle")
 
 
-def register_python_shutdown_callback(callable: Any) -> object:  # noqa: A002
+def register_python_shutdown_callback(callable: Any) -> object:
     handle = next(_HANDLES)
     _STATE.shutdown_callbacks[handle] = callable
     return handle
@@ -459,7 +459,7 @@ class Vector2D(StructBase):
 class RigElementKey(StructBase):
     _props = {"type": RigElementType.NONE, "name": "None"}
 
-    def __init__(self, type: RigElementType = RigElementType.NONE, name: str = "None") -> None:  # noqa: A002
+    def __init__(self, type: RigElementType = RigElementType.NONE, name: str = "None") -> None:
         super().__init__()
         self._values.update(type=type, name=name)
 
@@ -543,7 +543,7 @@ class EditorDialogLibraryObjectDetailsViewOptions(StructBase):
 class ToolMenuEntry(StructBase):
     def __init__(
         self, name: str = "None", owner: Any = None, type: Any = MultiBlockType.NONE
-    ) -> None:  # noqa: A002
+    ) -> None:
         super().__init__()
         self._entry_name = name
         self._type = type
@@ -557,7 +557,7 @@ class ToolMenuEntry(StructBase):
     def set_tool_tip(self, tool_tip: str) -> None:
         self._tool_tip = str(tool_tip)
 
-    def set_string_command(self, type: Any, custom_type: str, string: str) -> None:  # noqa: A002
+    def set_string_command(self, type: Any, custom_type: str, string: str) -> None:
         if type is not ToolMenuStringCommandType.PYTHON:
             raise ValueError("the fake runs Python string commands only")
         compile(string, "<menu command>", "exec")  # a syntax error would only show on click
@@ -1475,7 +1475,7 @@ class _PropertyDef:
         self.meta = meta or {}
 
 
-def uproperty(type: Any, meta: dict | None = None, getter: Any = None, setter: Any = None) -> Any:  # noqa: A002
+def uproperty(type: Any, meta: dict | None = None, getter: Any = None, setter: Any = None) -> Any:
     return _PropertyDef(type, meta)
 
 
@@ -1505,7 +1505,7 @@ def uclass() -> Any:
     return decorate
 
 
-def new_object(type: type, outer: Any = None, name: str = "", base_type: Any = None) -> Any:  # noqa: A002
+def new_object(type: type, outer: Any = None, name: str = "", base_type: Any = None) -> Any:
     return type()
 
 

@@ -7,8 +7,8 @@ from conftest import make_sine, write_wav
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from bridge.cli import main  # noqa: E402
-from emoface_core.controllers import BLINK_L, GAZE_X  # noqa: E402
+from bridge.cli import main
+from emoface_core.controllers import BLINK_L, GAZE_X
 
 
 def _bake(tmp_path, ckpt, *extra, name="out.json", wav=None):

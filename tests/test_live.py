@@ -18,7 +18,7 @@ pytest.importorskip("transformers")
 CHUNK_20MS = SAMPLE_RATE // 50  # 320 samples
 
 
-def _engine():  # noqa: ANN202
+def _engine():
     from emoface_core.engines.neural.engine import NeuralEngine
 
     return NeuralEngine(tiny_model(), precision="fp32")

@@ -173,7 +173,7 @@ def test_audio_offset_delays_frames_but_not_the_announced_audio_start():
     stream = _stream(sender)
     original_push = stream.push
 
-    def push(values, t_s=None):  # noqa: ANN001, ANN202 - records when each frame goes out
+    def push(values, t_s=None):
         released.append(fake.now_s)
         return original_push(values, t_s)
 

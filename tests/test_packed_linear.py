@@ -12,7 +12,7 @@ from conftest import make_sine, tiny_model
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-import torch.nn.functional as F  # noqa: E402, N812
+import torch.nn.functional as F  # noqa: E402
 
 from emoface_core.audio import Audio  # noqa: E402
 from emoface_core.emotion import EmotionTimeline  # noqa: E402

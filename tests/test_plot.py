@@ -5,11 +5,11 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from bridge.cli import main  # noqa: E402
-from emoface_core.animation import Animation  # noqa: E402
-from emoface_core.controllers import BLINK_L, JAW_OPEN, N_CONTROLLERS  # noqa: E402
-from emoface_core.formats import JsonWriter, TxtWriter  # noqa: E402
-from emoface_core.viz.plot import (  # noqa: E402
+from bridge.cli import main
+from emoface_core.animation import Animation
+from emoface_core.controllers import BLINK_L, JAW_OPEN, N_CONTROLLERS
+from emoface_core.formats import JsonWriter, TxtWriter
+from emoface_core.viz.plot import (
     PANELS,
     PlotInputs,
     audio_envelope,

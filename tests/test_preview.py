@@ -10,11 +10,11 @@ from conftest import make_sine, write_wav
 
 pytest.importorskip("PIL")
 
-from bridge.cli import main  # noqa: E402
-from emoface_core.animation import Animation  # noqa: E402
-from emoface_core.controllers import CONTROLLER_INDEX, JAW_OPEN, N_CONTROLLERS  # noqa: E402
-from emoface_core.formats import JsonWriter  # noqa: E402
-from emoface_core.viz.preview import (  # noqa: E402
+from bridge.cli import main
+from emoface_core.animation import Animation
+from emoface_core.controllers import CONTROLLER_INDEX, JAW_OPEN, N_CONTROLLERS
+from emoface_core.formats import JsonWriter
+from emoface_core.viz.preview import (
     BROW,
     EYE_WHITE,
     MOUTH_INSIDE,

@@ -21,7 +21,7 @@ CHUNK_20MS = SAMPLE_RATE // 50  # 320 samples
 EYES = [BLINK_L, BLINK_R, GAZE_X, GAZE_Y]
 
 
-def _engine(decoder_mode: str = "per_frame", model=None):  # noqa: ANN202
+def _engine(decoder_mode: str = "per_frame", model=None):
     from emoface_core.engines.neural.engine import NeuralEngine
 
     return NeuralEngine(model or tiny_model(decoder_mode), precision="fp32")

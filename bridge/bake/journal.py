@@ -217,7 +217,7 @@ class FolderLock:
         self._file: Any = None
 
     def __enter__(self) -> FolderLock:
-        self._file = open(self.path, "a+b")  # noqa: SIM115 - closed in __exit__
+        self._file = open(self.path, "a+b")
         try:
             if sys.platform == "win32":
                 import msvcrt

@@ -119,7 +119,7 @@ def _worker_main(conn: Any, settings: BatchSettings, n_threads: int, gpu_lock: A
             torch.set_num_threads(n_threads)
         if gpu_lock is not None:
             engine = _LockedEngine(engine, gpu_lock)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - one bad line never stops the batch
         conn.send(("init_error", failure_reason(e)))
         return
     conn.send(("ready", None))
@@ -133,7 +133,7 @@ def _worker_main(conn: Any, settings: BatchSettings, n_threads: int, gpu_lock: A
         index, line = task
         try:
             conn.send(("result", index, bake_line(line, settings, engine)))
-        except Exception as e:  # one bad line never takes the worker down
+        except Exception as e:  # noqa: BLE001 - one bad line never takes the worker down
             conn.send(("result", index, failure_reason(e)))
 
 
@@ -300,7 +300,7 @@ class RayRunner:
             idle.append(actor)
             try:
                 outcome = ray.get(done[0])
-            except Exception as e:  # the actor died or Ray failed: this line fails, go on
+            except Exception as e:  # noqa: BLE001 - the actor died or Ray failed: this line fails, go on
                 outcome = f"ray worker failed: {failure_reason(e)}"
                 idle.remove(actor)
                 replacement = actor_cls.remote(self.settings)
@@ -315,7 +315,7 @@ class RayRunner:
         for actor in self._actors:
             try:
                 self._ray.kill(actor)
-            except Exception:  # noqa: BLE001 - best effort on shutdown
+            except Exception:
                 log.debug("cannot kill ray actor", exc_info=True)
         self._actors = []
 
@@ -334,7 +334,7 @@ class _RayBaker:
         try:
             self.engine = load_batch_engine(settings)
             self.error = ""
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - reported to the driver as init_error
             self.engine, self.error = None, failure_reason(e)
 
     def bake(self, line: BakeLine, audio_bytes: bytes) -> Outcome | tuple[str, str]:
@@ -347,6 +347,6 @@ class _RayBaker:
             local.write_bytes(audio_bytes)
             try:
                 return bake_line(line, self.settings, self.engine, audio_file=local)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a line failure, named after the user's file
                 # Name the user's file, not the temporary copy.
                 return failure_reason(e).replace(str(local), str(line.audio))

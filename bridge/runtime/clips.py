@@ -39,6 +39,7 @@ class PlayStats:
     duration_s: float = 0.0
     pacing: PacingStats = field(default_factory=PacingStats)
 
+
 class ClipPlayer:
     """Plays finished clips on one or more subjects, paced together by one ``FrameClock``.
 

@@ -44,11 +44,6 @@ class PacingStats:
     total_late_s: float = 0.0
     last_late_s: float = 0.0
 
-    @property
-    def mean_late_s(self) -> float:
-        """Average lateness over all frames."""
-        return self.total_late_s / self.n_frames if self.n_frames else 0.0
-
 
 class FrameClock:
     """Paces a loop to ``fps`` from a fixed anchor (no drift), and measures lateness.

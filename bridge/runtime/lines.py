@@ -210,7 +210,7 @@ class LinePlayer:
                         self._cond.wait()
                     elif wait_s > 0:
                         self._cond.wait(wait_s)
-        except Exception:  # noqa: BLE001 - never die silently: log, then end lines cleanly
+        except Exception:
             log.exception("emoface serve: the player thread failed; lines are ended")
         finally:
             self._shutdown()
@@ -308,8 +308,9 @@ class LinePlayer:
             return pb.fade_pacing.due_s(pb.fade_done)
         assert pb.pacing is not None
         n = len(pb.values)
-        k = pb.pacing.pick(pb.next_k, n - 1, now)
-        if k is not None:
+        pick = pb.pacing.pick(pb.next_k, n - 1, now)
+        if pick is not None:
+            k = pick
             pb.record.n_skipped += k - pb.next_k
             frame = pb.values[k]
             if pb.n_pushed < pb.blend_frames and pb.blend_from is not None:

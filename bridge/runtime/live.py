@@ -273,7 +273,7 @@ class LiveRunner:
                         return
                     self._emit(frames[i : i + 1], first + i)
                     self.stats.n_late = self._frame_clock.stats.n_late
-        except BaseException as e:  # surfaced by run() on the main thread
+        except BaseException as e:  # noqa: BLE001 - surfaced by run() on the main thread
             self._playout_error = e
 
     def _stop_playout(self, *, drain: bool) -> None:

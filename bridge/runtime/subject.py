@@ -272,7 +272,3 @@ class SubjectStream:
     def close(self) -> None:
         """End an active line as a shutdown (senders are closed by their owner)."""
         self.end_line(EndReason.SHUTDOWN)
-
-
-
-

@@ -153,7 +153,7 @@ class ServiceClient:
         emotion: str | None = None,
         seed: int | None = None,
         raw: bool = False,
-        format: str = "json",  # noqa: A002 - the protocol's field name
+        format: str = "json",
         output: str | Path | None = None,
         mapping: str | None = None,
         sample_rate: int = 16_000,
@@ -188,7 +188,7 @@ class ServiceClient:
         line_id: str | None = None,
         *,
         subject: str | None = None,
-        all: bool = False,  # noqa: A002
+        all: bool = False,
     ) -> list[str]:
         """Stop a line (fading to rest), every line of a subject, or everything.
 

@@ -81,7 +81,7 @@ def run_line(
             t0 = time.monotonic()
         outputs = list(job.outputs if job.outputs is not None else default_outputs)
         submit(Playback(record, animation.values, t0, job.info, outputs, job.blend_frames))
-    except Exception as e:  # noqa: BLE001 - a failed line is reported in its status
+    except Exception as e:
         log.warning("emoface serve: line %s failed: %s", record.id, e, exc_info=True)
         record.end(
             "failed",
@@ -116,6 +116,6 @@ def run_bake(job: BakeJob, engine: Engine) -> dict[str, Any]:
         return error_reply(e.code, str(e))
     except (EmoFaceError, ValueError, OSError) as e:
         return error_reply("bad_request" if isinstance(e, ValueError) else "internal", str(e))
-    except Exception as e:  # noqa: BLE001 - the reply must go out whatever happened
+    except Exception as e:
         log.exception("emoface serve: bake failed")
         return error_reply("internal", f"{type(e).__name__}: {e}")

@@ -369,7 +369,7 @@ class Service:
             reply = self._dispatch(request, envelope or [])
         except RequestError as e:
             reply = error_reply(e.code, str(e))
-        except Exception as e:  # noqa: BLE001 - the service outlives any request
+        except Exception as e:
             log.exception("emoface serve: internal error")
             reply = error_reply("internal", f"{type(e).__name__}: {e}")
         if reply is None:

@@ -56,11 +56,6 @@ class Sender(ABC):
         self._errors_logged: set[str] = set()
 
     @property
-    def is_open(self) -> bool:
-        """Whether ``open()`` succeeded and ``close()`` has not been called."""
-        return self._opened
-
-    @property
     @abstractmethod
     def address(self) -> str:
         """Where messages go, e.g. ``tcp://127.0.0.1:5555`` or ``127.0.0.1:9000``."""

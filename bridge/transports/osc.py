@@ -36,7 +36,6 @@ OSC_ROOT = "/emoface"
 OSC_MODES = ("named", "array")
 IMMEDIATELY = b"\x00\x00\x00\x00\x00\x00\x00\x01"  # OSC time tag 1: process on arrival
 BUNDLE_TAG = b"#bundle\x00"
-FRAME_TAGS = ",iidfdi"
 _FRAME_ARGS = struct.Struct(">IIdfdI")  # seq, line_id, t_s, fps, t_capture, schema_id
 MAX_DATAGRAM_BYTES = 65_507  # the largest UDP payload over IPv4
 

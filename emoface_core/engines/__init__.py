@@ -72,4 +72,4 @@ def load_engine(
         )
     from emoface_core.engines.neural.engine import NeuralEngine
 
-    return NeuralEngine.from_checkpoint(path, device=device, **options)  # type: ignore[arg-type]
+    return NeuralEngine.from_checkpoint(path, device=device, **options)

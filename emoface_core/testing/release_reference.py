@@ -12,9 +12,10 @@ and ``x + pe[:x.size(0)]`` with ``x.size(0) == 1`` (so every frame gets ``pe[0]`
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -31,6 +32,8 @@ class ReleasePositionalEncoding(nn.Module):
         pe[:, 1::2] = torch.cos(position * div_term)
         self.register_buffer("pe", pe.unsqueeze(0).transpose(0, 1))
 
+    pe: torch.Tensor  # a registered buffer
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Add ``pe[:x.size(0)]`` (``pe[0]`` for the release's batch-first input)."""
         return self.dropout(x + self.pe[: x.size(0), :])
@@ -41,7 +44,7 @@ class ReleaseEmoFace(nn.Module):
 
     def __init__(
         self,
-        wav2vec2_config,  # noqa: ANN001 - transformers.Wav2Vec2Config
+        wav2vec2_config: Any,  # transformers.Wav2Vec2Config
         *,
         emo_dim: int = 7,
         out_dim: int = 174,

@@ -126,10 +126,5 @@ class FeatureCache:
     def __contains__(self, key: str) -> bool:
         return key in self._memory or ((path := self._path(key)) is not None and path.is_file())
 
-    @property
-    def memory_bytes(self) -> int:
-        """Bytes held in memory."""
-        return sum(v.nbytes for v in self._memory.values())
-
     def _path(self, key: str) -> Path | None:
         return self.directory / f"{key}.npy" if self.directory is not None else None

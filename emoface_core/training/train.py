@@ -182,16 +182,16 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"`{name}` must be >= 1, but {value} is given")
-        non_negative = {
+        non_negative: dict[str, float] = {
             "weight_decay": self.weight_decay,
             "clip_grad_norm": self.clip_grad_norm,
             "max_frame_mismatch": self.max_frame_mismatch,
             "save_every": self.save_every,
             "patience": self.patience,
         }
-        for name, value in non_negative.items():
-            if value < 0:
-                raise ConfigError(f"`{name}` must be >= 0, but {value} is given")
+        for name, amount in non_negative.items():
+            if amount < 0:
+                raise ConfigError(f"`{name}` must be >= 0, but {amount} is given")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"`lr` must be a positive number, but {self.lr} is given")
         if not 0 < self.lr_gamma <= 1:
@@ -616,7 +616,7 @@ class Trainer:
         return self.model.decode(self.model.encode_features(x), weights)
 
     @torch.no_grad()
-    def validate(self):  # noqa: ANN201 - returns evaluate.GroupScore | None
+    def validate(self):
         """Score the validation pieces (eval mode); None when there is no validation set."""
         if not self.val_pieces:
             return None
@@ -629,7 +629,7 @@ class Trainer:
         self.model.train()
         return aggregate(scores)
 
-    def _autocast(self):  # noqa: ANN202
+    def _autocast(self):
         if self.precision == "fp32":
             return nullcontext()
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
@@ -649,7 +649,7 @@ class Trainer:
         }
 
     def _training_state(self) -> dict[str, Any]:
-        np_state = np.random.get_state()
+        np_state: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]
         rng: dict[str, Any] = {
             "python": random.getstate(),
             "numpy": {

@@ -39,7 +39,6 @@ from emoface_core.formats import default_file_mode
 
 log = logging.getLogger(__name__)
 
-PREVIEW_FORMATS = ("gif", "mp4")
 GIF_FPS = 25  # GIF frame delays are whole centiseconds: 4 cs per frame is exactly 25 fps
 GIF_SIZE_PX = 320  # GIF holds every frame in memory while encoding; keep it small
 MP4_SIZE_PX = 512
@@ -286,7 +285,6 @@ class FaceRenderer:
         self.size_px = size_px
         self._image = _require_pillow()
         self._s = size_px * SUPERSAMPLE
-        self._font = None
 
     def _xy(self, x: float, y: float) -> tuple[float, float]:
         """Face units (origin at the face centre, y up, face ~2 wide) to canvas pixels."""

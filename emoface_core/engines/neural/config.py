@@ -46,7 +46,7 @@ class ModelConfig:
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
             )
 
-    def wav2vec2_config(self):  # noqa: ANN201 - transformers is imported lazily
+    def wav2vec2_config(self):
         """The ``transformers.Wav2Vec2Config`` of the audio encoder."""
         from transformers import Wav2Vec2Config
 

@@ -20,7 +20,7 @@ A clip no longer than ``chunk_s`` takes the plain path: one forward pass, exactl
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ def blend_weights(plan: list[tuple[int, int]]) -> list[np.ndarray]:
     return weights
 
 
-def autocast_context(device: torch.device, precision: str):  # noqa: ANN201
+def autocast_context(device: torch.device, precision: str) -> AbstractContextManager:
     """Autocast for half precision; "auto" = fp16 on CUDA, plain fp32 on the CPU."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")

@@ -21,9 +21,10 @@ weights give intensities and cross-fades (see ``emoface_core.emotion``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 from emoface_core.engines.neural.config import ModelConfig
@@ -81,6 +82,8 @@ def _block_feed_forward_rows(audio_encoder: nn.Module) -> None:
 class PositionalEncoding(nn.Module):
     """Sinusoidal table ``pe`` of shape ``[max_positions, 1, d_model]`` (the release's layout)."""
 
+    pe: torch.Tensor  # a registered buffer
+
     def __init__(self, d_model: int, max_positions: int = 5000, dropout: float = 0.1) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
@@ -110,6 +113,10 @@ class PositionalEncoding(nn.Module):
 
 class EmoFaceModel(nn.Module):
     """EmoFace: audio + emotion -> 174 controller values per frame."""
+
+    # transformers' Wav2Vec2Model: its submodules (conv layers, attention) are read by
+    # attribute, which torch's Module typing cannot follow.
+    audio_encoder: Any
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def unpack_linear_layers(model: nn.Module) -> int:
     count = 0
     for module in model.modules():
         if type(module) is PackedLinear:
-            module.__class__ = nn.Linear
+            module.__class__ = nn.Linear  # type: ignore[assignment]  # a class swap back
             _packed.pop(module, None)
             count += 1
     return count

@@ -498,7 +498,7 @@ class NeuralRawStream:
         known so far (before the stream, and past the lookahead, as past the end of a clip).
         """
         import torch
-        import torch.nn.functional as F  # noqa: N812
+        import torch.nn.functional as F
 
         net = self.net
         self._ensure_features(e)
@@ -618,7 +618,7 @@ def _cached_layers(
     only the block's final frames enter the cache (lookahead frames are recomputed next time).
     """
     import torch
-    import torch.nn.functional as F  # noqa: N812
+    import torch.nn.functional as F
 
     encoder = net.model.audio_encoder.encoder
     lengths = [len(x) for _, x, _ in items]

@@ -84,7 +84,7 @@ def data_fingerprint() -> dict[str, str]:
             if override:
                 data = Path(override).read_bytes()
             else:
-                data = resources.files("emoface_core").joinpath("data", name).read_bytes()
+                data = resources.files("emoface_core").joinpath("data").joinpath(name).read_bytes()
             digests[name] = hashlib.sha256(data).hexdigest()[:16]
         except OSError:
             digests[name] = f"unreadable:{override}"  # the engine reports it when it loads

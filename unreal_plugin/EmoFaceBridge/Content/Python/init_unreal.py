@@ -11,7 +11,7 @@ def _register() -> None:
         from emoface_unreal.editor import menu
 
         menu.register_menus()
-    except Exception:  # noqa: BLE001 - report and carry on; the editor must start anyway
+    except Exception:
         logging.getLogger("emoface_unreal").exception("EmoFace: could not add the EmoFace menu")
 
 

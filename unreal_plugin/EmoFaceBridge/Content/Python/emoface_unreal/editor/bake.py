@@ -140,7 +140,7 @@ def bake_file(path: Path, ctx: _Context, ls_name: str, as_name: str) -> FileResu
             bake_anim_sequence(clip, as_name, ctx, result)
     except (BakedFileError, DataFileError, scene.SceneError, BakeError) as e:
         result.error = str(e)
-    except Exception as e:  # noqa: BLE001 - an editor API failure fails this file only
+    except Exception as e:
         log.debug("EmoFace bake: %s", path, exc_info=True)
         result.error = f"{type(e).__name__}: {e}"
     for warning in result.warnings:

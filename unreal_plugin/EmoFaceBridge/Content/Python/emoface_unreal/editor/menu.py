@@ -99,7 +99,7 @@ def _safe(fn: Callable[[], Any]) -> Callable[[], None]:
     def wrapper() -> None:
         try:
             fn()
-        except Exception as e:  # noqa: BLE001 - a menu click must never end in a traceback
+        except Exception as e:
             log.error("EmoFace: %s failed: %s", fn.__name__, e, exc_info=True)
             dialogs.message("EmoFace", f"{type(e).__name__}: {e}")
 
