@@ -17,6 +17,11 @@ same with the sign flipped, clamped to [0, 1] unless ``clamp`` says otherwise. L
 everything at once and raises ``MappingError`` listing every problem with file, line and key.
 ``Mapping.compiled`` holds the entries as index/scale/offset/clamp arrays, so applying a mapping
 to a frame (or a whole clip) is a handful of numpy calls, whatever the number of entries.
+
+Longer than most modules (~850 lines): the file format's one home. Its validator (``_Checker``,
+half the file) must know every field and rule that ``Mapping`` compiles, and keeping them side by
+side is what keeps the two from drifting apart; the public API (``load_mapping``,
+``Mapping.apply*``) is documented in ``docs/mappings.md``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Live audio sources (file, stdin, ZeroMQ, UDP, microphone) and live control inputs.
+"""Live audio sources: file, stdin, ZeroMQ, UDP and microphone, all read the same way.
 
 Every source delivers 16 kHz mono float32 chunks through one call, ``read(timeout_s)``: a chunk,
 an empty array when nothing arrived in time, or None once the audio has ended. Sources open and
@@ -12,15 +12,17 @@ whole signal. On ZeroMQ (a PULL socket) and UDP each message or datagram carries
 partial number of samples, and an empty message ends the stream. ``ffmpeg ... -f s16le -ar 16000
 -ac 1 udp://127.0.0.1:PORT`` feeds the UDP source directly.
 
-Control inputs (``UdpControl``, ``KeyboardControl``) hand text commands such as ``emotion sad``
-to ``emoface_core.streaming.LiveRunner``.
+Control inputs (emotion changes while a source plays) are in ``bridge.controls``.
+
+Longer than most modules (~700 lines) because it holds one small class per kind of source on a
+shared lifecycle (``AudioSource``) plus the streaming PCM decoder and resampler they all use;
+splitting them per source would scatter that shared part.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
 import socket
 import sys
@@ -47,7 +49,6 @@ DEFAULT_CHUNK_MS = 20.0  # one chunk per 20 ms: 320 samples at 16 kHz
 DEFAULT_HOST = "127.0.0.1"  # listeners bind loopback unless told otherwise
 MAX_DATAGRAM = 65_535
 SOURCE_FORMS = "mic[:DEVICE], stdin, file:PATH, zmq:ENDPOINT, zmq+connect:ENDPOINT, udp:HOST:PORT"
-KEY_EMOTIONS = "0123456"  # keyboard control: an emotion id per key (angry 0 ... surprise 6)
 
 
 class SourceError(EmoFaceError, ValueError):
@@ -708,151 +709,5 @@ def parse_source(
     raise SourceError(f"unknown audio source {spec!r}; use one of: {SOURCE_FORMS}")
 
 
-class UdpControl:
-    """Text commands in UDP datagrams (e.g. ``emotion sad:0.5``, ``quit``), loopback by default.
-
-    ``echo "emotion happy" | nc -u -w0 127.0.0.1 PORT`` changes the emotion of a running
-    ``emoface live``.
-
-    Args:
-        host: address to bind.
-        port: port to bind; 0 picks a free one (see ``port`` after ``open``).
-    """
-
-    def __init__(self, host: str = DEFAULT_HOST, port: int = 0) -> None:
-        if not 0 <= port <= 65535:
-            raise SourceError(f"control port must be between 0 and 65535, but {port} is given")
-        self.host = host
-        self.port = port
-        self._socket: socket.socket | None = None
-
-    def open(self) -> UdpControl:
-        """Bind the socket. Returns self.
-
-        Raises:
-            SourceError: the address cannot be bound.
-        """
-        if self._socket is None:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                sock.bind((self.host, self.port))
-            except OSError as e:
-                sock.close()
-                raise SourceError(
-                    f"control udp:{self.host}:{self.port}: cannot bind ({e.strerror or e})"
-                ) from e
-            sock.setblocking(False)
-            self.port = sock.getsockname()[1]
-            self._socket = sock
-        return self
-
-    def close(self) -> None:
-        """Close the socket; safe to call twice."""
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
-
-    def __enter__(self) -> UdpControl:
-        return self.open()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def poll(self) -> list[str]:
-        """Commands received since the last call (non-UTF-8 datagrams are dropped)."""
-        commands: list[str] = []
-        while self._socket is not None:
-            try:
-                data, _ = self._socket.recvfrom(4096)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as e:
-                log.warning("control socket error: %s", e)
-                break
-            try:
-                text = data.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                log.warning("ignored a control datagram that is not UTF-8 text")
-                continue
-            commands.extend(line for line in text.splitlines() if line.strip())
-        return commands
 
 
-class KeyboardControl:
-    """Single keypresses on a terminal: ``0``-``6`` pick an emotion by id, ``q`` quits.
-
-    The terminal is switched to cbreak mode (no Enter needed) while open and restored on close.
-    Opening is refused when the stream is not a terminal.
-
-    Args:
-        stream: a text stream on a terminal; None = ``sys.stdin``.
-    """
-
-    def __init__(self, stream: Any = None) -> None:
-        self._stream = stream
-        self._fd: int | None = None
-        self._saved: Any = None
-        self._queue: queue.Queue[str] = queue.Queue()
-        self._thread: threading.Thread | None = None
-
-    def open(self) -> KeyboardControl:
-        """Start reading keys.
-
-        Raises:
-            SourceError: the stream is not a terminal (or this platform has no termios).
-        """
-        stream = self._stream if self._stream is not None else sys.stdin
-        try:
-            import termios
-            import tty
-        except ImportError as e:  # Windows
-            raise SourceError("keyboard control needs a POSIX terminal; use --control-port") from e
-        fd = stream.fileno()
-        if not os.isatty(fd):
-            raise SourceError("keyboard control needs a terminal on standard input")
-        self._saved = termios.tcgetattr(fd)
-        tty.setcbreak(fd)
-        self._fd = fd
-        self._thread = threading.Thread(
-            target=self._pump, args=(fd,), name="emoface-keys", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def _pump(self, fd: int) -> None:
-        while self._fd is not None:
-            try:
-                data = os.read(fd, 1)
-            except OSError:
-                break
-            if not data:
-                break
-            self._queue.put(data.decode("utf-8", errors="replace"))
-
-    def close(self) -> None:
-        """Restore the terminal; safe to call twice."""
-        if self._fd is not None and self._saved is not None:
-            import termios
-
-            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
-        self._fd = None
-        self._saved = None
-
-    def __enter__(self) -> KeyboardControl:
-        return self.open()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def poll(self) -> list[str]:
-        """Commands from the keys pressed since the last call (other keys are ignored)."""
-        commands: list[str] = []
-        while True:
-            try:
-                key = self._queue.get_nowait()
-            except queue.Empty:
-                return commands
-            if key in KEY_EMOTIONS:
-                commands.append(f"emotion {key}")
-            elif key.lower() == "q":
-                commands.append("quit")

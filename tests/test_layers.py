@@ -173,6 +173,7 @@ _BRIDGE_LAYERS = {
     "bridge.mapping": ("bridge.errors", "bridge.arkit", "bridge.protocol"),
     "bridge.transports": ("bridge.protocol", "bridge.arkit", "bridge.errors"),
     "bridge.sources": ("bridge.errors",),
+    "bridge.controls": ("bridge.errors", "bridge.sources"),
     "bridge.receiver": ("bridge.protocol", "bridge.arkit", "bridge.errors", "bridge.transports"),
     "bridge.runtime": (
         "bridge.protocol",
@@ -181,6 +182,7 @@ _BRIDGE_LAYERS = {
         "bridge.mapping",
         "bridge.transports",
         "bridge.sources",
+        "bridge.controls",
     ),
     "bridge.bake": ("bridge.errors", "bridge.mapping"),
     "bridge.service": (

@@ -14,15 +14,14 @@ import numpy as np
 import pytest
 from conftest import make_sine, write_wav
 
+from bridge.controls import KeyboardControl, UdpControl
 from bridge.sources import (
     FileSource,
-    KeyboardControl,
     MicSource,
     PcmDecoder,
     PipeSource,
     SourceError,
     StreamResampler,
-    UdpControl,
     UdpSource,
     ZmqSource,
     parse_source,

@@ -516,7 +516,8 @@ def run_live(
     """
     from contextlib import ExitStack
 
-    from bridge.sources import KeyboardControl, UdpControl, parse_source
+    from bridge.controls import KeyboardControl, UdpControl
+    from bridge.sources import parse_source
 
     timeline = parse_emotion_spec(config.emotion)
     if source is None:
@@ -597,7 +598,7 @@ def _announcement(
     delay_s: float | None,
     inputs: Sequence[Any],
 ) -> str:
-    from bridge.sources import KeyboardControl, UdpControl
+    from bridge.controls import KeyboardControl, UdpControl
 
     latency_ms = 1000 * stream.algorithmic_latency_s(config.chunk_ms / 1000)
     hints = [

@@ -21,6 +21,9 @@ Three threads, each owning its resources, so no socket is ever shared between th
 Several subjects play at once. A new line for a subject replaces its current one when the new
 line is ready, cross-fading from the pose last sent (no pop); a line still waiting for the
 engine is superseded outright. ``cancel`` fades the subject to its rest pose, then ends the line.
+
+Request validation lives in ``requests.py`` and the inference jobs in ``jobs.py``; what remains
+here (~620 lines) is the one object that owns the sockets, the queue and the line records.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ The emotion comes from the file name as in the release (``ang_...``, first three
 a full-word prefix (``angry_...``) works too. Ground truth is truncated to the audio's frame
 count ``int(duration * 60)`` as the release does; a difference of more than a few frames means
 the pair does not belong together and is an error.
+
+Longer than most modules (~800 lines): discovery (folders, manifests), the per-file checks that
+``emoface dataset check`` reports, and the pieces a training epoch samples share one description
+of a clip (``Clip``); splitting them would split that description.
 """
 
 from __future__ import annotations

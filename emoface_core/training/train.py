@@ -21,6 +21,10 @@ Output folder::
     OUT/metrics.csv        one row per epoch
     OUT/train_config.json  the settings, for people
     OUT/tensorboard/       when tensorboard is installed
+
+Longer than most modules (~880 lines): one training loop with its config, its exact-resume
+state (optimiser, scheduler, RNGs, data order) and its checkpoints, which only make sense
+together; the dataset, feature cache and evaluation are their own modules.
 """
 
 from __future__ import annotations

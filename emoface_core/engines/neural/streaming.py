@@ -30,6 +30,10 @@ only the past and a bounded lookahead. How each whole-clip step is made causal:
 group: ``push_many`` steps several streams in one batched network call (weight reads, not
 arithmetic, bound a small step on a CPU). Post-processing (smoothing, blinks, gaze, gaps) is not
 here: ``emoface_core.streaming`` puts it on top of any engine's raw stream.
+
+Longer than most modules (~680 lines): one algorithm. Planning a step, the running statistics,
+the cached layers and the batched decoder all read and advance the private state of
+``NeuralRawStream``; split across files that state would need a public interface of its own.
 """
 
 from __future__ import annotations
