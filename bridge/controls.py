@@ -91,6 +91,7 @@ class UdpControl:
             commands.extend(line for line in text.splitlines() if line.strip())
         return commands
 
+
 class KeyboardControl:
     """Single keypresses on a terminal: ``0``-``6`` pick an emotion by id, ``q`` quits.
 

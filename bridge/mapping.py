@@ -860,5 +860,3 @@ def _plain(items: Any) -> Any:
     if isinstance(items, dict):
         return {k: _plain(v.value) for k, v in items.items()}
     return items
-
-

@@ -707,7 +707,3 @@ def parse_source(
             idle_timeout_s=idle_timeout_s,
         )
     raise SourceError(f"unknown audio source {spec!r}; use one of: {SOURCE_FORMS}")
-
-
-
-

@@ -45,5 +45,3 @@ class Animation:
     def channel(self, name: str) -> np.ndarray:
         """Values ``[T]`` of one channel by name."""
         return self.values[:, self.controller_names.index(name)]
-
-
