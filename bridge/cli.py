@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bridge.commands.unreal",
     "bridge.commands.live",
     "bridge.commands.distill",
+    "bridge.commands.keys",
 )
 
 

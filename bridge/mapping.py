@@ -292,8 +292,15 @@ def load_mapping(name_or_path: str | Path) -> Mapping:
     Raises:
         MappingError: the file is missing or has problems; ``.problems`` lists all of them.
     """
+    from emoface_core.bounded import MAX_YAML_BYTES
+
     path = find_mapping(name_or_path)
     try:
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise MappingError(
+                f"{path}: {path.stat().st_size} bytes is more than a mapping file may hold "
+                f"({MAX_YAML_BYTES})"
+            )
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise MappingError(f"{path}: cannot read mapping: {e}") from e
@@ -540,8 +547,14 @@ class _Checker:
     def _parse_yaml(self, text: str) -> _Node | None:
         import yaml
 
+        from emoface_core.bounded import BoundsError, compose_yaml
+
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            # Bounded: an alias bomb or a deep nesting is refused before anything expands.
+            node = compose_yaml(text, self.path)
+        except BoundsError as e:
+            self.add(None, "", str(e).removeprefix(f"{self.path}: "))
+            return None
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             line = mark.line + 1 if mark is not None else None

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -84,6 +85,50 @@ _END = struct.Struct("<IIBd")  # 17 bytes
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")
 _SEQ_MOD = 1 << 32
+
+
+MAX_JSON_DEPTH = 32  # START info and other JSON on the wire: nesting levels accepted
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_INNER_PAIR = re.compile(r"\[\]|\{\}")
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows here")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} does not fit a 64-bit float")
+    return value
+
+
+def loads_json(text: str, *, max_bytes: int, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` for text from the network: bounded size and depth, finite numbers only.
+
+    Depth is checked before parsing, on the bracket skeleton of the text (strings removed):
+    each pass peels the innermost pairs, so after ``max_depth`` passes any bracket left means a
+    deeper nesting. No Python loop per character, no recursion. (The core has the same rule in
+    ``emoface_core.bounded``; this copy is stdlib-only because the Unreal plugin ships it.)
+
+    Raises:
+        ValueError: too large, too deep, not JSON, NaN/Infinity or a number that overflows.
+    """
+    if len(text) > max_bytes:
+        raise ValueError(f"{len(text)} characters is more than the limit of {max_bytes}")
+    if text.count("[") + text.count("{") > max_depth:
+        skeleton = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+        for _ in range(max_depth):
+            skeleton, n = _INNER_PAIR.subn("", skeleton)
+            if not n:
+                break
+        if len(skeleton) > max_depth or (skeleton and n):
+            raise ValueError(f"nested deeper than {max_depth} levels")
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nested too deep to read") from None
 
 
 class ProtocolError(ValueError):
@@ -405,6 +450,8 @@ def _decode_frame(data: bytes, subject: str, offset: int) -> Frame:
     start = offset + _FRAME.size
     _exact(data, start + 4 * n, "FRAME")
     values = struct.unpack_from(f"<{n}f", data, start)
+    if not (math.isfinite(t_s) and math.isfinite(t_capture) and math.isfinite(fps) and fps > 0):
+        raise ProtocolError("FRAME times and fps must be finite (and fps positive)")
     return Frame(subject, seq, t_s, fps, values, sid, line_id, t_capture)
 
 
@@ -445,9 +492,9 @@ def _decode_start(data: bytes, subject: str, offset: int) -> StreamStart:
     offset += _START.size
     _exact(data, offset + n_info, "START")
     try:
-        info = json.loads(_utf8(data[offset:], "START info"))
+        info = loads_json(_utf8(data[offset:], "START info"), max_bytes=n_info)
     except ValueError as e:  # JSONDecodeError is a ValueError
-        raise ProtocolError(f"START info is not JSON: {e}") from e
+        raise ProtocolError(f"START info is not usable JSON: {e}") from e
     if not isinstance(info, dict):
         raise ProtocolError("START info must be a JSON object")
     return StreamStart(subject, line_id, sid, n_frames, fps, t_capture, info)
@@ -502,6 +549,7 @@ class DecoderStats:
         n_restarts: large backwards seq jumps taken as a restarted sender (state reset).
         n_waiting_for_schema: frames dropped because their schema had not arrived yet.
         n_other_subject: messages for subjects this decoder does not follow.
+        n_nonfinite: frames dropped because a value was NaN or infinite (never applied).
     """
 
     n_packets: int = 0
@@ -517,6 +565,7 @@ class DecoderStats:
     n_restarts: int = 0
     n_waiting_for_schema: int = 0
     n_other_subject: int = 0
+    n_nonfinite: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict (for JSON and printing)."""
@@ -577,6 +626,10 @@ class Decoder:
         return dict(zip(self.names_of(frame), frame.values))
 
     def _accept_frame(self, frame: Frame) -> bool:
+        # float32 values cannot overflow a float64 sum: it is finite exactly when all are.
+        if not math.isfinite(sum(frame.values)):
+            self.stats.n_nonfinite += 1
+            return False
         schema = self.schemas.get(frame.subject)
         if (
             schema is None

@@ -17,6 +17,7 @@ from emoface_core.animation import Animation
 from emoface_core.audio import FPS, Audio
 from emoface_core.emotion import EmotionTimeline
 from emoface_core.engines.base import Engine, SeededEngine
+from emoface_core.errors import EngineError
 from emoface_core.postprocess import PostprocessConfig, postprocess
 
 ANIMATION_VERSION = "emoface-0.1"
@@ -53,6 +54,7 @@ def animate_audio(
     else:
         values = engine.infer(audio, timeline)
     assert values.shape == (audio.n_frames, 174), values.shape
+    check_finite_output(values, engine)
     if not raw:
         if not engine.wants_smoothing:
             config = _without_smoothing(config)
@@ -68,6 +70,27 @@ def animate_audio(
         "duration_s": round(audio.duration_s, 6),
     }
     return Animation(values.astype(np.float32, copy=False), fps=FPS, metadata=metadata)
+
+
+def check_finite_output(values: np.ndarray, engine: Engine) -> None:
+    """Refuse engine output holding NaN or infinity, naming the engine (and its weights).
+
+    Checked once per call where frames leave the engine, so nothing downstream (files, the
+    wire, the Unreal plugin) ever sees a non-finite value.
+
+    Raises:
+        EngineError: some value is not finite.
+    """
+    if np.isfinite(values).all():
+        return
+    facts = engine.describe()
+    source = facts.get("checkpoint") or facts.get("poses") or ""
+    where = f" with {source}" if source else ""
+    n_bad = int((~np.isfinite(values)).sum())
+    raise EngineError(
+        f"the {engine.name} engine{where} produced {n_bad} NaN or infinite value(s); "
+        "its weights or data are broken"
+    )
 
 
 def _without_smoothing(config: PostprocessConfig) -> PostprocessConfig:

@@ -25,3 +25,7 @@ class DatasetError(EmoFaceError, ValueError):
 
 class ConfigError(EmoFaceError, ValueError):
     """A configuration value is out of its allowed range."""
+
+
+class EngineError(EmoFaceError, RuntimeError):
+    """An engine produced output that must not leave it (NaN or infinite values)."""

@@ -43,6 +43,7 @@ from emoface_core.engines.base import (
     StreamConfig,
     StreamError,
 )
+from emoface_core.errors import EngineError
 from emoface_core.postprocess import EyeAnimator, PostprocessConfig, SavgolStream
 
 
@@ -192,6 +193,11 @@ class Stream:
         return out
 
     def _post(self, block: RawBlock, flush: bool = False) -> np.ndarray:
+        if not (np.isfinite(block.final).all() and np.isfinite(block.provisional).all()):
+            raise EngineError(
+                f"the {self.raw.__class__.__name__} stream produced NaN or infinite values; "
+                "the engine's weights or data are broken"
+            )
         n = len(block.final)
         frames = np.concatenate([block.final, block.provisional]).astype(np.float32, copy=False)
         frames = self._relax(frames, self._n_raw, n_commit=n)

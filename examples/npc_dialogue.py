@@ -54,7 +54,9 @@ def main() -> int:
     from emoface_core.engines import load_engine
 
     engine = load_engine(args.engine, checkpoint=args.checkpoint, device="cpu")
-    config = ServiceConfig(bind="tcp://127.0.0.1:*", zmq="tcp://127.0.0.1:*")
+    config = ServiceConfig(
+        bind="tcp://127.0.0.1:*", zmq="tcp://127.0.0.1:*", audio_roots=(str(AUDIO),)
+    )
     with Service(config, engine) as service:
         service.serve_in_thread()
         print(f"service on {service.endpoint}, frames on {service.senders[0].address}")

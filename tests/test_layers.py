@@ -37,6 +37,7 @@ EDGE_MODULES = (
 SUBPROCESS_ALLOWED = {"emoface_core.viz.preview"}  # ffmpeg muxes the preview's sound
 # R3: what the concrete engines may import from the rest of the core.
 ENGINE_DEPENDENCIES = {
+    "emoface_core.bounded",  # bounded YAML for the procedural data files
     "emoface_core",  # __version__
     "emoface_core.engines.base",
     "emoface_core.audio",

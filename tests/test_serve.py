@@ -50,6 +50,13 @@ class FakeEngine(EngineBase):
         return {"name": self.name}
 
 
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path, monkeypatch):
+    # The service reads audio only under its roots and writes bakes only under its output
+    # root; both default to the working directory.
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def clips(tmp_path):
     return {
@@ -246,7 +253,7 @@ BAD_REQUESTS = [
     (
         b'{"op": "speak", "subject": "a", "audio": "/no/such.wav"}',
         "bad_audio",
-        "no such audio file",
+        "no readable audio file there",
     ),
     (b'{"op": "speak", "subject": "a", "audio_b64": "@@@"}', "bad_request", "not valid base64"),
     (
@@ -317,7 +324,8 @@ def test_bake_in_the_reply_or_to_a_file(served, clips, tmp_path):
     anim = client.bake_animation(clips["loud"], emotion="happy", raw=True)
     assert anim.n_frames == 60 and anim.metadata["emotion"] == "happy@0"
     np.testing.assert_allclose(anim.values[:, JAW_OPEN], _level(clips["loud"]), atol=1e-6)
-    out = tmp_path / "baked" / "line.txt"
+    root = tmp_path / "emoface-serve-output"  # the default output root (the working directory)
+    out = root / "baked" / "line.txt"
     reply = client.bake(clips["quiet"], format="txt", output=out)
     assert reply["path"] == str(out) and np.loadtxt(out, delimiter=",").shape == (60, N_CONTROLLERS)
     csv = client.bake(clips["quiet"], format="csv", mapping="metahuman_curves")["text"]
@@ -326,9 +334,9 @@ def test_bake_in_the_reply_or_to_a_file(served, clips, tmp_path):
     assert client.bake_animation(samples, raw=True).n_frames == 30  # numpy samples as bytes
     with pytest.raises(ServiceError, match="output .* must end in .json"):
         client.bake(clips["quiet"], output=tmp_path / "x.txt")
-    (tmp_path / "a_file").write_text("not a folder")
+    (root / "a_file").write_text("not a folder")
     with pytest.raises(ServiceError, match="cannot write") as failure:
-        client.bake(clips["quiet"], output=tmp_path / "a_file" / "line.json")
+        client.bake(clips["quiet"], output=root / "a_file" / "line.json")
     assert failure.value.code == "bad_output"
     assert client.request("ping")["ok"]  # the service carries on
 
@@ -410,7 +418,7 @@ def _start_cli_service(tmp_path, *extra):
         if not line:
             break
         seen.append(line)
-        m = re.search(r"listening on (\S+); frames to zmq (\S+)", line)
+        m = re.search(r"listening on (\S+); frames to zmq ([^;\s]+)", line)
         if m:
             return proc, m.group(1), m.group(2)
     proc.kill()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -68,6 +69,7 @@ def settings_fingerprint(settings: BatchSettings) -> dict[str, Any]:
         "checkpoint": checkpoint,
         "procedural_data": procedural_data,
         "raw": settings.raw,
+        "allow_truncated": settings.allow_truncated,
         "postprocess": asdict(settings.postprocess),
         "mapping": mapping,
     }
@@ -83,7 +85,8 @@ def line_fingerprint(settings_facts: dict[str, Any], line: BakeLine, emotion: st
     """
     doc = {
         "settings": settings_facts,
-        "audio": str(line.audio.resolve()),
+        # realpath, not Path.resolve(): a symlink loop must fail its own line, not the plan.
+        "audio": os.path.realpath(line.audio),
         "emotion": emotion or line.emotion,
         "subject": line.subject,
         "seed": line.seed,
@@ -134,23 +137,43 @@ def plan_batch(
     facts = settings_fingerprint(settings)
     plan = BatchPlan(lines, [], [], [], {})
     for i, line in enumerate(lines):
-        if not line.problem:
-            try:  # a bad spec fails its line now, before any engine loads
-                emotion = parse_emotion_spec(line.emotion).to_spec()
-            except EmotionSpecError as e:
-                line = lines[i] = replace(line, problem=str(e))
-        if line.problem:
+        try:  # every step of a line's planning fails that line alone
+            verdict = _plan_line(line, settings, facts, force, journal, plan.fingerprints)
+        except Exception as e:  # noqa: BLE001 - e.g. an unreadable or looping path
+            verdict = f"cannot plan this line ({type(e).__name__}: {e})"
+        if isinstance(verdict, str):
+            lines[i] = replace(line, problem=line.problem or verdict)
             plan.invalid.append(i)
-            continue
-        stamp = _audio_stamp(line_fingerprint(facts, line, emotion), line.audio)
-        files = settings.output_files(line)
-        for f in files:
-            plan.fingerprints[f] = stamp
-        if not force and _is_up_to_date(settings.output_dir, files, stamp, journal):
+        elif verdict:
             plan.up_to_date.append(i)
         else:
             plan.to_bake.append(i)
     return plan
+
+
+def _plan_line(
+    line: BakeLine,
+    settings: BatchSettings,
+    facts: dict[str, Any],
+    force: bool,
+    journal: dict[str, str],
+    fingerprints: dict[str, str],
+) -> bool | str:
+    """True when up to date, False to bake, or the reason the line cannot be baked."""
+    if line.problem:
+        return line.problem
+    try:  # a bad spec fails its line now, before any engine loads
+        emotion = parse_emotion_spec(line.emotion).to_spec()
+    except EmotionSpecError as e:
+        return str(e)
+    files = settings.output_files(line)
+    audio = os.path.realpath(line.audio)
+    if any(os.path.realpath(settings.output_dir / f) == audio for f in files):
+        return "the output would overwrite the line's own audio file; choose another -o folder"
+    stamp = _audio_stamp(line_fingerprint(facts, line, emotion), line.audio)
+    for f in files:
+        fingerprints[f] = stamp
+    return not force and _is_up_to_date(settings.output_dir, files, stamp, journal)
 
 
 def _is_up_to_date(output_dir: Path, files: list[str], stamp: str, journal: dict[str, str]) -> bool:

@@ -77,7 +77,8 @@ def derive_seed(base_seed: int, output: str) -> int:
 
     Lines of one batch then blink and glance differently, yet a rerun reproduces each exactly.
     """
-    return zlib.crc32(f"{base_seed}:{output}".encode()) & 0x7FFFFFFF
+    # surrogateescape: a file name that is not UTF-8 (bytes kept as surrogates) seeds too.
+    return zlib.crc32(f"{base_seed}:{output}".encode("utf-8", "surrogateescape")) & 0x7FFFFFFF
 
 
 def collect_lines(

@@ -36,6 +36,8 @@ class BatchSettings:
         raw: write the engine output without smoothing, blinks or gaze.
         mapping: rig mapping for the CSV columns; None writes the 174 channels.
         postprocess: smoothing, blink and gaze parameters.
+        allow_truncated: bake what a truncated audio file holds (a warning) instead of failing
+            its line.
     """
 
     output_dir: Path
@@ -46,6 +48,7 @@ class BatchSettings:
     raw: bool = False
     mapping: Mapping | None = None
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    allow_truncated: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
@@ -156,7 +159,7 @@ def bake_line(
 
     start = time.perf_counter()
     timeline = parse_emotion_spec(line.emotion)
-    audio = load_audio(audio_file or line.audio)
+    audio = load_audio(audio_file or line.audio, allow_truncated=settings.allow_truncated)
     animation = animate_audio(
         engine,
         audio,

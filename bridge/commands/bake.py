@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -88,6 +89,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--seed", type=int, default=None, help="seed for blinks and gaze (reproducible output)"
+    )
+    p.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="bake what a truncated audio file holds (with a warning) instead of refusing it",
     )
     p.add_argument(
         "--mapping",
@@ -199,9 +205,11 @@ def _run_single(args: argparse.Namespace) -> int:
     from emoface_core.formats import atomic_write, format_of
 
     fmt = format_of(args.output)
+    if os.path.realpath(args.output) == os.path.realpath(args.inputs[0]):
+        raise ValueError(f"{args.output}: is the input audio file; refusing to overwrite it")
     timeline = parse_emotion_spec(args.emotion)
     mapping = _load_mapping(args.mapping) if args.mapping else None
-    audio = load_audio(args.inputs[0])
+    audio = load_audio(args.inputs[0], allow_truncated=args.allow_truncated)
     engine = build_engine(args)
     animation = animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed)
     atomic_write(args.output, render(animation, fmt, mapping))
@@ -237,6 +245,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         device=args.device,
         raw=args.raw,
         mapping=_load_mapping(args.mapping) if args.mapping else None,
+        allow_truncated=args.allow_truncated,
     )
     lines = collect_lines(args.inputs, emotion=args.emotion, seed=args.seed)
     progress = _Progress(enabled=not args.no_progress)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bridge.runtime.subject import Output
     from bridge.transports.base import Sender
+    from bridge.transports.zmq import CurveKeys
     from emoface_core.engines.base import Engine
 
 
@@ -224,6 +225,36 @@ def add_transport_arguments(p: argparse.ArgumentParser) -> None:
         default=0.5,
         help="repeat the schema this often so late receivers can decode",
     )
+    auth = p.add_argument_group(
+        "authentication (needed to bind ZeroMQ beyond 127.0.0.1; see docs/security.md)"
+    )
+    auth.add_argument(
+        "--secret-key",
+        default=None,
+        metavar="SERVER.key_secret",
+        help="this server's CURVE certificate (make one with 'emoface keys')",
+    )
+    auth.add_argument(
+        "--authorized-keys",
+        default=None,
+        metavar="DIR",
+        help="folder of the public certificates (*.key) of the clients allowed to connect",
+    )
+
+
+def curve_keys(args: argparse.Namespace) -> CurveKeys | None:
+    """The CURVE settings the authentication flags give (None: none given).
+
+    Raises:
+        ValueError: only one of the two flags is given.
+    """
+    from bridge.transports.zmq import CurveKeys
+
+    if (args.secret_key is None) != (args.authorized_keys is None):
+        raise ValueError("--secret-key and --authorized-keys go together")
+    if args.secret_key is None:
+        return None
+    return CurveKeys(args.secret_key, args.authorized_keys)
 
 
 def build_outputs(args: argparse.Namespace) -> tuple[list[Sender], list[Output]]:
@@ -252,7 +283,7 @@ def _build_senders(args: argparse.Namespace) -> list[Sender]:
     if zmq_endpoint is None and args.osc is None and args.livelink is None:
         zmq_endpoint = "tcp://127.0.0.1:5555"
     if zmq_endpoint is not None:
-        senders.append(ZmqSender(zmq_endpoint, sndhwm=args.zmq_hwm))
+        senders.append(ZmqSender(zmq_endpoint, sndhwm=args.zmq_hwm, curve=curve_keys(args)))
     if args.osc is not None:
         host, port = parse_host_port(args.osc, DEFAULT_OSC_PORT)
         senders.append(OscSender(host, port, mode=args.osc_mode))

@@ -13,6 +13,7 @@ from bridge.commands.options import (
     add_transport_arguments,
     build_engine,
     build_outputs,
+    curve_keys,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +61,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="cross-fade when a line interrupts another, fade-out on cancel",
     )
     p.add_argument("--max-audio-s", type=float, default=600.0, help="longest clip accepted")
+    roots = p.add_argument_group("what requests may touch (see docs/security.md)")
+    roots.add_argument(
+        "--audio-root",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="a folder whose audio files requests may name; repeat for more (default: the "
+        "working directory)",
+    )
+    roots.add_argument(
+        "--output-root",
+        default=None,
+        metavar="DIR",
+        help="the folder bakes with an 'output' are written under (default: "
+        "./emoface-serve-output)",
+    )
+    roots.add_argument(
+        "--mappings-dir",
+        default=None,
+        metavar="DIR",
+        help="a folder of extra mapping files requests may name (by file stem)",
+    )
+    roots.add_argument(
+        "--max-subjects", type=int, default=64, help="NPCs the service keeps streams for"
+    )
+    roots.add_argument(
+        "--max-scheduled",
+        type=int,
+        default=64,
+        help="lines waiting for a future start_at before new ones are refused (busy)",
+    )
     p.add_argument(
         "--max-queue",
         type=int,
@@ -87,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         schema_interval_s=args.schema_interval_s,
         default_emotion=args.emotion,
+        audio_roots=tuple(args.audio_root or ()),
+        output_root=args.output_root,
+        mappings_dir=args.mappings_dir,
+        max_subjects=args.max_subjects,
+        max_scheduled=args.max_scheduled,
+        curve=curve_keys(args),
     )
     parse_emotion_spec(args.emotion)  # a bad default is a usage error now, not one per request
     engine = build_engine(args)
@@ -97,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         previous = signal.signal(signal.SIGTERM, lambda *_: service.stop())
         where = ", ".join(f"{s.kind} {s.address}" for s in service.senders)
         print(
-            f"emoface serve: listening on {service.endpoint}; frames to {where} (Ctrl-C stops)",
+            f"emoface serve: listening on {service.endpoint}; frames to {where}; audio from "
+            f"{', '.join(config.audio_roots)}; bakes under {config.output_root} (Ctrl-C stops)",
             file=sys.stderr,
         )
         try:

@@ -158,6 +158,8 @@ class LinePlayer:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.n_frames = 0
+        self.n_line_failures = 0  # lines ended as failed by an error while playing
+        self.failure = ""  # why the thread stopped, when it did on its own
 
     def start(self) -> None:
         """Start the playback thread."""
@@ -210,10 +212,16 @@ class LinePlayer:
                         self._cond.wait()
                     elif wait_s > 0:
                         self._cond.wait(wait_s)
-        except Exception:
+        except Exception as e:  # a bug outside any one line: make it visible, end lines cleanly
             log.exception("emoface serve: the player thread failed; lines are ended")
+            self.failure = f"{type(e).__name__}: {e}"
         finally:
             self._shutdown()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the player thread runs (the service refuses lines when it does not)."""
+        return self._thread is not None and self._thread.is_alive() and not self.failure
 
     def _accept(self, playback: Playback) -> None:
         subject = playback.record.subject
@@ -232,27 +240,49 @@ class LinePlayer:
         now = self.clock()
         next_due = math.inf
         for slot in self._slots.values():
-            pending = slot.pending
-            if pending is not None and pending.record.cancel_requested:
-                pending.record.end("cancelled", "cancelled before it started")
-                slot.pending = pending = None
-            if pending is not None and now >= pending.t0 - 0.25 / self.fps:
-                self._start(slot, pending, now)
-            current = slot.current
-            if current is not None:
-                if current.record.cancel_requested and current.fade_from is None:
-                    current.fade_from = (
-                        slot.last_out if slot.last_out is not None else current.values[0]
-                    )
-                    current.fade_pacing = self._pacing(now)
-                due = self._advance(slot, current, now)
-                if due is not None:
-                    next_due = min(next_due, due)
-            if slot.pending is not None:
-                next_due = min(next_due, slot.pending.t0)
+            try:  # one line's failure (a bad START info, a broken sender) fails that line only
+                due = self._step_slot(slot, now)
+            except Exception as e:  # noqa: BLE001 - counted and reported in the line's record
+                self._fail_slot(slot, e)
+                continue
+            if due is not None:
+                next_due = min(next_due, due)
         if next_due == math.inf:
             return None
         return max(0.0, next_due - self.clock())
+
+    def _fail_slot(self, slot: _Slot, error: Exception) -> None:
+        log.warning("emoface serve: a line of %s failed: %s", slot.stream.subject, error)
+        self.n_line_failures += 1
+        for pb in (slot.pending, slot.current):
+            if pb is not None:
+                pb.record.end("failed", f"playback failed: {type(error).__name__}: {error}")
+        slot.pending = slot.current = None
+        with contextlib.suppress(Exception):
+            slot.stream.end_line(EndReason.INTERRUPTED)
+
+    def _step_slot(self, slot: _Slot, now: float) -> float | None:
+        """Start or advance one subject's lines; when its next event is due (None: idle)."""
+        next_due = math.inf
+        pending = slot.pending
+        if pending is not None and pending.record.cancel_requested:
+            pending.record.end("cancelled", "cancelled before it started")
+            slot.pending = pending = None
+        if pending is not None and now >= pending.t0 - 0.25 / self.fps:
+            self._start(slot, pending, now)
+        current = slot.current
+        if current is not None:
+            if current.record.cancel_requested and current.fade_from is None:
+                current.fade_from = (
+                    slot.last_out if slot.last_out is not None else current.values[0]
+                )
+                current.fade_pacing = self._pacing(now)
+            due = self._advance(slot, current, now)
+            if due is not None:
+                next_due = min(next_due, due)
+        if slot.pending is not None:
+            next_due = min(next_due, slot.pending.t0)
+        return None if next_due == math.inf else next_due
 
     def _start(self, slot: _Slot, playback: Playback, now: float) -> None:
         slot.pending = None

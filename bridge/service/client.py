@@ -37,6 +37,10 @@ class ServiceClient:
         endpoint: the service's request endpoint.
         timeout_s: how long to wait for each reply.
         context: ``zmq.Context`` (default: the process-wide one).
+        server_key: the service's public certificate (``NAME.key``), for a service that
+            requires CURVE authentication (one bound beyond the loopback).
+        client_key: this client's certificate with its secret key (``NAME.key_secret``);
+            its public half must be in the service's authorized keys folder.
     """
 
     def __init__(
@@ -45,6 +49,8 @@ class ServiceClient:
         *,
         timeout_s: float = 10.0,
         context: Any = None,
+        server_key: str | None = None,
+        client_key: str | None = None,
     ) -> None:
         import zmq
 
@@ -54,12 +60,20 @@ class ServiceClient:
         self.timeout_s = timeout_s
         self._zmq = zmq
         self._context = context or zmq.Context.instance()
+        if (server_key is None) != (client_key is None):
+            raise ValueError("CURVE needs both server_key and client_key (or neither)")
+        self.server_key = server_key
+        self.client_key = client_key
         self._socket: Any = None
 
     def _connect(self) -> Any:
         if self._socket is None:
             sock = self._context.socket(self._zmq.REQ)
             sock.setsockopt(self._zmq.LINGER, 0)
+            if self.server_key is not None and self.client_key is not None:
+                from bridge.transports.zmq import secure_client_socket
+
+                secure_client_socket(sock, self.server_key, self.client_key)
             sock.connect(self.endpoint)
             self._socket = sock
         return self._socket
@@ -83,8 +97,12 @@ class ServiceClient:
             ServiceError: the reply is an error.
             TimeoutError: no reply within ``timeout_s``.
         """
+        try:  # strict JSON: the service refuses NaN and Infinity, so never send them
+            payload = json.dumps({"op": op, **fields}, allow_nan=False).encode()
+        except ValueError as e:
+            raise ValueError(f"{op} request holds a value JSON cannot carry ({e})") from None
         sock = self._connect()
-        sock.send(json.dumps({"op": op, **fields}).encode())
+        sock.send(payload)
         if not sock.poll(int(self.timeout_s * 1000)):
             self.close()  # a REQ socket that missed its reply cannot send again
             raise TimeoutError(

@@ -18,9 +18,8 @@ from typing import Any
 from bridge.bake.render import render
 from bridge.runtime.lines import LineRecord, Playback
 from bridge.runtime.subject import Output
-from bridge.service.requests import RequestError, error_reply
+from bridge.service.requests import AudioRef, RequestError, error_reply
 from emoface_core.animate import animate_audio
-from emoface_core.audio import Audio
 from emoface_core.emotion import EmotionTimeline
 from emoface_core.engines.base import Engine
 from emoface_core.errors import EmoFaceError
@@ -34,7 +33,7 @@ class LineJob:
     """A ``speak`` request, validated: what to animate and how to play it."""
 
     record: LineRecord
-    audio: Audio
+    audio: AudioRef  # checked from its header; decoded here, off the request thread
     timeline: EmotionTimeline
     seed: int | None
     raw: bool
@@ -48,7 +47,7 @@ class LineJob:
 class BakeJob:
     """A ``bake`` request, validated."""
 
-    audio: Audio
+    audio: AudioRef
     timeline: EmotionTimeline
     seed: int | None
     raw: bool
@@ -69,7 +68,8 @@ def run_line(
         if record.cancel_requested or record.final:
             return
         record.state = "computing"
-        animation = animate_audio(engine, job.audio, job.timeline, raw=job.raw, seed=job.seed)
+        audio = job.audio.load()
+        animation = animate_audio(engine, audio, job.timeline, raw=job.raw, seed=job.seed)
         if record.final:  # cancelled or superseded while computing
             return
         if animation.n_frames == 0:
@@ -87,12 +87,15 @@ def run_line(
             "failed",
             str(e) if isinstance(e, (EmoFaceError, ValueError)) else f"{type(e).__name__}: {e}",
         )
+    finally:
+        job.audio.discard()
 
 
 def run_bake(job: BakeJob, engine: Engine) -> dict[str, Any]:
     """Bake one clip; returns the reply (an error reply for any failure, never raises)."""
     try:
-        animation = animate_audio(engine, job.audio, job.timeline, raw=job.raw, seed=job.seed)
+        audio = job.audio.load()
+        animation = animate_audio(engine, audio, job.timeline, raw=job.raw, seed=job.seed)
         text = render(animation, job.fmt, job.mapping)
         reply: dict[str, Any] = {
             "ok": True,
@@ -103,6 +106,7 @@ def run_bake(job: BakeJob, engine: Engine) -> dict[str, Any]:
         }
         if job.output is not None:
             try:
+                Path(job.output).parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(job.output, text)
             except OSError as e:  # the request's path, not the service, is at fault
                 raise RequestError("bad_output", f"{job.output}: cannot write ({e})") from None
@@ -119,3 +123,5 @@ def run_bake(job: BakeJob, engine: Engine) -> dict[str, Any]:
     except Exception as e:
         log.exception("emoface serve: bake failed")
         return error_reply("internal", f"{type(e).__name__}: {e}")
+    finally:
+        job.audio.discard()

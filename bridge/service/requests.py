@@ -15,14 +15,18 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bridge.protocol import loads_json
 from bridge.runtime.lines import FINAL_STATES as FINAL_STATES  # re-exported for clients
+from emoface_core.audio import Audio, frame_count, load_audio, probe_audio
 from emoface_core.emotion import EmotionTimeline, parse_emotion_spec
-from emoface_core.errors import EmoFaceError
+from emoface_core.errors import AudioError, EmoFaceError
 
 DEFAULT_SERVICE_ENDPOINT = "tcp://127.0.0.1:5556"
 
@@ -40,7 +44,10 @@ OPS = ("speak", "bake", "cancel", "status", "ping")
 
 BAKE_FORMATS = ("json", "txt", "csv")
 
-MAX_START_AHEAD_S = 3600.0  # a start_at further ahead than this is a client bug
+MAX_REQUEST_DEPTH = 32  # JSON nesting a request may have (real ones: 3)
+MAX_INFO_BYTES = 16 * 1024  # a speak's info travels in every START message
+MIN_SAMPLE_RATE = 8_000  # Hz: below telephone quality there is no speech to animate
+MAX_SAMPLE_RATE = 384_000
 
 # Fields each op accepts (besides "op" and "req_id"); anything else is refused by name, so a
 # typo ("emotoin") is an error rather than a silently ignored setting.
@@ -81,27 +88,143 @@ class RequestError(EmoFaceError, ValueError):
         self.code = code
 
 
-def audio_from_b64(text: str) -> Any:
-    """Decode base64 audio (any format soundfile reads) through a temporary file."""
-    from emoface_core.audio import load_audio
+@dataclass
+class AudioRef:
+    """A request's audio, checked from its header but not decoded yet (that is the worker's job).
 
+    Attributes:
+        path: the file to decode (a temporary copy for ``audio_b64``).
+        label: how replies and metadata name it (the request's path, or ``<bytes>``).
+        sample_rate: the file's rate.
+        n_samples: samples per channel its header declares.
+        temporary: ``path`` is the service's own copy, deleted by ``discard``.
+    """
+
+    path: Path
+    label: str
+    sample_rate: int
+    n_samples: int
+    temporary: bool = False
+
+    @property
+    def duration_s(self) -> float:
+        """Declared length in seconds."""
+        return self.n_samples / self.sample_rate
+
+    @property
+    def n_frames(self) -> int:
+        """Frames at 60 fps, as the animation will have them."""
+        return frame_count(self.n_samples, self.sample_rate)
+
+    def load(self) -> Audio:
+        """Decode (off the request thread); errors name the request's audio, not the copy.
+
+        Raises:
+            RequestError: the audio does not decode (``bad_audio``).
+        """
+        try:
+            audio = load_audio(self.path)
+        except (EmoFaceError, ValueError, OSError) as e:
+            raise RequestError("bad_audio", str(e).replace(str(self.path), self.label)) from None
+        return replace(audio, path="" if self.temporary else self.label)
+
+    def discard(self) -> None:
+        """Delete the temporary copy, if this is one."""
+        if self.temporary:
+            self.path.unlink(missing_ok=True)
+
+
+def check_audio(ref: AudioRef, max_audio_s: float) -> AudioRef:
+    """Refuse audio that is too long, too sparse or empty, from its header alone.
+
+    A 180 KB FLAC can declare two hours of audio: that is refused here, before a gigabyte of
+    samples is decoded.
+
+    Raises:
+        RequestError: ``bad_audio``, naming what is wrong.
+    """
+    if not MIN_SAMPLE_RATE <= ref.sample_rate <= MAX_SAMPLE_RATE:
+        raise RequestError(
+            "bad_audio",
+            f"{ref.label}: sample rate {ref.sample_rate} Hz; this service takes "
+            f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz",
+        )
+    if ref.n_samples <= 0:
+        raise RequestError("bad_audio", f"{ref.label}: the header does not say how long it is")
+    if ref.duration_s > max_audio_s:
+        raise RequestError(
+            "bad_audio",
+            f"{ref.label}: audio is {ref.duration_s:.1f} s long; this service takes at most "
+            f"{max_audio_s:g} s",
+        )
+    if ref.n_frames == 0:
+        raise RequestError("bad_audio", f"{ref.label}: shorter than one frame (1/60 s)")
+    return ref
+
+
+def audio_in_roots(text: str, roots: Sequence[Path]) -> AudioRef:
+    """The request's ``audio`` path, if it is a readable audio file under one of ``roots``.
+
+    Symlinks are resolved first, so a link cannot lead out. A missing file, an unreadable one and
+    one outside the roots get the same answer, so requests cannot probe what exists elsewhere.
+
+    Raises:
+        RequestError: ``bad_audio``.
+    """
+    refused = RequestError(
+        "bad_audio",
+        f"audio {text!r}: no readable audio file there under the service's audio roots "
+        "(--audio-root)",
+    )
+    real = Path(os.path.realpath(os.path.abspath(text)))
+    if not any(real.is_relative_to(root) for root in roots) or not os.access(real, os.R_OK):
+        raise refused
+    try:
+        info = probe_audio(real)
+    except AudioError:
+        raise refused from None
+    return AudioRef(real, text, info.sample_rate, info.n_samples)
+
+
+def audio_from_b64(text: str) -> AudioRef:
+    """Base64 audio (any format soundfile reads) saved to a temporary file and probed.
+
+    Raises:
+        RequestError: not base64 (``bad_request``) or not audio (``bad_audio``).
+    """
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise RequestError("bad_request", "audio_b64 is not valid base64") from None
     fd, tmp = tempfile.mkstemp(prefix="emoface-serve-", suffix=".audio")
+    path = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        try:
-            audio = load_audio(tmp)
-        except (EmoFaceError, ValueError) as e:
-            raise RequestError("bad_audio", str(e).replace(tmp, "audio_b64")) from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    from dataclasses import replace
+        info = probe_audio(path)
+    except (EmoFaceError, ValueError, OSError) as e:
+        path.unlink(missing_ok=True)
+        raise RequestError("bad_audio", str(e).replace(tmp, "audio_b64")) from None
+    return AudioRef(path, "<bytes>", info.sample_rate, info.n_samples, temporary=True)
 
-    return replace(audio, path="")
+
+def output_in_root(text: str, root: Path) -> Path:
+    """A bake's ``output`` path, resolved inside the service's output root.
+
+    A relative path is taken relative to the root; an absolute one must already point inside
+    it. ``..`` and symlinks are resolved before the check, so neither leads out.
+
+    Raises:
+        RequestError: ``bad_output``.
+    """
+    candidate = Path(text) if os.path.isabs(text) else root / text
+    real = Path(os.path.realpath(candidate))
+    if not real.is_relative_to(root) or real == root:
+        raise RequestError(
+            "bad_output",
+            f"output {text!r} must name a file inside the service's output root ({root})",
+        )
+    return real
 
 
 def text_field(request: dict[str, Any], key: str) -> str:
@@ -159,10 +282,11 @@ def json_default(value: Any) -> Any:
 
 
 def parse_request(payload: bytes, max_bytes: int) -> dict[str, Any]:
-    """Decode one request message into a JSON object.
+    """Decode one request message into a JSON object, bounded before it is parsed.
 
     Raises:
-        RequestError: too large, not JSON, or not an object (``bad_request``).
+        RequestError: too large, too deep, not strict JSON (NaN, Infinity) or not an object
+            (``bad_request``).
     """
     if len(payload) > max_bytes:
         raise RequestError(
@@ -171,8 +295,12 @@ def parse_request(payload: bytes, max_bytes: int) -> dict[str, Any]:
             "(send a path instead of audio_b64)",
         )
     try:
-        request = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        request = loads_json(
+            payload.decode("utf-8"), max_bytes=max_bytes, max_depth=MAX_REQUEST_DEPTH
+        )
+    except UnicodeDecodeError:
+        raise RequestError("bad_request", "request is not UTF-8 JSON") from None
+    except ValueError as e:
         raise RequestError("bad_request", f"request is not valid JSON ({e})") from None
     if not isinstance(request, dict):
         raise RequestError(
@@ -217,19 +345,19 @@ def parse_timeline(request: dict[str, Any], default: str) -> EmotionTimeline:
         raise RequestError("bad_request", str(e)) from None
 
 
-def parse_start_at(request: dict[str, Any], now_s: float) -> float | None:
+def parse_start_at(request: dict[str, Any], now_s: float, max_ahead_s: float) -> float | None:
     """``start_at`` (Unix seconds) when given.
 
     Raises:
-        RequestError: not a finite time, or more than ``MAX_START_AHEAD_S`` ahead.
+        RequestError: not a finite time, or more than ``max_ahead_s`` ahead.
     """
     start_at = request.get("start_at")
     if start_at is None:
         return None
     if not isinstance(start_at, (int, float)) or isinstance(start_at, bool):
         raise RequestError("bad_request", "start_at must be a Unix time in seconds")
-    if not math.isfinite(start_at) or start_at > now_s + MAX_START_AHEAD_S:
-        raise RequestError("bad_request", f"start_at is more than {MAX_START_AHEAD_S:g} s ahead")
+    if not math.isfinite(start_at) or start_at > now_s + max_ahead_s:
+        raise RequestError("bad_request", f"start_at is more than {max_ahead_s:g} s ahead")
     return float(start_at)
 
 
@@ -258,6 +386,11 @@ def parse_info(request: dict[str, Any]) -> dict[str, Any]:
     info = request.get("info", {})
     if not isinstance(info, dict):
         raise RequestError("bad_request", "info must be a JSON object")
+    size = len(json.dumps(info, allow_nan=False))  # strict already: parse_request refused NaN
+    if size > MAX_INFO_BYTES:
+        raise RequestError(
+            "bad_request", f"info is {size} bytes of JSON; at most {MAX_INFO_BYTES} are sent"
+        )
     return info
 
 

@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -39,6 +40,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bridge.runtime.lines import LinePlayer, LineRecord
@@ -47,12 +49,16 @@ from bridge.service.jobs import BakeJob, LineJob, run_bake, run_line
 from bridge.service.requests import (
     BAKE_FORMATS,
     DEFAULT_SERVICE_ENDPOINT,
+    AudioRef,
     RequestError,
     audio_from_b64,
+    audio_in_roots,
+    check_audio,
     error_reply,
     json_default,
     optional_bool,
     optional_int,
+    output_in_root,
     parse_blend_ms,
     parse_info,
     parse_output,
@@ -62,9 +68,9 @@ from bridge.service.requests import (
     request_op,
     text_field,
 )
+from bridge.transports.zmq import CurveKeys
 from emoface_core import __version__
 from emoface_core.audio import FPS
-from emoface_core.errors import EmoFaceError
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +95,17 @@ class ServiceConfig:
         fps: frame rate of the engine's output.
         schema_interval_s: how often schemas are repeated while a subject plays.
         default_emotion: emotion spec for requests that give none.
+        audio_roots: folders whose audio files requests may name (default: the working
+            directory); anything else is refused, whatever it is.
+        output_root: the folder bakes with an ``output`` are written under (default:
+            ``emoface-serve-output`` in the working directory, created on first use).
+        mappings_dir: a folder of extra mapping files requests may name (by file stem);
+            otherwise only the shipped mappings.
+        max_subjects: subjects (NPCs) the service keeps streams for.
+        max_scheduled: lines computed and waiting for a future ``start_at``.
+        max_start_ahead_s: how far ahead ``start_at`` may be.
+        curve: authentication for the request socket and the frame PUB; required when either
+            is bound beyond the loopback.
     """
 
     bind: str = DEFAULT_SERVICE_ENDPOINT
@@ -103,11 +120,31 @@ class ServiceConfig:
     fps: float = FPS
     schema_interval_s: float = 0.5
     default_emotion: str = "neutral"
+    audio_roots: tuple[str, ...] = ()
+    output_root: str | None = None
+    mappings_dir: str | None = None
+    max_subjects: int = 64
+    max_scheduled: int = 64
+    max_start_ahead_s: float = 600.0
+    curve: CurveKeys | None = None
 
     def __post_init__(self) -> None:
         from bridge.transports.zmq import check_endpoint
 
         check_endpoint(self.bind)
+        roots = self.audio_roots or (os.getcwd(),)
+        object.__setattr__(self, "audio_roots", tuple(os.path.realpath(r) for r in roots))
+        output_root = self.output_root or os.path.join(os.getcwd(), "emoface-serve-output")
+        object.__setattr__(self, "output_root", os.path.realpath(output_root))
+        for name in ("max_subjects", "max_scheduled"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name} must be at least 1, but {getattr(self, name)} is provided"
+                )
+        if not 0 < self.max_start_ahead_s <= 86_400:
+            raise ValueError(
+                f"max_start_ahead_s must be in (0, 86400], but {self.max_start_ahead_s} is provided"
+            )
         if self.zmq is not None:
             check_endpoint(self.zmq)
         if not 0 <= self.blend_ms <= 2000:
@@ -195,8 +232,13 @@ class Service:
             self._outputs = outputs
             for output in self._outputs:
                 self._by_kind.setdefault(output.sender.kind, []).append(output)
+            from bridge.transports.zmq import check_exposure, secure_server_socket
+
+            check_exposure(self.config.bind, self.config.curve)
             context = self._context or zmq.Context.instance()
             router = context.socket(zmq.ROUTER)
+            if self.config.curve is not None:
+                secure_server_socket(router, context, self.config.curve)
             router.setsockopt(zmq.LINGER, 0)
             # Oversized requests get an error reply (handle_message); twice the limit drops the
             # connection before the message is even buffered.
@@ -231,7 +273,9 @@ class Service:
 
         senders: list[Any] = []
         if self.config.zmq is not None:
-            senders.append(ZmqSender(self.config.zmq, context=self._context))
+            senders.append(
+                ZmqSender(self.config.zmq, context=self._context, curve=self.config.curve)
+            )
         if self.config.osc is not None:
             senders.append(OscSender(*parse_host_port(self.config.osc, DEFAULT_OSC_PORT)))
         if self.config.livelink is not None:
@@ -420,6 +464,17 @@ class Service:
             "lines": active,
             "subjects": player.subjects() if player else {},
             "frames_sent": player.n_frames if player else 0,
+            "player": {
+                "alive": bool(player and player.alive),
+                "failure": player.failure if player else "not started",
+                "line_failures": player.n_line_failures if player else 0,
+            },
+            "limits": {
+                "audio_roots": list(self.config.audio_roots),
+                "output_root": self.config.output_root,
+                "max_audio_s": self.config.max_audio_s,
+                "max_subjects": self.config.max_subjects,
+            },
             "counters": dict(self.counters),
         }
 
@@ -460,9 +515,11 @@ class Service:
         seed = optional_int(request, "seed")
         raw = optional_bool(request, "raw")
         outputs = self._select_outputs(request.get("transports"))
-        start_at = parse_start_at(request, time.time())
+        start_at = parse_start_at(request, time.time(), self.config.max_start_ahead_s)
         blend_ms = parse_blend_ms(request, self.config.blend_ms)
         info = parse_info(request)
+        self._check_player()
+        self._check_capacity(subject, start_at)
         audio = self._audio(request)
         record = LineRecord(
             id=f"{subject}-{next(self._ids)}",
@@ -472,7 +529,11 @@ class Service:
             duration_s=audio.duration_s,
         )
         with self._lines_lock:
-            ahead = self._reserve_queue_slot()
+            try:
+                ahead = self._reserve_queue_slot()
+            except RequestError:
+                audio.discard()
+                raise
             # A line still waiting for the engine is replaced, not played late.
             for other in self._lines.values():
                 if other.subject == subject and other.state in ("queued", "computing"):
@@ -485,7 +546,7 @@ class Service:
             "line": record.id,
             "emotion": record.emotion,
             "engine": self.engine.name,
-            "audio": audio.path or "<bytes>",
+            "audio": audio.label,
         }
         job = LineJob(
             record,
@@ -520,6 +581,8 @@ class Service:
                 "bad_request", f"format must be one of {', '.join(BAKE_FORMATS)}, got {fmt!r}"
             )
         output = parse_output(request, fmt)
+        if output is not None:
+            output = str(output_in_root(output, Path(str(self.config.output_root))))
         mapping = None
         if "mapping" in request:
             if fmt != "csv":
@@ -593,34 +656,73 @@ class Service:
         return [o for t in dict.fromkeys(transports) for o in self._by_kind[t]]
 
     def _mapping(self, name: str) -> Any:
-        from bridge.mapping import load_mapping
+        """A mapping by name: a shipped one, or a file stem in ``mappings_dir``; never a path."""
+        from bridge.mapping import SHIPPED_MAPPINGS, load_mapping
 
+        if not name.replace("_", "").replace("-", "").replace(".", "").isalnum() or ".." in name:
+            raise RequestError("bad_request", f"mapping {name!r}: give a mapping name, not a path")
         if name not in self._mappings:
+            source: str | None = name if name in SHIPPED_MAPPINGS else None
+            folder = self.config.mappings_dir
+            if source is None and folder is not None:
+                candidate = Path(folder) / f"{name}.yaml"
+                source = str(candidate) if candidate.is_file() else None
+            if source is None:
+                extra = " or the service's mappings folder" if folder else ""
+                raise RequestError(
+                    "bad_request",
+                    f"mapping {name!r}: not a shipped mapping ({', '.join(SHIPPED_MAPPINGS)})"
+                    f"{extra}",
+                )
             try:
-                self._mappings[name] = load_mapping(name)
+                self._mappings[name] = load_mapping(source)
             except ValueError as e:
-                raise RequestError("bad_request", str(e)) from None
+                raise RequestError("bad_request", f"mapping {name!r}: {e}") from None
         return self._mappings[name]
 
-    def _audio(self, request: dict[str, Any]) -> Any:
-        from emoface_core.audio import load_audio
-
+    def _audio(self, request: dict[str, Any]) -> AudioRef:
+        """The request's audio, checked from its header; decoding is the worker's job."""
         has_path, has_bytes = "audio" in request, "audio_b64" in request
         if has_path == has_bytes:
             raise RequestError("bad_request", "give exactly one of audio (a path) or audio_b64")
+        if has_path:
+            roots = [Path(r) for r in self.config.audio_roots]
+            ref = audio_in_roots(text_field(request, "audio"), roots)
+        else:
+            ref = audio_from_b64(text_field(request, "audio_b64"))
         try:
-            if has_path:
-                audio = load_audio(text_field(request, "audio"))
-            else:
-                audio = audio_from_b64(text_field(request, "audio_b64"))
+            return check_audio(ref, self.config.max_audio_s)
         except RequestError:
+            ref.discard()
             raise
-        except (EmoFaceError, ValueError, OSError) as e:
-            raise RequestError("bad_audio", str(e)) from None
-        if audio.duration_s > self.config.max_audio_s:
+
+    def _check_player(self) -> None:
+        """Refuse new lines when the player thread is gone (they would never play)."""
+        player = self._player
+        if player is None or not player.alive:
+            reason = player.failure if player is not None else "not started"
             raise RequestError(
-                "bad_audio",
-                f"audio is {audio.duration_s:.1f} s long; this service takes at most "
-                f"{self.config.max_audio_s:g} s",
+                "internal", f"the frame player has stopped ({reason}); restart the service"
             )
-        return audio
+
+    def _check_capacity(self, subject: str, start_at: float | None) -> None:
+        """Bound the subjects kept and the lines waiting for a future start time."""
+        with self._lines_lock:
+            live = [r for r in self._lines.values() if not r.final]
+        subjects = {r.subject for r in live}
+        if self._player is not None:
+            subjects |= set(self._player.subjects())
+        if subject not in subjects and len(subjects) >= self.config.max_subjects:
+            raise RequestError(
+                "busy",
+                f"{len(subjects)} subjects are in use; this service takes at most "
+                f"{self.config.max_subjects} (--max-subjects)",
+            )
+        if start_at is not None and start_at > time.time():
+            waiting = sum(r.state in ("queued", "computing", "scheduled") for r in live)
+            if waiting >= self.config.max_scheduled:
+                raise RequestError(
+                    "busy",
+                    f"{waiting} lines are waiting to start; at most "
+                    f"{self.config.max_scheduled} may (--max-scheduled)",
+                )

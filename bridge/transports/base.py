@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from bridge.errors import NotConnectedError, TransportError
-from bridge.protocol import Frame, Schema, StreamEnd, StreamStart
+from bridge.protocol import Frame, ProtocolError, Schema, StreamEnd, StreamStart
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +33,15 @@ class SenderStats:
     Attributes:
         n_frames: frames handed to the network.
         n_dropped: frames dropped because the transport could not take them now.
+        n_nonfinite: frames refused because a value was NaN or infinite.
         n_control: schema/start/end messages sent.
-        n_errors: socket errors (each also drops its message).
+        n_errors: socket and encoding errors (each also drops its message).
         n_bytes: bytes handed to the network.
     """
 
     n_frames: int = 0
     n_dropped: int = 0
+    n_nonfinite: int = 0
     n_control: int = 0
     n_errors: int = 0
     n_bytes: int = 0
@@ -96,11 +100,19 @@ class Sender(ABC):
         return self._control(self._send_end, end)
 
     def send_frame(self, frame: Frame) -> bool:
-        """Send one frame without blocking. Returns False when it was dropped."""
+        """Send one frame without blocking. Returns False when it was dropped.
+
+        A frame holding NaN or infinity is never sent (counted in ``n_nonfinite``): no
+        non-finite value crosses the wire, whatever produced it.
+        """
         self._check_open()
+        if not np.isfinite(frame.values).all():
+            self.stats.n_nonfinite += 1
+            self._warn_once("a frame with NaN or infinite values was dropped (counted)")
+            return False
         try:
             n_bytes = self._send_frame(frame)
-        except OSError as e:
+        except (OSError, ProtocolError) as e:
             self._count_error(e)
             return False
         if n_bytes is None:
@@ -114,7 +126,7 @@ class Sender(ABC):
         self._check_open()
         try:
             n_bytes = send(message)
-        except OSError as e:
+        except (OSError, ProtocolError) as e:  # e.g. START info that is not strict JSON
             self._count_error(e)
             return False
         if n_bytes is None:
@@ -127,7 +139,7 @@ class Sender(ABC):
         if not self._opened:
             raise NotConnectedError(f"{self.kind} sender to {self.address} is not open")
 
-    def _count_error(self, error: OSError) -> None:
+    def _count_error(self, error: Exception) -> None:
         self.stats.n_errors += 1
         self._warn_once(f"{error} (counted, not raised)")
 
@@ -202,6 +214,16 @@ def resolve_udp(host: str, port: int) -> tuple[int, tuple]:
     return family, sockaddr
 
 
+def _local_address_for(family: int, dest: tuple) -> str:
+    """The local address the OS sends to ``dest`` from (connecting a UDP probe sends nothing)."""
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        probe.connect(dest)
+        return str(probe.getsockname()[0])
+    finally:
+        probe.close()
+
+
 class UdpSender(Sender, ABC):
     """Shared plumbing of the datagram transports (OSC, Live Link): a non-blocking UDP socket."""
 
@@ -220,6 +242,13 @@ class UdpSender(Sender, ABC):
     def _open(self) -> None:
         family, self._dest = resolve_udp(self.host, self.port)
         sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            # Bind to the interface the destination is reached through (loopback for a local
+            # receiver), never to every interface as an unbound socket's first send would.
+            sock.bind((_local_address_for(family, self._dest), 0))
+        except OSError as e:
+            sock.close()
+            raise TransportError(f"cannot open a UDP socket towards {self.address}: {e}") from e
         sock.setblocking(False)  # a full socket buffer drops the datagram instead of waiting
         self._sock = sock
 

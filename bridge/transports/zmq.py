@@ -7,11 +7,21 @@ drops silently per subscriber: receivers see those losses as sequence gaps (``n_
 With ``nodrop=True`` (ZMQ_XPUB_NODROP) a full queue instead fails the send, which is then counted
 in ``stats.n_dropped``; use it only with a single subscriber, since one stalled subscriber then
 stalls that topic for all of them.
+
+Security: a socket bound to anything but the loopback (``tcp://*:5555``, a LAN address) must be
+authenticated. ``CurveKeys`` names the server's certificate (``emoface keys`` writes one) and a
+folder of the public keys of the clients allowed in; ZeroMQ's CURVE then encrypts the traffic and
+a ZAP handler (``zmq.auth``) refuses any other client. Loopback, ``ipc://`` and ``inproc://``
+stay open to local processes, as before.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +64,114 @@ def check_endpoint(endpoint: str) -> str:
     return endpoint
 
 
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+_authenticators: dict[int, Any] = {}  # one ZAP handler per context
+_auth_lock = threading.Lock()
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """Whether only this machine can reach ``endpoint`` (loopback TCP, ipc://, inproc://)."""
+    if not endpoint.startswith("tcp://"):
+        return True
+    host = endpoint[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+    if host in _LOCAL_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", an interface name or a host name
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """CURVE authentication for a bound socket.
+
+    Attributes:
+        secret_key: the server's certificate with its secret key (``NAME.key_secret``, written
+            by ``emoface keys``); clients pin its public half (``NAME.key``).
+        authorized_keys: a folder of the public certificates (``*.key``) of the clients that
+            may connect; every other client is refused.
+    """
+
+    secret_key: str
+    authorized_keys: str
+
+    def load(self) -> tuple[bytes, bytes]:
+        """``(public, secret)`` of the server certificate.
+
+        Raises:
+            TransportError: a file is missing or not a ZeroMQ certificate.
+        """
+        import zmq.auth
+
+        if not Path(self.authorized_keys).is_dir():
+            raise TransportError(f"{self.authorized_keys}: no such folder of client public keys")
+        try:
+            public, secret = zmq.auth.load_certificate(self.secret_key)
+        except (OSError, ValueError) as e:
+            raise TransportError(f"{self.secret_key}: not a ZeroMQ certificate ({e})") from e
+        if secret is None:
+            raise TransportError(f"{self.secret_key}: holds no secret key (use NAME.key_secret)")
+        return public, secret
+
+
+def check_exposure(endpoint: str, keys: CurveKeys | None) -> None:
+    """Refuse to bind beyond this machine without authentication.
+
+    Raises:
+        TransportError: ``endpoint`` is reachable from other machines and ``keys`` is None.
+    """
+    if keys is None and not is_local_endpoint(endpoint):
+        raise TransportError(
+            f"{endpoint} accepts connections from other machines; that needs authentication: "
+            "pass --secret-key SERVER.key_secret --authorized-keys DIR (see docs/security.md), "
+            "or bind 127.0.0.1"
+        )
+
+
+def secure_server_socket(sock: Any, context: Any, keys: CurveKeys) -> None:
+    """Make ``sock`` a CURVE server that admits only the authorized client keys."""
+    import zmq
+    from zmq.auth.thread import ThreadAuthenticator
+
+    public, secret = keys.load()
+    with _auth_lock:
+        auth = _authenticators.get(id(context))
+        if auth is None:
+            auth = _authenticators[id(context)] = ThreadAuthenticator(context)
+            auth.start()
+        auth.configure_curve(domain="*", location=str(keys.authorized_keys))
+    sock.setsockopt(zmq.CURVE_SERVER, 1)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+
+
+def secure_client_socket(sock: Any, server_key: str, client_key: str) -> None:
+    """Make ``sock`` a CURVE client of the server whose public certificate is ``server_key``.
+
+    Args:
+        sock: the unconnected socket.
+        server_key: the server's public certificate (``NAME.key``).
+        client_key: this client's certificate with its secret key (``NAME.key_secret``).
+
+    Raises:
+        TransportError: a file is missing or not a certificate.
+    """
+    import zmq
+    import zmq.auth
+
+    try:
+        server_public, _ = zmq.auth.load_certificate(server_key)
+        public, secret = zmq.auth.load_certificate(client_key)
+    except (OSError, ValueError) as e:
+        raise TransportError(f"cannot read CURVE certificates: {e}") from e
+    if secret is None:
+        raise TransportError(f"{client_key}: holds no secret key (use NAME.key_secret)")
+    sock.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+
+
 class ZmqSender(Sender):
     """Publishes every subject's messages on one bound PUB socket.
 
@@ -63,6 +181,7 @@ class ZmqSender(Sender):
         sndhwm: per-subscriber queue limit in messages.
         nodrop: make full queues visible as drops (see the module docstring).
         context: a ``zmq.Context`` (needed for ``inproc://``); default the process-wide one.
+        curve: authentication, required when ``endpoint`` is reachable from other machines.
     """
 
     kind = "zmq"
@@ -74,6 +193,7 @@ class ZmqSender(Sender):
         sndhwm: int = DEFAULT_SNDHWM,
         nodrop: bool = False,
         context: Any = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         super().__init__()
         if sndhwm < 1:
@@ -82,6 +202,7 @@ class ZmqSender(Sender):
         self.sndhwm = sndhwm
         self.nodrop = nodrop
         self._context = context
+        self.curve = curve
         self._socket: Any = None
         self._zmq: Any = None
         self._more_flags = self._last_flags = 0
@@ -96,9 +217,16 @@ class ZmqSender(Sender):
     def _open(self) -> None:
         import zmq  # imported here so the rest of the bridge works without pyzmq
 
+        check_exposure(self.endpoint, self.curve)
         self._zmq = zmq
         context = self._context or zmq.Context.instance()
         sock = context.socket(zmq.PUB)
+        if self.curve is not None:
+            try:
+                secure_server_socket(sock, context, self.curve)
+            except BaseException:
+                sock.close(0)
+                raise
         sock.setsockopt(zmq.SNDHWM, self.sndhwm)
         sock.setsockopt(zmq.LINGER, 0)  # never hang on close waiting for a dead subscriber
         if self.nodrop:

@@ -117,6 +117,7 @@ def load_model(
         state_dict = _unwrap_state_dict(data)
         config = config_from_release_state_dict(state_dict, path)
         kind, extra = "release", {}
+    _check_finite(state_dict, path)
     model = EmoFaceModel(config)
     _load_state_dict(model, state_dict, path)
     model.eval()
@@ -337,6 +338,18 @@ def _rename_weight_norm(
                     key = candidate
         out[key] = value
     return out
+
+
+def _check_finite(state_dict: dict[str, Any], path: str | Path) -> None:
+    """Refuse weights holding NaN or infinity: they would bake NaN frames without a word."""
+    for key, tensor in state_dict.items():
+        floating = isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+        if floating and not bool(torch.isfinite(tensor).all()):
+            n_bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{path}: weight '{key}' holds {n_bad} NaN or infinite value(s); the "
+                "checkpoint is corrupt (re-download it, or pick an earlier epoch)"
+            )
 
 
 def _load_state_dict(

@@ -13,6 +13,21 @@ from emoface_core.errors import ConfigError
 #   batch-first tensors, so attention ran over a length-1 sequence (every frame on its own) and the
 #   positional encoding added pe[0] to every frame. Released weights were trained that way.
 DECODER_MODES = ("temporal", "per_frame")
+# Upper bounds of what a checkpoint may ask to build, so that a small file with absurd numbers
+# fails with a message instead of asking the allocator for tens of GB. wav2vec2-large and the
+# published network are well inside them.
+MAX_WIDTH = 4096  # d_model, ff_dim / 4, wav2vec2 hidden and conv widths
+MAX_LAYERS = 64
+MAX_POSITIONS = 200_000  # 55 minutes at 60 fps
+MAX_PARAMETERS = 2_000_000_000  # rough count, 8 GB of float32
+_W2V_LIMITS = {
+    "hidden_size": MAX_WIDTH,
+    "num_hidden_layers": MAX_LAYERS,
+    "num_attention_heads": 256,
+    "intermediate_size": 4 * MAX_WIDTH,
+    "num_conv_pos_embeddings": 1024,
+    "num_conv_pos_embedding_groups": 1024,
+}
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,52 @@ class ModelConfig:
         if self.d_model % self.n_heads:
             raise ConfigError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        """Refuse dimensions no real network has (a corrupt or hostile checkpoint)."""
+        limits = {
+            "d_model": MAX_WIDTH,
+            "emotion_embed_dim": MAX_WIDTH,
+            "emotion_hidden_dim": MAX_WIDTH,
+            "ff_dim": 4 * MAX_WIDTH,
+            "n_heads": 256,
+            "n_layers": MAX_LAYERS,
+            "max_positions": MAX_POSITIONS,
+            "n_controllers": 4096,
+            "n_emotions": 64,
+        }
+        for name, limit in limits.items():
+            if getattr(self, name) > limit:
+                raise ConfigError(
+                    f"{name} must be at most {limit}, but {getattr(self, name)} is given"
+                )
+        w2v = self.wav2vec2
+        for name, limit in _W2V_LIMITS.items():
+            value = w2v.get(name)
+            if value is not None and not (isinstance(value, int) and 1 <= value <= limit):
+                raise ConfigError(f"wav2vec2.{name} must be 1..{limit}, but {value!r} is given")
+        for name in ("conv_dim", "conv_kernel", "conv_stride"):
+            value = w2v.get(name)
+            if value is None:
+                continue
+            if (
+                not isinstance(value, (list, tuple))
+                or not 1 <= len(value) <= 16
+                or not all(isinstance(v, int) and 1 <= v <= MAX_WIDTH for v in value)
+            ):
+                raise ConfigError(f"wav2vec2.{name} must be 1-16 sizes of 1..{MAX_WIDTH}")
+        hidden = int(w2v.get("hidden_size", 768))
+        inner = int(w2v.get("intermediate_size", 3072))
+        layers = int(w2v.get("num_hidden_layers", 12))
+        estimate = layers * (4 * hidden * hidden + 2 * hidden * inner) + self.n_layers * (
+            4 * self.d_model * self.d_model + 2 * self.d_model * self.ff_dim
+        )
+        if estimate > MAX_PARAMETERS:
+            raise ConfigError(
+                f"the network would have about {estimate:,} parameters; at most "
+                f"{MAX_PARAMETERS:,} are supported (a corrupt checkpoint?)"
             )
 
     def wav2vec2_config(self):

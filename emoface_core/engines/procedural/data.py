@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from emoface_core.bounded import MAX_YAML_BYTES, BoundsError, load_yaml
 from emoface_core.controllers import (
     CONTROLLER_INDEX,
     N_CONTROLLERS,
@@ -87,10 +88,17 @@ def _read_yaml(path: Path | None, default_name: str) -> tuple[Any, str]:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: no such procedural data file")
-        text = path.read_text(encoding="utf-8")
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: larger than a data file may be ({MAX_YAML_BYTES} bytes)")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read ({e})") from e
         source = str(path)
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text, source)
+    except BoundsError as e:
+        raise ConfigError(str(e)) from None
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"{source}: not valid YAML ({first})") from e
