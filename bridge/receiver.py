@@ -34,6 +34,7 @@ from bridge.protocol import (
     Schema,
     StreamEnd,
     StreamStart,
+    loads_json,
     schema_id,
     zmq_topic,
 )
@@ -240,11 +241,16 @@ class MockReceiver:
                 self._process_osc(packet)  # type: ignore[arg-type]
             else:
                 self._process_livelink(packet)  # type: ignore[arg-type]
-        except Exception:
+        except Exception as e:
             self._internal_errors += 1
             self.decoder.stats.n_malformed += 1
-            if self._internal_errors == 1:
-                log.exception("unexpected error while decoding a packet (counted as malformed)")
+            if self._internal_errors == 1:  # one line, not a traceback per hostile packet
+                log.warning(
+                    "a packet could not be decoded (%s: %s); counted as malformed",
+                    type(e).__name__,
+                    str(e)[:120],
+                )
+                log.debug("decoding error", exc_info=True)
         with self._lock:
             self._lock.notify_all()
 
@@ -453,7 +459,7 @@ class MockReceiver:
         stats.n_packets += 1
         try:
             message = self._osc_to_message(data)
-        except (ProtocolError, ValueError, TypeError, IndexError, KeyError):
+        except (ProtocolError, ValueError, TypeError, IndexError, KeyError, RecursionError):
             message = None
         if message is None:
             stats.n_malformed += 1
@@ -486,7 +492,7 @@ class MockReceiver:
                 subject, names, float(params[1]), str(params[2]), str(params[3]), str(params[4])
             )
         if leaf == "start":
-            info = json.loads(params[5])
+            info = loads_json(str(params[5]), max_bytes=len(str(params[5])))
             if not isinstance(info, dict):
                 return None
             return StreamStart(
@@ -529,6 +535,8 @@ class MockReceiver:
                 # Named messages describe themselves: a late joiner can name frames at once.
                 self.decoder.schemas[subject] = Schema(subject, names_t, float(fps))
             values = tuple(float(p[0]) for _, p in rest)
+        if not (math.isfinite(t_s) and math.isfinite(fps) and fps > 0 and math.isfinite(t_capture)):
+            return None
         return Frame(
             subject,
             seq & 0xFFFFFFFF,

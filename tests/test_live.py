@@ -65,7 +65,7 @@ def test_control_commands_change_the_emotion(text, emotion):
     [
         ("", "empty"),
         ("emotion", "needs a spec"),
-        ("{not json", "not valid JSON"),
+        ("{not json", "not usable JSON"),
         ("emotion grr", "unknown emotion"),
     ],
 )

@@ -12,7 +12,6 @@ from Python or a test with a fake clock and a recording sender.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
@@ -26,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bridge.protocol import EndReason
+from bridge.protocol import EndReason, loads_json
 from bridge.runtime.clock import FrameClock
 from bridge.runtime.subject import Output, SubjectStream, check_subject
 from emoface_core.audio import FPS, SAMPLE_RATE
@@ -40,6 +39,10 @@ log = logging.getLogger(__name__)
 LATENCY_WINDOW = 36_000  # frames of latency kept for percentiles (10 minutes at 60 fps)
 
 LATE_TOLERANCE_S = 0.004  # a frame released this much after its playout time counts as late
+DEFAULT_MAX_BACKLOG_S = 1.0  # frames waiting for playout beyond this: the oldest are dropped
+MAX_COMMAND_BYTES = 4096  # a control message longer than this is refused unread
+MAX_COMMAND_DEPTH = 4  # JSON nesting a control message may have ({"emotion": "sad"}: 1)
+_ARRIVALS_KEPT = 2048  # chunk arrival times kept for latency (40 s of 20 ms chunks)
 
 
 @dataclass
@@ -53,10 +56,14 @@ class LiveStats:
         n_gaps: gaps filled.
         n_frames: frames handed to the sink.
         n_emotion_changes: emotion changes applied.
-        n_bad_commands: control messages that were refused.
+        n_bad_commands: control messages that were refused (malformed ones included).
         n_late: frames released after their playout time (a few ms of tolerance).
-        latency_s: per frame, sink time minus the capture time of the frame's first sample
-            (real-time sources only; the last ``LATENCY_WINDOW`` frames).
+        n_dropped_frames: frames dropped unplayed because the playout backlog passed its bound
+            (a feed faster than real time); their audio is lost to the face.
+        latency_s: per frame, sink time minus when its audio was there: the capture time of
+            the frame's first sample, or the arrival of the chunk holding it when that came
+            earlier (a feed running ahead queues instead); real-time sources only, the last
+            ``LATENCY_WINDOW`` frames.
         compute_s: per stream call, seconds spent computing (the last ``LATENCY_WINDOW`` calls).
         duration_s: wall time of the run.
         end_reason: "source ended", "stopped" or "quit".
@@ -70,6 +77,7 @@ class LiveStats:
     n_emotion_changes: int = 0
     n_bad_commands: int = 0
     n_late: int = 0
+    n_dropped_frames: int = 0
     latency_s: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     compute_s: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     duration_s: float = 0.0
@@ -120,6 +128,12 @@ class LiveRunner:
         clock: monotonic seconds (injectable for tests).
         sleep: sleeps for the given seconds (injectable for tests).
         stop: returns True to stop early (e.g. ``threading.Event.is_set``).
+        max_backlog_s: frames waiting for playout may cover at most this much time; beyond
+            it the oldest are dropped (counted) and the clock moves on, so a feed faster than
+            real time cannot build an unbounded queue or delay.
+        on_event: called on the main thread with ``(kind, text)`` for what a person watching
+            wants to hear about at once: ``("emotion", spec)``, ``("refused", reason)``,
+            ``("gap", "")``, ``("dropped", n_frames)``.
     """
 
     def __init__(
@@ -135,7 +149,11 @@ class LiveRunner:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         stop: Callable[[], bool] | None = None,
+        max_backlog_s: float = DEFAULT_MAX_BACKLOG_S,
+        on_event: Callable[[str, str], None] | None = None,
     ) -> None:
+        if max_backlog_s <= 0:
+            raise ConfigError(f"max_backlog_s must be > 0, but {max_backlog_s} is given")
         if gap_timeout_s <= 0:
             raise ConfigError(f"gap_timeout_s must be > 0, but {gap_timeout_s} is given")
         if poll_s <= 0:
@@ -152,7 +170,14 @@ class LiveRunner:
         self.clock = clock
         self.sleep = sleep
         self.stop = stop or (lambda: False)
+        self.max_backlog_s = max_backlog_s
+        self.on_event = on_event or (lambda kind, text: None)
         self.stats = LiveStats()
+        self._lock = threading.Lock()  # the playout thread reads what the main thread writes
+        self._arrival_ends: deque[int] = deque(maxlen=_ARRIVALS_KEPT)  # sample index after chunk
+        self._arrival_times: deque[float] = deque(maxlen=_ARRIVALS_KEPT)
+        self._n_played = 0  # frames the playout thread has released or dropped
+        self._drop_below = 0  # frames with a lower index are dropped unplayed
         self._anchor: float | None = None  # clock time at which audio sample 0 was captured
         self._anchor_wall: float | None = None  # the same on the wall clock (Unix seconds)
         self._in_gap = False
@@ -212,6 +237,9 @@ class LiveRunner:
                             self._frame_clock.start(self._anchor, offset_s=self.playout_delay_s)
                     stats.n_chunks += 1
                     stats.n_samples += chunk.size
+                    with self._lock:
+                        self._arrival_ends.append(self.stream.n_samples_in + chunk.size)
+                        self._arrival_times.append(now)
                     last_audio = now
                     self._in_gap = False
                     self._queue(self._timed(self.stream.process, chunk))
@@ -239,6 +267,7 @@ class LiveRunner:
         if not self._in_gap:
             self.stats.n_gaps += 1
             log.info("audio feed gap: filling with silence")
+            self.on_event("gap", "")
         self._in_gap = True
         self.stats.n_gap_samples += behind
         self._queue(self._timed(self.stream.process_gap, behind))
@@ -256,8 +285,28 @@ class LiveRunner:
         self._n_queued += len(frames)
         if self._playout_thread is None or self._anchor is None:
             self._emit(frames, first)
-        else:
-            self._playout.put((first, frames))
+            return
+        self._bound_backlog(first)
+        self._playout.put((first, frames))
+
+    def _bound_backlog(self, first: int) -> None:
+        """Drop the oldest unplayed frames when they cover more than ``max_backlog_s``.
+
+        The frame clock moves on by what is dropped, so the frames kept go out on time instead
+        of ever later; a feed faster than real time then costs dropped frames, not delay.
+        """
+        keep = max(1, int(self.max_backlog_s * FPS))
+        with self._lock:
+            waiting = self._n_queued - max(self._n_played, self._drop_below)
+            if waiting <= keep:
+                return
+            new_floor = self._n_queued - keep
+            n_drop = new_floor - max(self._n_played, self._drop_below)
+            self._drop_below = new_floor
+            self.stats.n_dropped_frames += n_drop
+            self._frame_clock.offset_s -= n_drop / FPS
+        log.info("playout backlog over %.2f s: dropped %d frames", self.max_backlog_s, n_drop)
+        self.on_event("dropped", str(n_drop))
 
     def _playout_loop(self) -> None:
         """Playout thread: hand each frame to the sink at its due time."""
@@ -268,6 +317,11 @@ class LiveRunner:
                     return
                 first, frames = item
                 for i in range(len(frames)):
+                    with self._lock:
+                        dropped = first + i < self._drop_below
+                        self._n_played = first + i + 1
+                    if dropped:
+                        continue
                     self._frame_clock.wait(first + i)
                     if self._abort.is_set():
                         return
@@ -291,21 +345,42 @@ class LiveRunner:
         self.stats.n_frames += len(frames)
         if self._anchor is not None and self.source.realtime:
             now = self.clock()
-            starts = self._anchor + np.arange(first, first + len(frames)) / FPS
-            latency = now - starts
-            self.stats.latency_s.extend(latency.tolist())
+            index = np.arange(first, first + len(frames))
+            there = np.minimum(self._anchor + index / FPS, self._arrival_of(index))
+            self.stats.latency_s.extend((now - there).tolist())
+
+    def _arrival_of(self, frames: np.ndarray) -> np.ndarray:
+        """When the chunk holding each frame's first sample arrived (inf when not known)."""
+        with self._lock:
+            ends = np.fromiter(self._arrival_ends, dtype=np.int64)
+            times = np.fromiter(self._arrival_times, dtype=np.float64)
+        samples = frames * SAMPLE_RATE // FPS
+        k = np.searchsorted(ends, samples, side="right")
+        known = k < len(times)
+        out = np.full(len(frames), np.inf)
+        out[known] = times[k[known]]
+        return out
 
     def _handle_commands(self) -> bool:
         """Apply pending commands; True when one asks to quit."""
         for control in self.controls:
-            for text in control.poll():
-                try:
+            try:
+                texts = control.poll()
+            except Exception as e:  # noqa: BLE001 - a broken input must not end the session
+                self.stats.n_bad_commands += 1
+                log.warning("control input failed: %s", e)
+                continue
+            for text in texts:
+                try:  # every message is handled alone: a bad one is counted, the run goes on
                     if apply_command(self.stream, text):
                         return True
                     self.stats.n_emotion_changes += 1
-                except (ValueError, EmoFaceError) as e:
+                    self.on_event("emotion", self.stream.emotion.timeline.to_spec())
+                except Exception as e:  # noqa: BLE001 - counted as a bad command
                     self.stats.n_bad_commands += 1
-                    log.warning("ignored control message %r: %s", text[:80], e)
+                    reason = str(e) if isinstance(e, (ValueError, EmoFaceError)) else repr(e)
+                    log.warning("ignored control message %r: %s", text[:80], reason[:200])
+                    self.on_event("refused", f"{text[:40]!r}: {reason[:120]}")
         return False
 
 
@@ -318,14 +393,16 @@ def apply_command(stream: Stream, text: str) -> bool:
     Raises:
         ValueError: an empty or unknown command, or a spec that does not parse.
     """
+    if len(text) > MAX_COMMAND_BYTES:
+        raise ValueError(f"control message of {len(text)} characters; at most {MAX_COMMAND_BYTES}")
     text = text.strip()
     if not text:
         raise ValueError("empty control message")
     if text.startswith("{"):
         try:
-            message = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"control message is not valid JSON ({e.msg})") from None
+            message = loads_json(text, max_bytes=MAX_COMMAND_BYTES, max_depth=MAX_COMMAND_DEPTH)
+        except ValueError as e:
+            raise ValueError(f"control message is not usable JSON ({e})") from None
         if not isinstance(message, dict) or not isinstance(message.get("emotion"), (str, int)):
             raise ValueError('a JSON control message needs {"emotion": "SPEC"}')
         stream.set_emotion(message["emotion"])
@@ -374,6 +451,7 @@ class LiveConfig:
         control_port: UDP text commands on 127.0.0.1:PORT (None: off).
         keys: read keys 0-6 and q from the terminal (when stdin is one and not the source).
         schema_interval_s: how often the schema is repeated.
+        max_backlog_s: frames waiting for playout beyond this are dropped, oldest first.
     """
 
     source: str
@@ -395,13 +473,14 @@ class LiveConfig:
     control_port: int | None = None
     keys: bool = True
     schema_interval_s: float = 0.5
+    max_backlog_s: float = DEFAULT_MAX_BACKLOG_S
 
     def __post_init__(self) -> None:
         check_subject(self.subject)
         parse_emotion_spec(self.emotion)
         if self.norm not in NORM_CHOICES:
             raise ConfigError(f"norm must be one of {NORM_CHOICES}, but {self.norm!r} is given")
-        for name in ("chunk_ms", "gap_timeout_s", "schema_interval_s"):
+        for name in ("chunk_ms", "gap_timeout_s", "schema_interval_s", "max_backlog_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, but {getattr(self, name)} is given")
         for name in ("playout_s", "start_delay_s"):
@@ -492,6 +571,7 @@ def run_live(
     controls: Sequence[CommandInput] | None = None,
     stop: Callable[[], bool] | None = None,
     report: Callable[[str], None] | None = None,
+    on_event: Callable[[str, str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LiveResult:
@@ -505,6 +585,7 @@ def run_live(
         controls: command inputs instead of the configured control port and keys.
         stop: returns True to end the session (e.g. on SIGTERM).
         report: gets the one-line announcement once the session is set up.
+        on_event: gets what happens while it runs (``LiveRunner``'s ``on_event``).
         clock: monotonic seconds for the runner and its playout (a fake one in tests).
         sleep: sleeps for the given seconds (a fake one in tests).
 
@@ -573,6 +654,8 @@ def run_live(
             clock=clock,
             sleep=sleep,
             stop=stop,
+            max_backlog_s=config.max_backlog_s,
+            on_event=on_event,
         )
         sink.anchor = lambda: runner.anchor_wall_s
         result = LiveResult(runner.stats, senders, source.name)

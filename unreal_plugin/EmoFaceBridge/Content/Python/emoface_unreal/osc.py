@@ -16,7 +16,6 @@ not well-formed raises ``OscError``; the caller counts it and carries on.
 
 from __future__ import annotations
 
-import json
 import struct
 from typing import Any
 
@@ -208,9 +207,9 @@ class OscToProtocol:
     def _start(self, subject: str, args: list[Any]) -> protocol.StreamStart:
         _types(args, "iiifds", "start")
         try:
-            info = json.loads(args[5])
+            info = protocol.loads_json(args[5], max_bytes=len(args[5]))
         except ValueError as e:
-            raise OscError(f"start info is not JSON: {e}") from e
+            raise OscError(f"start info is not usable JSON: {e}") from e
         if not isinstance(info, dict):
             raise OscError("start info must be a JSON object")
         return protocol.StreamStart(

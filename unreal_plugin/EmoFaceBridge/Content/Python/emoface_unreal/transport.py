@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from emoface_unreal import protocol
-from emoface_unreal.osc import OscError, OscToProtocol
+from emoface_unreal.osc import OscToProtocol
 from emoface_unreal.settings import LiveSettings, check_endpoint
 from emoface_unreal.zmtp import ZmtpSubscriber
 
@@ -170,10 +170,10 @@ class OscSource(PacketSource):
             except (TimeoutError, BlockingIOError):
                 return out
             self._sock.settimeout(0.0)
-            try:
+            try:  # each datagram alone: whatever a hostile one raises, it is one bad packet
                 out.extend(protocol.encode(m) for m in self.converter.convert(data))
-            except (OscError, protocol.ProtocolError) as e:
-                self.last_error = f"bad OSC packet: {e}"
+            except Exception as e:  # noqa: BLE001 - counted as malformed, the socket stays
+                self.last_error = f"bad OSC packet: {type(e).__name__}: {str(e)[:120]}"
                 self.last_error_wall = time.time()
                 out.append(MALFORMED)
 

@@ -369,6 +369,7 @@ class LiveDriver:
                 "before schema": stats.n_waiting_for_schema,
                 "lost in transit": stats.n_missing,
                 "queue overflow": receiver.n_queue_dropped,
+                "NaN or infinite": stats.n_nonfinite,
             },
             n_malformed=stats.n_malformed,
             last_error=last_error,
