@@ -16,8 +16,9 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 import numpy as np
 
@@ -40,11 +41,13 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def atomic_write(path: str | Path, data: str | bytes) -> None:
+def atomic_write(path: str | Path, data: str | bytes | Callable[[BinaryIO], None]) -> None:
     """Write ``data`` to ``path`` via a temporary sibling and ``os.replace``.
 
-    The result gets the user's usual permissions (umask), so colleagues on a shared drive can
-    read baked files, as they could any other file the user creates.
+    ``data`` may be a function that writes into the (binary) temporary file, so a large output
+    is produced in pieces instead of as one string in memory. The result gets the user's usual
+    permissions (umask), so colleagues on a shared drive can read baked files, as they could any
+    other file the user creates.
     """
     path = Path(path)
     # OS errors are re-raised naming the output, not the hidden temporary file.
@@ -59,7 +62,10 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
     try:
         os.chmod(tmp, default_file_mode())  # os.fchmod exists on Windows only from Python 3.13
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -70,20 +76,43 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
         raise
 
 
+WRITE_BLOCK_FRAMES = 4096  # rows (or one channel's values) formatted at a time: ~6 MB of text
+
+
 class Writer:
-    """One output format: ``extension`` and ``render(animation) -> str``."""
+    """One output format: ``extension``, ``write_to(animation, file)`` and ``render``.
+
+    ``write_to`` produces the file in blocks of frames, so memory stays bounded by the block,
+    not by the clip (an hour-long bake is a few hundred MB of text).
+    """
 
     extension: ClassVar[str] = ""
 
-    def render(self, animation: Animation) -> str:
-        """Return the file contents."""
+    def write_to(self, animation: Animation, f: BinaryIO) -> None:
+        """Write the file's contents (UTF-8) into the binary file ``f``."""
         raise NotImplementedError
 
+    def render(self, animation: Animation) -> str:
+        """Return the file contents (for small outputs: replies, tests)."""
+        buf = io.BytesIO()
+        self.write_to(animation, buf)
+        return buf.getvalue().decode("utf-8")
+
     def write(self, animation: Animation, path: str | Path) -> Path:
-        """Render and write atomically; returns the path written."""
+        """Write atomically, in blocks; returns the path written."""
         path = Path(path)
-        atomic_write(path, self.render(animation))
+        atomic_write(path, lambda f: self.write_to(animation, f))
         return path
+
+
+def _write_rows(f: BinaryIO, table: np.ndarray, header: str | None = None) -> None:
+    """``np.savetxt`` of ``table`` (``%.6f``, comma-separated), a block of rows at a time."""
+    if header is not None:
+        f.write((header + "\n").encode("utf-8"))
+    for start in range(0, len(table), WRITE_BLOCK_FRAMES):
+        buf = io.BytesIO()
+        np.savetxt(buf, table[start : start + WRITE_BLOCK_FRAMES], fmt="%.6f", delimiter=",")
+        f.write(buf.getvalue())
 
 
 class TxtWriter(Writer):
@@ -91,32 +120,45 @@ class TxtWriter(Writer):
 
     extension = "txt"
 
-    def render(self, animation: Animation) -> str:
-        """Return one line of 174 values per frame."""
-        buf = io.StringIO()
-        np.savetxt(buf, animation.values, fmt="%.6f", delimiter=",")
-        return buf.getvalue()
+    def write_to(self, animation: Animation, f: BinaryIO) -> None:
+        """One line of 174 values per frame."""
+        _write_rows(f, animation.values)
 
 
 class JsonWriter(Writer):
-    """Named channels plus metadata; what the Unreal plugin and ``emoface plot`` read."""
+    """Named channels plus metadata; what the Unreal plugin and ``emoface plot`` read.
+
+    The text is exactly ``json.dumps(doc, indent=1)`` of the document in the module docstring
+    (values rounded to 6 decimals), written one channel and one block of values at a time.
+    """
 
     extension = "json"
 
-    def render(self, animation: Animation) -> str:
-        """Return the JSON document described in the module docstring."""
-        doc = {
+    def write_to(self, animation: Animation, f: BinaryIO) -> None:
+        """The JSON document described in the module docstring."""
+        head = {
             "format": JSON_FORMAT,
             "format_version": JSON_FORMAT_VERSION,
             "fps": animation.fps,
             "n_frames": animation.n_frames,
             "metadata": animation.metadata,
-            "channels": {
-                name: np.round(animation.values[:, i].astype(np.float64), 6).tolist()
-                for i, name in enumerate(animation.controller_names)
-            },
+            "channels": None,
         }
-        return json.dumps(doc, indent=1) + "\n"
+        text = json.dumps(head, indent=1)
+        cut = text.rindex('"channels": null')
+        f.write(text[:cut].encode("utf-8") + b'"channels": {')
+        names = animation.controller_names
+        for i, name in enumerate(names):
+            f.write(b"\n  " + json.dumps(name).encode("utf-8") + b": [")
+            column = animation.values[:, i]
+            for start in range(0, len(column), WRITE_BLOCK_FRAMES):
+                block = np.round(column[start : start + WRITE_BLOCK_FRAMES].astype(np.float64), 6)
+                items = ",\n   ".join(map(float.__repr__, block.tolist()))
+                f.write((",\n   " if start else "\n   ").encode() + items.encode())
+            f.write(b"\n  ]" if len(column) else b"]")
+            if i < len(names) - 1:
+                f.write(b",")
+        f.write(b"\n }\n}\n" if names else b"}\n}\n")
 
 
 class CsvWriter(Writer):
@@ -124,14 +166,15 @@ class CsvWriter(Writer):
 
     extension = "csv"
 
-    def render(self, animation: Animation) -> str:
-        """Return a CSV with a header row and one row per frame."""
-        t = np.arange(animation.n_frames, dtype=np.float64)[:, None] / animation.fps
-        table = np.hstack([t, animation.values.astype(np.float64)])
-        buf = io.StringIO()
+    def write_to(self, animation: Animation, f: BinaryIO) -> None:
+        """A header row and one row per frame."""
         header = ",".join(("time_s", *animation.controller_names))
-        np.savetxt(buf, table, fmt="%.6f", delimiter=",", header=header, comments="")
-        return buf.getvalue()
+        f.write((header + "\n").encode("utf-8"))
+        for start in range(0, animation.n_frames, WRITE_BLOCK_FRAMES):
+            stop = min(animation.n_frames, start + WRITE_BLOCK_FRAMES)
+            t = np.arange(start, stop, dtype=np.float64)[:, None] / animation.fps
+            table = np.hstack([t, animation.values[start:stop].astype(np.float64)])
+            _write_rows(f, table)
 
 
 WRITERS: dict[str, type[Writer]] = {"txt": TxtWriter, "json": JsonWriter, "csv": CsvWriter}

@@ -147,11 +147,14 @@ def test_manifest_row_problems_fail_only_their_line(tmp_path):
     assert "already used by" in by_line["9"].problem and by_line["9"].output == "a"
 
 
-def test_manifest_without_audio_column_is_an_error(tmp_path):
+def test_manifest_without_audio_column_fails_as_one_line_and_the_rest_go_on(tmp_path, voice):
     manifest = tmp_path / "m.csv"
     manifest.write_text("clip,emotion\na.wav,happy\n")
     with pytest.raises(BatchError, match=r"m.csv:1: the header row needs an audio column"):
-        collect_lines([str(manifest)])
+        load_manifest(manifest)
+    lines = collect_lines([str(manifest), str(voice / "vo")])
+    assert "needs an audio column" in lines[0].problem
+    assert lines[1:] and not any(ln.problem for ln in lines[1:])
 
 
 def test_batch_seed_gives_each_line_its_own_stable_seed(voice):

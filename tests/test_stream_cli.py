@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import numpy as np
@@ -122,26 +123,33 @@ def test_stream_a_bake_over_all_transports_at_once_into_mock_receivers(tmp_path,
             "--start-delay-s", "0.3",
         ])  # fmt: skip
         assert rc == 0
+        err = capsys.readouterr().err
+        # A loaded machine may skip a frame that is hopelessly late (the player says how many);
+        # every frame that was sent must arrive, intact and in order.
+        skipped = int(re.search(r"skipped (\d+) too late", err).group(1))
+        n_sent = len(values) - skipped
+        assert skipped <= 5, err
         for rx in (rz, ro, rl):
-            assert rx.wait_for(len(values), TIMEOUT_S), (rx.transport, rx.stats)
+            assert rx.wait_for(n_sent, TIMEOUT_S), (rx.transport, rx.stats)
         assert rz.wait_until(lambda: len(rz.ends) == 1, TIMEOUT_S)
     faceboard, arkit = load_mapping("metahuman_faceboard"), load_mapping("arkit52")
     for rx in (rz, ro):
+        index = [round(f.t_s * 60) for f in rx.frames]  # which baked frame each one carries
         got = np.array([f.values for f in rx.frames], np.float32)
-        np.testing.assert_allclose(got, faceboard.apply_array(values), rtol=0, atol=1e-7)
+        np.testing.assert_allclose(got, faceboard.apply_array(values)[index], rtol=0, atol=1e-7)
         assert rx.frames[0].names == faceboard.names
-        assert [f.seq for f in rx.frames] == list(range(len(values)))
+        assert [f.seq for f in rx.frames] == list(range(n_sent))
         assert rx.stats.n_missing == 0 and rx.stats.n_malformed == 0
-        assert rx.starts[0].info["emotion"] == "happy" and rx.ends[0].n_frames_sent == 30
-    expected = arkit.apply_array(values)
+        assert rx.starts[0].info["emotion"] == "happy" and rx.ends[0].n_frames_sent == n_sent
+    expected = arkit.apply_array(values)[index]
     for frame, row in zip(rl.frames, expected):
         named = frame.named()
         assert [named[n] for n in arkit.names] == pytest.approx(row.tolist(), abs=1e-7)
-    # Paced: 30 frames at 60 fps arrive over about half a second, not in one burst.
+    # Paced: 30 frames at 60 fps arrive over about half a second, not in one burst (load only
+    # ever stretches that).
     arrivals = [f.t_received for f in rz.frames]
-    assert 0.4 < arrivals[-1] - arrivals[0] < 1.5
-    err = capsys.readouterr().err
-    assert "sent 30 frames x 1 subject(s)" in err and "livelink 127.0.0.1" in err
+    assert arrivals[-1] - arrivals[0] > 0.4
+    assert f"sent {n_sent} frames x 1 subject(s)" in err and "livelink 127.0.0.1" in err
 
 
 def test_stream_audio_with_the_procedural_engine_loops_and_drives_two_subjects(tmp_path):

@@ -382,6 +382,11 @@ def test_cli_train_resume_and_cache(tmp_path, capsys):
     )
     assert [p.stat().st_mtime_ns for p in sorted(cache.rglob("*.npy"))] == stamps  # reused
     assert load_training_state(out / "last.pt")["epoch"] == 3
+    # The resumed run keeps its own settings: only --epochs was typed (issue 16, item 6: the
+    # argparse defaults used to reset --save-every to 100 and --patience to 0).
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["epochs"] == 3 and saved["save_every"] == 1 and saved["lr"] == 1e-3
+    assert (out / "epoch_0003.pt").is_file()
     with pytest.raises(SystemExit):
         main(["train", "-o", str(out)])  # no ROOT and no --resume
 

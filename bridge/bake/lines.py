@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import glob
 import io
-import json
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -18,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import BatchError
+from emoface_core.bounded import BoundsError, load_json
 from emoface_core.formats import WRITERS
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 
 MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # a million lines of 250 characters
+MAX_ROW_DEPTH = 8  # a JSONL row is a flat object; a little nesting in ignored columns is fine
 
 # Manifest column names (case-insensitive) and the aliases studios tend to use for them.
 _COLUMN_ALIASES = {
@@ -98,21 +100,25 @@ def collect_lines(
     Returns:
         The lines. Unusable rows (and output names used twice) come back with a ``problem``.
 
-    Raises:
-        BatchError: a manifest cannot be read at all (missing, not UTF-8, no audio column).
+    A manifest that cannot be read at all (missing, not UTF-8, no audio column) becomes one
+    failed line, so the other inputs still bake.
     """
     lines: list[BakeLine] = []
     for item in inputs:
         text = str(item)
         path = Path(text)
-        if is_glob(text) and not path.exists():
-            lines.extend(_lines_from_glob(text, emotion))
-        elif path.is_dir():
-            lines.extend(_lines_from_folder(path, emotion))
-        elif is_manifest(path):
-            lines.extend(load_manifest(path, emotion=emotion))
-        else:
-            lines.append(BakeLine(path, _stem_name(path), emotion, origin=text))
+        try:  # one unusable input (a broken manifest, an unreadable folder) fails alone
+            if is_glob(text) and not path.exists():
+                lines.extend(_lines_from_glob(text, emotion))
+            elif path.is_dir():
+                lines.extend(_lines_from_folder(path, emotion))
+            elif is_manifest(path):
+                lines.extend(load_manifest(path, emotion=emotion))
+            else:
+                lines.append(BakeLine(path, _stem_name(path), emotion, origin=text))
+        except (BatchError, OSError, ValueError, RuntimeError) as e:
+            problem = str(e).removeprefix(f"{path}: ") or type(e).__name__
+            lines.append(BakeLine(path, _stem_name(path), emotion, origin=text, problem=problem))
     if seed is not None:
         lines = [
             ln if ln.seed is not None else replace(ln, seed=derive_seed(seed, ln.output))
@@ -141,6 +147,8 @@ def load_manifest(path: str | Path, *, emotion: str = "neutral") -> list[BakeLin
     """
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BatchError(f"{path}: larger than a manifest may be ({MAX_MANIFEST_BYTES} bytes)")
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise BatchError(f"{path}: no such manifest") from None
@@ -157,7 +165,14 @@ def load_manifest(path: str | Path, *, emotion: str = "neutral") -> list[BakeLin
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     reader = csv.reader(io.StringIO(text))
     header: list[str] | None = None
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:  # e.g. a field over the csv module's 128 KB limit: that row fails
+            yield reader.line_num, f"not a readable CSV row ({e})"
+            continue
         number = reader.line_num
         if not any(cell.strip() for cell in row):
             continue
@@ -181,9 +196,9 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any] | s
         if not stripped or stripped.startswith("#"):
             continue
         try:
-            obj = json.loads(stripped)
-        except json.JSONDecodeError as e:
-            yield number, f"not valid JSON ({e.msg} at column {e.colno})"
+            obj = load_json(stripped, f"line {number}", max_depth=MAX_ROW_DEPTH)
+        except BoundsError as e:
+            yield number, str(e).removeprefix(f"line {number}: ")
             continue
         if not isinstance(obj, dict):
             yield number, f"expected a JSON object, got {type(obj).__name__}"

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from bridge.bake.lines import BakeLine
 from bridge.mapping import Mapping
 from emoface_core.animation import Animation
 from emoface_core.errors import ConfigError, EmoFaceError
-from emoface_core.formats import WRITERS
+from emoface_core.formats import WRITE_BLOCK_FRAMES, WRITERS, Writer
 from emoface_core.postprocess import PostprocessConfig
 
 
@@ -98,15 +98,48 @@ class Rendered:
     elapsed_s: float
 
 
-def render(animation: Animation, fmt: str, mapping: Mapping | None = None) -> str:
-    """File contents of an animation in one format: the one place that picks the writer.
+class MappedCsvWriter(Writer):
+    """``time_s`` then one column per target of a rig mapping, one row per frame."""
 
-    ``csv`` with a mapping has one column per mapping target (``render_mapped_csv``); every
-    other case is the format's writer (``emoface_core.formats.WRITERS``).
+    extension = "csv"
+
+    def __init__(self, mapping: Mapping) -> None:
+        self.mapping = mapping
+
+    def write_to(self, animation: Animation, f: BinaryIO) -> None:
+        """Header and rows, mapped and written a block of frames at a time."""
+        f.write((",".join(("time_s", *self.mapping.names)) + "\n").encode("utf-8"))
+        for start in range(0, animation.n_frames, WRITE_BLOCK_FRAMES):
+            stop = min(animation.n_frames, start + WRITE_BLOCK_FRAMES)
+            block = animation.values[start:stop]
+            targets = np.asarray(self.mapping.apply_array(block), dtype=np.float64)
+            t = np.arange(start, stop, dtype=np.float64)[:, None] / animation.fps
+            buf = io.BytesIO()
+            np.savetxt(buf, np.hstack([t, targets]), fmt="%.6f", delimiter=",")
+            f.write(buf.getvalue())
+
+
+def writer_for(fmt: str, mapping: Mapping | None = None) -> Writer:
+    """The one place that picks how an animation becomes a file.
+
+    ``csv`` with a mapping has one column per mapping target (``MappedCsvWriter``); every other
+    case is the format's writer (``emoface_core.formats.WRITERS``).
     """
     if fmt == "csv" and mapping is not None:
-        return render_mapped_csv(animation, mapping)
-    return WRITERS[fmt]().render(animation)
+        return MappedCsvWriter(mapping)
+    return WRITERS[fmt]()
+
+
+def render(animation: Animation, fmt: str, mapping: Mapping | None = None) -> str:
+    """File contents of an animation in one format (``writer_for``), as one string."""
+    return writer_for(fmt, mapping).render(animation)
+
+
+def write_file(
+    path: str | Path, animation: Animation, fmt: str, mapping: Mapping | None = None
+) -> None:
+    """Write an animation atomically, in blocks (an hour of frames never sits in one string)."""
+    writer_for(fmt, mapping).write(animation, path)
 
 
 def render_files(
@@ -114,16 +147,6 @@ def render_files(
 ) -> dict[str, str]:
     """File contents of an animation in each format (CSV columns follow ``mapping`` when given)."""
     return {fmt: render(animation, fmt, mapping) for fmt in formats}
-
-
-def render_mapped_csv(animation: Animation, mapping: Mapping) -> str:
-    """``time_s`` then one column per mapping target, one row per frame (imports into Unreal)."""
-    targets = np.asarray(mapping.apply_array(animation.values), dtype=np.float64)
-    t = np.arange(animation.n_frames, dtype=np.float64)[:, None] / animation.fps
-    buf = io.StringIO()
-    header = ",".join(("time_s", *mapping.names))
-    np.savetxt(buf, np.hstack([t, targets]), fmt="%.6f", delimiter=",", header=header, comments="")
-    return buf.getvalue()
 
 
 def failure_reason(error: BaseException) -> str:

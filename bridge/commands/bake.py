@@ -198,11 +198,11 @@ def _is_single(args: argparse.Namespace) -> bool:
 
 
 def _run_single(args: argparse.Namespace) -> int:
-    from bridge.bake.render import render
+    from bridge.bake.render import write_file
     from emoface_core.animate import animate_audio
     from emoface_core.audio import load_audio
     from emoface_core.emotion import parse_emotion_spec
-    from emoface_core.formats import atomic_write, format_of
+    from emoface_core.formats import format_of
 
     fmt = format_of(args.output)
     if os.path.realpath(args.output) == os.path.realpath(args.inputs[0]):
@@ -212,7 +212,7 @@ def _run_single(args: argparse.Namespace) -> int:
     audio = load_audio(args.inputs[0], allow_truncated=args.allow_truncated)
     engine = build_engine(args)
     animation = animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed)
-    atomic_write(args.output, render(animation, fmt, mapping))
+    write_file(args.output, animation, fmt, mapping)
     print(
         f"{args.output}: {animation.n_frames} frames ({animation.duration_s:.2f} s)",
         file=sys.stderr,

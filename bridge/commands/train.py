@@ -70,7 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="new models: temporal (paper, default) or per_frame (release)",
     )
     opt = p.add_argument_group("optimisation (defaults: the authors' release)")
-    opt.add_argument("--epochs", type=positive_int, default=1000, help="total epochs")
+    opt.add_argument(
+        "--epochs", type=positive_int, default=None, help="total epochs (default 1000)"
+    )
     opt.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate")
     opt.add_argument("--lr-step-epochs", type=positive_int, default=100, help="StepLR step size")
     opt.add_argument("--lr-gamma", type=float, default=0.995, help="StepLR factor")
@@ -131,13 +133,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run_group = p.add_argument_group("run")
     run_group.add_argument(
-        "--save-every", type=int, default=100, help="write epoch_NNNN.pt every N epochs (0 = never)"
+        "--save-every",
+        type=int,
+        default=None,
+        help="write epoch_NNNN.pt every N epochs (0 = never; default 100)",
     )
     run_group.add_argument(
         "--patience",
         type=int,
-        default=0,
-        help="stop after N epochs without a better validation MAE (0 = off)",
+        default=None,
+        help="stop after N epochs without a better validation MAE (0 = off, the default)",
     )
     run_group.add_argument("--resume", action="store_true", help="continue the run in --output")
     run_group.add_argument(
@@ -188,6 +193,12 @@ def run(args: argparse.Namespace) -> int:
 
         model_config = replace(model_config or ModelConfig(), decoder_mode=args.decoder_mode)
 
+    # Flags a resumed run may change, and only when typed: the run's own settings win otherwise.
+    typed = {
+        name: getattr(args, name)
+        for name in ("epochs", "save_every", "patience", "device", "cache_dir")
+        if getattr(args, name) is not None
+    }
     config = TrainConfig(
         dataset=args.root or "",
         output_dir=args.output,
@@ -195,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         train_split=args.train_split,
         val_split=args.val_split,
         val_fraction=args.val_fraction,
-        epochs=args.epochs,
+        epochs=typed.get("epochs", TrainConfig.epochs),
         lr=args.lr,
         lr_step_epochs=args.lr_step_epochs,
         lr_gamma=args.lr_gamma,
@@ -205,8 +216,8 @@ def run(args: argparse.Namespace) -> int:
         max_segment_s=args.max_segment_s,
         max_frame_mismatch=args.max_frame_mismatch,
         skip_bad_clips=args.skip_bad_clips,
-        save_every=args.save_every,
-        patience=args.patience,
+        save_every=typed.get("save_every", TrainConfig.save_every),
+        patience=typed.get("patience", TrainConfig.patience),
         seed=args.seed,
         precision=args.precision,
         device=args.device,
@@ -217,7 +228,13 @@ def run(args: argparse.Namespace) -> int:
         tensorboard=not args.no_tensorboard,
     )
     logging.getLogger("emoface_core.training.train").setLevel(logging.INFO)  # one line per epoch
-    trainer = Trainer(config, model_config, resume=args.resume, overwrite=args.overwrite)
+    trainer = Trainer(
+        config,
+        model_config,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        resume_overrides=set(typed) if args.resume else None,
+    )
     n_params = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     print(
         f"emoface: training {n_params / 1e6:.2f}M parameters "

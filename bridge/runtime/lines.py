@@ -286,8 +286,10 @@ class LinePlayer:
 
     def _start(self, slot: _Slot, playback: Playback, now: float) -> None:
         slot.pending = None
-        if slot.current is not None:
-            slot.current.record.end("interrupted", f"interrupted by {playback.record.id}")
+        # The line is the slot's from here on, so that a failure below fails it (and only it).
+        previous, slot.current = slot.current, playback
+        if previous is not None and previous is not playback:
+            previous.record.end("interrupted", f"interrupted by {playback.record.id}")
         key = tuple(id(o.sender) for o in playback.outputs)
         if key != slot.outputs_key:  # this line uses other transports than the last one
             slot.stream.set_outputs(playback.outputs)
@@ -304,7 +306,6 @@ class LinePlayer:
         playback.pacing = self._pacing(playback.t0)
         record.state = "playing"
         record.started_s = self.wall_clock() + (playback.t0 - now)
-        slot.current = playback
 
     def _pacing(self, anchor_s: float) -> FrameClock:
         """A clock for frames due from ``anchor_s`` on.

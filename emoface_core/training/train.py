@@ -37,6 +37,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Collection
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -277,6 +278,10 @@ class Trainer:
             or fine-tuning (the checkpoint's own dimensions are used).
         resume: continue from ``OUT/last.pt``.
         overwrite: start afresh even if ``OUT`` holds a previous run.
+        resume_overrides: when resuming, the names of the ``RESUMABLE_OVERRIDES`` settings to
+            take from ``config`` (what the user asked to change); None takes those that differ
+            from ``TrainConfig``'s defaults. Everything else is the run's own, and the merged
+            settings are recorded again in ``train_config.json``.
     """
 
     def __init__(
@@ -286,11 +291,12 @@ class Trainer:
         *,
         resume: bool = False,
         overwrite: bool = False,
+        resume_overrides: Collection[str] | None = None,
     ) -> None:
         self.output_dir = Path(config.output_dir)
         self.state: dict[str, Any] | None = None
         if resume:
-            config, self.state = _resume_config(config, self.output_dir)
+            config, self.state = _resume_config(config, self.output_dir, resume_overrides)
         elif (self.output_dir / LAST_CHECKPOINT).is_file() and not overwrite:
             raise ConfigError(
                 f"{self.output_dir} holds a previous run ({LAST_CHECKPOINT}); pass --resume to "
@@ -784,13 +790,23 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     return {**state, "training": extra.get("training", {}), "dataset": extra.get("dataset", {})}
 
 
-def _resume_config(config: TrainConfig, output_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
+def _resume_config(
+    config: TrainConfig, output_dir: Path, chosen: Collection[str] | None = None
+) -> tuple[TrainConfig, dict[str, Any]]:
     path = output_dir / LAST_CHECKPOINT
     if not path.is_file():
         raise CheckpointError(f"{path}: nothing to resume (no {LAST_CHECKPOINT} in {output_dir})")
     state = load_training_state(path)
     saved = TrainConfig.from_dict(state["training"])
-    overrides = {k: getattr(config, k) for k in RESUMABLE_OVERRIDES}
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    if chosen is None:  # library callers: what they set differently from the defaults
+        chosen = [k for k in RESUMABLE_OVERRIDES if getattr(config, k) != defaults[k]]
+    unknown = sorted(set(chosen) - set(RESUMABLE_OVERRIDES))
+    if unknown:
+        raise ConfigError(f"a resumed run cannot change {', '.join(unknown)}")
+    # How this session shows progress is not part of the run's settings.
+    session = ("progress", "tensorboard")
+    overrides = {k: getattr(config, k) for k in (*chosen, *session)}
     if config.dataset:  # the data may have moved; the fingerprint tells whether it changed
         overrides["dataset"] = config.dataset
     ignored = [

@@ -60,6 +60,7 @@ from emoface_core.engines.procedural.data import N_TRACKS, TRACKS, load_procedur
 from emoface_core.engines.procedural.speech import FeatureStream, FrameFeatures
 from emoface_core.errors import ConfigError
 
+INFER_BLOCK_SAMPLES = 10 * SAMPLE_RATE  # whole clips are fed to the stream 10 s at a time
 PROCEDURAL_VERSION = "2"  # bump when the same audio gives other frames (batch re-bakes)
 POSES_ENV = "EMOFACE_POSES"  # path of an edited emotion_poses.yaml (used when none is passed)
 ARTICULATION_ENV = "EMOFACE_ARTICULATION"  # path of an edited articulation.yaml
@@ -234,9 +235,20 @@ class ProceduralEngine:
             seed: seeds the idle micro-motion; None uses the engine's ``seed``.
         """
         state = self.start_stream(timeline, seed=seed)
-        head, state = self.process(state, audio.samples)
+        out = np.empty((audio.n_frames, N_CONTROLLERS), dtype=np.float32)
+        n = 0
+        # In blocks: the features of a whole hour at once would take gigabytes; a stream gives
+        # exactly the same frames whatever the chunking.
+        for start in range(0, audio.samples.size, INFER_BLOCK_SAMPLES):
+            block, state = self.process(state, audio.samples[start : start + INFER_BLOCK_SAMPLES])
+            take = min(len(block), audio.n_frames - n)
+            out[n : n + take] = block[:take]
+            n += take
         tail, state = self.flush(state, n_frames=audio.n_frames)
-        return np.concatenate([head, tail])[: audio.n_frames]  # the release's frame count
+        take = min(len(tail), audio.n_frames - n)
+        out[n : n + take] = tail[:take]
+        n += take
+        return out[:n]  # the release's frame count
 
     def start_stream(
         self, timeline: EmotionTimeline | None = None, *, seed: int | None = None
