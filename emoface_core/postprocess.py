@@ -75,6 +75,9 @@ class PostprocessConfig:
             raise ConfigError(f"gaze_move_frames must be >= 1, got {self.gaze_move_frames}")
 
 
+SMOOTH_BLOCK_CHANNELS = 16
+
+
 def smooth(values: np.ndarray, window: int = 15, order: int = 3) -> np.ndarray:
     """Savitzky-Golay smoothing along time of ``[T, C]`` values, edges padded with 'nearest'.
 
@@ -87,7 +90,15 @@ def smooth(values: np.ndarray, window: int = 15, order: int = 3) -> np.ndarray:
     window = min(window, n if n % 2 == 1 else n - 1)
     if window <= order:
         return values.copy()
-    return savgol_filter(values, window, order, axis=0, mode="nearest").astype(values.dtype)
+    out = np.empty_like(values)
+    # A few channels at a time (each is filtered on its own): scipy works in float64, and a
+    # whole hour of 174 channels would take a gigabyte of temporaries.
+    for c in range(0, values.shape[1], SMOOTH_BLOCK_CHANNELS):
+        block = values[:, c : c + SMOOTH_BLOCK_CHANNELS]
+        out[:, c : c + SMOOTH_BLOCK_CHANNELS] = savgol_filter(
+            block, window, order, axis=0, mode="nearest"
+        ).astype(values.dtype)
+    return out
 
 
 class BlinkController:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sys
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -538,11 +538,11 @@ def test_udp_senders_bind_the_loopback_for_a_local_receiver():
 
 
 def test_a_feed_faster_than_real_time_drops_frames_instead_of_queueing_forever():
+    import threading
+
     from bridge.runtime.live import LiveRunner
     from emoface_core.streaming import Streamer
     from emoface_core.testing.clocks import FakeClock
-
-    import threading
 
     clock = FakeClock(100.0)
     fed = threading.Event()

@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager, nullcontext
 import numpy as np
 import torch
 
-from emoface_core.audio import FPS, SAMPLE_RATE, Audio, normalize
+from emoface_core.audio import FPS, NORM_EPS, SAMPLE_RATE, Audio, normalize
 from emoface_core.emotion import EmotionTimeline
 from emoface_core.engines.neural.model import EmoFaceModel
 from emoface_core.errors import ConfigError
@@ -126,22 +126,29 @@ def animate(
     if n_frames == 0:
         return np.zeros((0, model.config.n_controllers), dtype=np.float32)
     device = next(model.parameters()).device
-    samples = torch.from_numpy(normalize(audio.samples)).to(device)[None]
     emotion = torch.from_numpy(timeline.weights(n_frames)).to(device)[None]
     with torch.inference_mode(), autocast_context(device, precision):
         if n_frames <= int(chunk_s * FPS):
+            samples = torch.from_numpy(normalize(audio.samples)).to(device)[None]
             return model(samples, emotion, n_frames)[0].float().cpu().numpy()
-        return _animate_windows(model, samples, emotion, n_frames, chunk_s, overlap_s)
+        return _animate_windows(model, audio.samples, emotion, n_frames, chunk_s, overlap_s)
 
 
 def _animate_windows(
     model: EmoFaceModel,
-    samples: torch.Tensor,
+    raw_samples: np.ndarray,
     emotion: torch.Tensor,
     n_frames: int,
     chunk_s: float,
     overlap_s: float,
 ) -> np.ndarray:
+    """Windows of a long clip, blended; memory is one window, not the clip.
+
+    The clip is normalised window by window with the whole clip's mean and deviation (the same
+    values, sample for sample, as normalising it all at once), and each frame's blend is
+    finished as soon as the last window that covers it has run.
+    """
+    device = emotion.device
     stride = model.conv_stride()
     block_samples = math.lcm(_SAMPLES_PER_3_FRAMES, stride)  # 1600 for wav2vec2-base
     block = block_samples * FPS // SAMPLE_RATE  # frames per block: 6
@@ -149,23 +156,43 @@ def _animate_windows(
     overlap = int(overlap_s * FPS) // block * block
     plan = window_plan(n_frames, chunk, overlap, block)
 
-    n_samples = samples.shape[-1]
+    x = raw_samples.astype(np.float32, copy=False)
+    mean, std = x.mean(), np.sqrt(x.var() + NORM_EPS)  # as normalize() computes them
+
+    def normalised(lo: int, hi: int) -> torch.Tensor:
+        return torch.from_numpy((x[lo:hi] - mean) / std).to(device)[None]
+
+    n_samples = x.shape[-1]
     n_conv = model.conv_output_length(n_samples)
     scale = (n_conv - 1) / (n_frames - 1) if n_frames > 1 else 0.0
-    stats = model.conv_norm_stats(samples)
-    out = np.zeros((n_frames, model.config.n_controllers), dtype=np.float64)
-    total_weight = np.zeros((n_frames, 1), dtype=np.float64)
-    for (start, end), weight in zip(plan, blend_weights(plan)):
+    stats = model.conv_norm_stats_of(normalised, n_samples)
+    out = np.empty((n_frames, model.config.n_controllers), dtype=np.float32)
+    # Running float64 sums of the frames not final yet, from frame `base` on.
+    base = 0
+    acc = np.zeros((0, model.config.n_controllers), dtype=np.float64)
+    acc_weight = np.zeros((0, 1), dtype=np.float64)
+    windows = list(zip(plan, blend_weights(plan)))
+    for k, ((start, end), weight) in enumerate(windows):
         s0 = start // block * block_samples
         # Enough samples for the conv frames the window's positions need, plus one spare frame.
         s1 = min(
             n_samples,
             s0 + int(math.ceil((end - start) * scale + 2)) * stride + model.conv_receptive_field(),
         )
-        conv = model.conv_features(samples[:, s0:s1], norm_stats=stats)
-        positions = torch.arange(start, end, dtype=torch.float64, device=samples.device) * scale
+        conv = model.conv_features(normalised(s0, s1), norm_stats=stats)
+        positions = torch.arange(start, end, dtype=torch.float64, device=device) * scale
         feats = features_at(conv, (positions - s0 / stride).to(conv.dtype))
         y = model.decode(model.encode_features(feats), emotion[:, start:end])
-        out[start:end] += weight[:, None] * y[0].float().cpu().numpy()
-        total_weight[start:end, 0] += weight
-    return (out / np.maximum(total_weight, 1e-12)).astype(np.float32)
+        if end - base > len(acc):  # grow the running sums to this window's end
+            grow = end - base - len(acc)
+            acc = np.concatenate([acc, np.zeros((grow, acc.shape[1]))])
+            acc_weight = np.concatenate([acc_weight, np.zeros((grow, 1))])
+        acc[start - base : end - base] += weight[:, None] * y[0].float().cpu().numpy()
+        acc_weight[start - base : end - base, 0] += weight
+        done = windows[k + 1][0][0] if k + 1 < len(windows) else n_frames  # no later window
+        if done > base:
+            n_done = done - base
+            out[base:done] = acc[:n_done] / np.maximum(acc_weight[:n_done], 1e-12)
+            acc, acc_weight = acc[n_done:], acc_weight[n_done:]
+            base = done
+    return out

@@ -21,6 +21,7 @@ weights give intensities and cross-fades (see ``emoface_core.emotion``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -247,21 +248,38 @@ class EmoFaceModel(nn.Module):
         in blocks (5 MB), so a 10-minute clip needs no more memory than a short one. Returns
         None when the feature extractor has no per-input GroupNorm.
         """
+        batch, n_samples = audio.shape
+        x = audio.detach()
+        return self.conv_norm_stats_of(lambda lo, hi: x[:, lo:hi], n_samples, block_frames)
+
+    def conv_norm_stats_of(
+        self,
+        read: Callable[[int, int], torch.Tensor],
+        n_samples: int,
+        block_frames: int = 65_536,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``conv_norm_stats`` of audio that ``read(lo, hi)`` hands out piece by piece ``[B, n]``.
+
+        For a long clip normalised on the fly: no copy of the whole clip is made.
+        """
         layer = self.audio_encoder.feature_extractor.conv_layers[0]
         if not isinstance(getattr(layer, "layer_norm", None), nn.GroupNorm):
             return None
         conv = layer.conv
         kernel, stride = conv.kernel_size[0], conv.stride[0]
-        batch, n_samples = audio.shape
         n_out = (n_samples - kernel) // stride + 1
-        x = audio.detach().double().contiguous()
-        window_sum = x.new_zeros(batch, kernel)
-        window_outer = x.new_zeros(batch, kernel, kernel)
+        window_sum: torch.Tensor | None = None
+        window_outer: torch.Tensor | None = None
         for j0 in range(0, n_out, block_frames):
             n = min(n_out, j0 + block_frames) - j0
-            windows = x[:, j0 * stride :].as_strided((batch, n, kernel), (x.stride(0), stride, 1))
-            window_sum += windows.sum(dim=1)
-            window_outer += windows.transpose(1, 2) @ windows
+            # Each block in float64 (not the whole clip: an hour of audio would be 460 MB).
+            piece = read(j0 * stride, (j0 + n - 1) * stride + kernel).double().contiguous()
+            windows = piece.as_strided((piece.shape[0], n, kernel), (piece.stride(0), stride, 1))
+            block_sum = windows.sum(dim=1)
+            block_outer = windows.transpose(1, 2) @ windows
+            window_sum = block_sum if window_sum is None else window_sum + block_sum
+            window_outer = block_outer if window_outer is None else window_outer + block_outer
+        assert window_sum is not None and window_outer is not None
         mu = window_sum / n_out
         cov = window_outer / n_out - mu[:, :, None] * mu[:, None, :]
         weight = conv.weight.detach().double()[:, 0, :]  # [C, K]; wav2vec2's layer has 1 input
