@@ -14,6 +14,27 @@ through this fake is a call that exists in Unreal. Unlike the stub (``pass`` bod
 * AnimSequences with float curves, sound import and playback, ToolMenus, dialogs, Slate tick
   and shutdown callbacks, and the Output Log.
 
+What each call does is modelled on the engine's own code (UE 5.6 source, cited beside each
+behaviour), not on what would be convenient: a fake kinder than the editor would hide bugs.
+
+* **Sequencer keying path.** ``ControlRigSequencerLibrary.set_local_control_rig_*`` set the rig
+  instance's value, then go through Sequencer's interactive keying: one undo transaction per
+  call, an interrogation of the section, keys only with Auto Key on (or ``set_key=True``),
+  channel defaults only with Auto Set Track Defaults on, and when nothing was keyed Sequencer
+  suppresses its re-evaluation. The batch setters loop the same path once per frame.
+* **Evaluation.** Only a Sequencer evaluation writes channel values (keys at the playhead, else
+  channel defaults) into the rig; the face mesh shows the rig's pose from the next editor tick on
+  (``fake_tick``), through its jaw joint (``get_bone_transform("FACIAL_C_Jaw")``). Evaluations
+  happen on ``set_global_position`` (the same frame: ``ForceEvaluate``), ``force_update``, and on
+  a tick after keys changed.
+* **Undo and dirty packages.** Transactions nest (an inner one joins the outer), ``delete_asset``
+  closes every asset editor and clears the undo history, every ``Modify`` (channel defaults,
+  keys) dirties the asset's package until it is saved; ``fake_restart_editor`` drops what was
+  never saved.
+* **Headless and devices.** ``spawn_sound2d`` returns None without an audio device,
+  ``open_level_sequence`` can fail, the asset registry can still be scanning, ticks can be
+  throttled (an editor in the background).
+
 Everything the plugin does is appended to ``fake_state().calls``. Test helpers start with
 ``fake_``; names starting with ``_`` are internal. Install it with ``fake_install(monkeypatch)``.
 """
@@ -126,6 +147,26 @@ class _State:
     cancel_after: int | None = None  # ScopedSlowTask.should_cancel() after this many frames
     progress: list[str] = field(default_factory=list)
     quit_requested: bool = False
+    # The one Sequencer of the open Level Sequence (None when none is open).
+    sequencer: Any = None
+    pending_poses: dict[int, Any] = field(default_factory=dict)
+    undo: list[str] = field(default_factory=list)  # committed undo transactions, oldest first
+    transaction_depth: int = 0
+    transaction_title: str = ""
+    transaction_cancelled: bool = False
+    dirty: set[str] = field(default_factory=set)  # packages modified since they were saved
+    ever_saved: set[str] = field(default_factory=set)
+    n_evaluations: int = 0
+    n_interrogations: int = 0  # section interrogations by the interactive keying path
+    n_keyings: int = 0  # keys set through the interactive keying path
+    n_channel_keys: int = 0  # MovieSceneScriptingFloatChannel.add_key calls
+    n_ticks: int = 0
+    throttle_every: int = 1  # fake_background(): Slate ticks the editor only every n-th frame
+    audio_device: bool = True  # False: -nosound / a headless editor (spawn_sound2d -> None)
+    open_fails: bool = False  # open_level_sequence fails (returns False)
+    registry_scanning: bool = False  # does_asset_exist is False until the scan completes
+    crashes: list[str] = field(default_factory=list)
+    on_disk: set[str] = field(default_factory=set)  # project assets found by a registry scan
 
 
 _STATE = _State()
@@ -156,10 +197,112 @@ def fake_calls(name: str) -> list[tuple[tuple, dict]]:
 
 
 def fake_tick(delta_s: float = 1 / 60, n: int = 1) -> None:
-    """Run the registered Slate post-tick callbacks ``n`` times, as the editor does every frame."""
+    """``n`` editor frames: components pick up the last evaluated pose (the world tick), the
+    Sequencer re-evaluates when keys changed, then the Slate post-tick callbacks run.
+
+    A throttled editor (``fake_background``) runs the callbacks only every n-th frame.
+    """
     for _ in range(n):
+        _STATE.n_ticks += 1
+        _apply_pending_poses()
+        seq = _STATE.sequencer
+        if seq is not None:
+            # FSequencer::Tick evaluates when the data changed, unless the last change was
+            # only channel defaults set by keying (SuppressAutoEvaluation).
+            if seq.needs_evaluation and not seq.suppressed:
+                _evaluate("sequencer tick")
+            seq.needs_evaluation = seq.suppressed = False
+        if _STATE.n_ticks % max(1, _STATE.throttle_every):
+            continue
         for callback in list(_STATE.tick_callbacks.values()):
-            callback(delta_s)
+            callback(delta_s * max(1, _STATE.throttle_every))
+
+
+def fake_background(throttle_every: int = 15) -> None:
+    """The editor loses focus with "Use Less CPU when in Background" on: callbacks run only
+    every ``throttle_every`` frames (EditorPerformanceSettings.bThrottleCPUWhenNotForeground)."""
+    _STATE.throttle_every = throttle_every
+
+
+def fake_set_sequencer(*, auto_key: bool = False, auto_set_track_defaults: bool = False) -> None:
+    """Sequencer's Auto Key / Auto Set Track Defaults (both off by default, as in the editor)."""
+    assert _STATE.sequencer is not None, "no Level Sequence is open"
+    _STATE.sequencer.auto_key = auto_key
+    _STATE.sequencer.auto_set_defaults = auto_set_track_defaults
+
+
+def fake_restart_editor() -> None:
+    """Close and reopen the editor: assets that were created but never saved are gone."""
+    for path in [p for p in _STATE.assets if p not in _STATE.ever_saved]:
+        del _STATE.assets[path]
+    for asset in _STATE.assets.values():
+        for track in getattr(asset, "_tracks", []):
+            for section in getattr(track, "_sections", []):
+                sound = getattr(section, "_sound", None)
+                if sound is not None and _normal(sound.get_path_name()) not in _STATE.assets:
+                    section._sound = None
+    _STATE.dirty.clear()
+    _STATE.undo.clear()
+    _STATE.open_sequence = _STATE.sequencer = None
+
+
+# Transactions and packages (Editor/UnrealEd: FScopedTransaction, UTransBuffer)
+
+
+def _begin_transaction(title: str) -> None:
+    if _STATE.transaction_depth == 0:
+        _STATE.transaction_title, _STATE.transaction_cancelled = title, False
+    _STATE.transaction_depth += 1  # a nested transaction joins the outer one
+
+
+def _end_transaction() -> None:
+    _STATE.transaction_depth -= 1
+    if _STATE.transaction_depth == 0 and not _STATE.transaction_cancelled:
+        _STATE.undo.append(_STATE.transaction_title)
+
+
+class _Transaction:
+    def __init__(self, title: str) -> None:
+        self.title = title
+
+    def __enter__(self) -> _Transaction:
+        _begin_transaction(self.title)
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        _end_transaction()
+        return False
+
+
+def _modify(obj: Any) -> None:
+    """``UObject::Modify``: the object's package is dirty until saved (recorded for undo)."""
+    path = getattr(obj, "_package", None)
+    if path:
+        _STATE.dirty.add(path)
+
+
+def fake_undo_count() -> int:
+    """Undo transactions in the editor's history."""
+    return len(_STATE.undo)
+
+
+class ScopedEditorTransaction:
+    """``with unreal.ScopedEditorTransaction("desc"):`` one undo entry for everything inside."""
+
+    def __init__(self, desc: str) -> None:
+        self._desc = str(desc)
+
+    def __enter__(self) -> ScopedEditorTransaction:
+        _record("ScopedEditorTransaction", self._desc)
+        _begin_transaction(self._desc)
+        return self
+
+    def __exit__(self, type: Any, value: Any, traceback: Any) -> bool:
+        _end_transaction()
+        return False
+
+    def cancel(self) -> None:
+        _STATE.transaction_cancelled = True
 
 
 def fake_shutdown() -> None:
@@ -456,6 +599,67 @@ class Vector2D(StructBase):
         return self._values["y"]
 
 
+class Vector(StructBase):
+    def __init__(self, x: float = 0.0, y: float = 0.0, z: float = 0.0) -> None:
+        super().__init__()
+        self._xyz = (float(x), float(y), float(z))
+
+    @property
+    def x(self) -> float:
+        return self._xyz[0]
+
+    @property
+    def y(self) -> float:
+        return self._xyz[1]
+
+    @property
+    def z(self) -> float:
+        return self._xyz[2]
+
+
+class Quat(StructBase):
+    def __init__(self, x: float = 0.0, y: float = 0.0, z: float = 0.0, w: float = 1.0) -> None:
+        super().__init__()
+        self._xyzw = (float(x), float(y), float(z), float(w))
+
+    @property
+    def x(self) -> float:
+        return self._xyzw[0]
+
+    @property
+    def y(self) -> float:
+        return self._xyzw[1]
+
+    @property
+    def z(self) -> float:
+        return self._xyzw[2]
+
+    @property
+    def w(self) -> float:
+        return self._xyzw[3]
+
+    def angular_distance(self, b: Quat) -> float:
+        import math
+
+        dot = abs(sum(p * q for p, q in zip(self._xyzw, b._xyzw)))
+        return 2.0 * math.acos(min(1.0, dot))
+
+
+class Transform(StructBase):
+    def __init__(self, location: Any = None, rotation: Any = None, scale: Any = None) -> None:
+        super().__init__()
+        self._translation = location if isinstance(location, Vector) else Vector()
+        self._rotation = Quat()
+
+    @property
+    def translation(self) -> Vector:
+        return self._translation
+
+    @property
+    def rotation(self) -> Quat:
+        return self._rotation
+
+
 class RigElementKey(StructBase):
     _props = {"type": RigElementType.NONE, "name": "None"}
 
@@ -484,6 +688,13 @@ class RigControlSettings(StructBase):
 
 class RigControlElement(StructBase):
     _props = {"settings": None, "key": None}
+
+
+class RelativeTransformSpace(EnumBase):
+    pass
+
+
+_enum(RelativeTransformSpace, "RTS_WORLD", "RTS_ACTOR", "RTS_COMPONENT", "RTS_PARENT_BONE_SPACE")
 
 
 class MovieSceneSequencePlaybackParams(StructBase):
@@ -578,16 +789,43 @@ class Skeleton(Object):
 class SkeletalMesh(Object):
     _props = {"skeleton": None}
 
+    def __init__(self, outer: Any = None, name: str = "None") -> None:
+        super().__init__(outer, name)
+        self._animating_rig: Any = None
+
+    @property
+    def default_animating_rig(self) -> Any:
+        return self._animating_rig
+
 
 class ActorComponent(Object):
     pass
 
 
+JAW_JOINT = "FACIAL_C_Jaw"  # the MetaHuman face skeleton's jaw joint
+JAW_MAX_DEGREES = 25.0  # the fake jaw opens this far at CTRL_expressions_jawOpen = 1
+
+
 class SkeletalMeshComponent(ActorComponent):
     _mesh: SkeletalMesh | None = None
+    # The pose the component shows, set by the world tick after an evaluation: the jaw opening
+    # and the rig's control values it was computed from ({} at rest).
+    _jaw_open = 0.0
+    _pose: dict[str, Any] = {}
 
     def get_skeletal_mesh_asset(self) -> SkeletalMesh | None:
         return self._mesh
+
+    def get_bone_transform(self, bone_name: str, transform_space: Any = None) -> Transform:
+        """The jaw joint turns with the evaluated jaw opening; other bones (and unknown names,
+        as the engine documents: the component's own transform) stay put."""
+        import math
+
+        out = Transform()
+        if str(bone_name) == JAW_JOINT:
+            half = math.radians(JAW_MAX_DEGREES * self._jaw_open) / 2.0
+            out._rotation = Quat(0.0, math.sin(half), 0.0, math.cos(half))
+        return out
 
 
 class Actor(Object):
@@ -711,6 +949,10 @@ class RigHierarchy(Object):
             raise ValueError("not a curve key")
         if key.name != "CTRL_expressions_jawOpen":
             raise KeyError(key.name)
+        return self._jaw_open()
+
+    def _jaw_open(self) -> float:
+        """``CTRL_expressions_jawOpen`` as the face board computes it from the jaw control."""
         if not self._evaluates:
             return 0.0
         y = self._current.get("CTRL_C_jaw", (0.0, 0.0))[1]
@@ -795,10 +1037,38 @@ class MovieSceneScriptingChannel(Object):
 
 
 class MovieSceneScriptingFloatChannel(MovieSceneScriptingChannel):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, section: Any = None) -> None:
         super().__init__(name=name)
         self._values["channel_name"] = name
         self._keys: dict[int, float] = {}
+        self._default: float | None = None
+        self._section = section
+
+    def _touch(self) -> None:
+        # MovieSceneScriptingChannel.h SetDefaultInChannel / AddKeyInChannel: Section->Modify()
+        if self._section is not None:
+            _modify(self._section)
+
+    def set_default(self, default_value: float) -> None:
+        self._touch()
+        self._default = float(default_value)
+
+    def get_default(self) -> float:
+        return 0.0 if self._default is None else self._default
+
+    def has_default(self) -> bool:
+        return self._default is not None
+
+    def remove_default(self) -> None:
+        self._touch()
+        self._default = None
+
+    def _value_at(self, frame: int) -> float | None:
+        """What an evaluation at ``frame`` reads: keys (held between), else the default."""
+        if self._keys:
+            before = [f for f in self._keys if f <= frame]
+            return self._keys[max(before) if before else min(self._keys)]
+        return self._default
 
     def get_num_keys(self) -> int:
         return len(self._keys)
@@ -818,10 +1088,13 @@ class MovieSceneScriptingFloatChannel(MovieSceneScriptingChannel):
         time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE,
     ) -> MovieSceneScriptingFloatKey:
         _check_unit(time_unit)
+        self._touch()
+        _STATE.n_channel_keys += 1
         self._keys[time.value] = float(new_value)
         return MovieSceneScriptingFloatKey(self, time.value)
 
     def remove_key(self, key: MovieSceneScriptingKey) -> None:
+        self._touch()
         del self._keys[key._frame]  # type: ignore[attr-defined]
 
     def fake_values(self) -> list[float]:
@@ -837,6 +1110,7 @@ class MovieSceneSection(Object):
     def __init__(self) -> None:
         super().__init__(name=type(self).__name__)
         self._range = (0, 0)
+        self._package = ""  # the sequence asset's package (set when the track is added)
 
     def set_range(self, start_frame: int, end_frame: int) -> None:
         self._range = (start_frame, end_frame)
@@ -856,10 +1130,10 @@ class MovieSceneControlRigParameterSection(MovieSceneSection):
             if kind is RigControlType.VECTOR2D:
                 for axis in ("X", "Y"):
                     self._channels[f"{name}.{axis}"] = MovieSceneScriptingFloatChannel(
-                        f"{name}.{axis}"
+                        f"{name}.{axis}", self
                     )
             elif kind is RigControlType.FLOAT:
-                self._channels[name] = MovieSceneScriptingFloatChannel(name)
+                self._channels[name] = MovieSceneScriptingFloatChannel(name, self)
 
     def get_channel(self, channel_name: str) -> Any:
         return self._channels.get(channel_name)
@@ -882,6 +1156,7 @@ class MovieSceneTrack(Object):
     def __init__(self) -> None:
         super().__init__(name=type(self).__name__)
         self._sections: list[Any] = []
+        self._package = ""
 
     def get_sections(self) -> list[Any]:
         return list(self._sections)
@@ -890,9 +1165,16 @@ class MovieSceneTrack(Object):
         return self._sections[0] if self._sections else None
 
     def add_section(self) -> Any:
+        _modify(self)
         section = self._section_type()
+        section._package = self._package
         self._sections.append(section)
         return section
+
+    def _adopt(self, package: str) -> None:
+        self._package = package
+        for section in self._sections:
+            section._package = package
 
 
 class MovieSceneAudioTrack(MovieSceneTrack):
@@ -903,7 +1185,16 @@ class MovieSceneControlRigParameterTrack(MovieSceneTrack):
     def __init__(self, rig: ControlRig) -> None:
         super().__init__()
         self._rig = rig
-        self._sections.append(MovieSceneControlRigParameterSection(rig.get_hierarchy()._types))
+        hierarchy = rig.get_hierarchy()
+        section = MovieSceneControlRigParameterSection(hierarchy._types)
+        # MovieSceneControlRigParameterTrack.cpp CreateControlRigSection: the first (absolute)
+        # section is made with RecreateWithThisControlRig(ControlRig, bSetDefault=true), which
+        # sets every channel's default to the control's current value (0 on a rig at rest).
+        for name, channel in section._channels.items():
+            control, _, axis = name.partition(".")
+            value = hierarchy._current[control]
+            channel._default = float(value["XY".index(axis)] if axis else value)
+        self._sections.append(section)
 
 
 class MovieSceneBindingProxy(StructBase):
@@ -919,6 +1210,14 @@ class MovieSceneBindingProxy(StructBase):
 
     def get_tracks(self) -> list[Any]:
         return list(self._tracks)
+
+    def remove_track(self, track_to_remove: Any) -> None:
+        _modify(self._sequence)
+        self._tracks = [t for t in self._tracks if t is not track_to_remove]
+
+    def remove(self) -> None:
+        _modify(self._sequence)
+        self._sequence._bindings = [b for b in self._sequence._bindings if b is not self]
 
 
 class ControlRigSequencerBindingProxy(StructBase):
@@ -968,6 +1267,7 @@ class MovieSceneSequence(Object):
     def add_possessable(self, object_to_possess: Any) -> MovieSceneBindingProxy:
         if any(b._bound is object_to_possess for b in self._bindings):
             raise ValueError("the fake refuses to possess the same object twice")
+        _modify(self)
         binding = MovieSceneBindingProxy(self, object_to_possess)
         self._bindings.append(binding)
         return binding
@@ -976,12 +1276,20 @@ class MovieSceneSequence(Object):
         return list(self._bindings)
 
     def add_track(self, track_type: type) -> Any:
+        _modify(self)
         track = track_type()
+        track._adopt(getattr(self, "_package", ""))
         self._tracks.append(track)
         return track
 
     def get_tracks(self) -> list[Any]:
         return list(self._tracks)
+
+    def remove_track(self, track: Any) -> bool:
+        _modify(self)
+        before = len(self._tracks)
+        self._tracks = [t for t in self._tracks if t is not track]
+        return len(self._tracks) < before
 
 
 class LevelSequence(MovieSceneSequence):
@@ -996,8 +1304,91 @@ class LevelSequenceFactoryNew(Factory):
     pass
 
 
+class _EditorCrashError(RuntimeError):
+    """What would take the real editor down (a null dereference); the fake raises instead."""
+
+
+@dataclass
+class _Sequencer:
+    """The editor's Sequencer for the open Level Sequence (FSequencer)."""
+
+    sequence: Any
+    frame: int = 0  # the playhead, in display-rate frames
+    auto_key: bool = False  # EAutoChangeMode::None by default
+    auto_set_defaults: bool = False  # GetAutoSetTrackDefaults(): off by default
+    needs_evaluation: bool = True
+    suppressed: bool = False
+
+
+def _face_tracks(sequence: Any) -> list[tuple[Any, Any]]:
+    """``(bound object, control rig track)`` of every face track of a sequence."""
+    return [
+        (binding._bound, track)
+        for binding in sequence._bindings
+        for track in binding._tracks
+        if isinstance(track, MovieSceneControlRigParameterTrack)
+    ]
+
+
+def _evaluate(reason: str) -> None:
+    """A Sequencer evaluation at the playhead: channel values (keys there, else channel
+    defaults) go into each rig; the bound face mesh shows the rig's pose from the next tick."""
+    seq = _STATE.sequencer
+    if seq is None:
+        return
+    _STATE.n_evaluations += 1
+    _record("Sequencer.evaluate", reason, seq.frame)
+    for bound, track in _face_tracks(seq.sequence):
+        hierarchy = track._rig.get_hierarchy()
+        section = track._sections[0]
+        values: dict[str, list[float | None]] = {}
+        for name, channel in section._channels.items():
+            control, _, axis = name.partition(".")
+            value = channel._value_at(seq.frame)
+            if axis:
+                pair = values.setdefault(control, [None, None])
+                pair["XY".index(axis)] = value
+            elif value is not None:
+                hierarchy._current[control] = value
+        for control, (x, y) in values.items():
+            old = hierarchy._current.get(control, (0.0, 0.0))
+            hierarchy._current[control] = (old[0] if x is None else x, old[1] if y is None else y)
+        if isinstance(bound, SkeletalMeshComponent):
+            pose = dict(hierarchy._current)
+            _STATE.pending_poses[id(bound)] = (bound, hierarchy._jaw_open(), pose)
+
+
+def _apply_pending_poses() -> None:
+    for component, jaw_open, pose in _STATE.pending_poses.values():
+        component._jaw_open, component._pose = jaw_open, pose
+    _STATE.pending_poses.clear()
+
+
+def _close_sequencer() -> None:
+    """Sequencer closes: it restores the pre-animated state of what it animated (the faces go
+    back to rest), and its rig instances are gone."""
+    seq = _STATE.sequencer
+    if seq is not None:
+        for bound, _ in _face_tracks(seq.sequence):
+            if isinstance(bound, SkeletalMeshComponent):
+                bound._jaw_open, bound._pose = 0.0, {}
+                _STATE.pending_poses.pop(id(bound), None)
+    _STATE.open_sequence = _STATE.sequencer = None
+
+
 class _RigLibrary:
-    """Shared checks of the ControlRigSequencerLibrary setters."""
+    """The interactive keying path behind the ControlRigSequencerLibrary setters.
+
+    ControlRigSequencerEditorLibrary.cpp SetLocalControlRig*: ``ControlRig->SetControlValue(...,
+    bNotify=true, Context)`` with ``SetKey = bSetKey ? Always : DoNotCare`` (the batch setters
+    loop that per frame with ``Always``) -> ControlRigParameterTrackEditor.cpp
+    HandleControlModified -> AddControlKeys (KeyMode AutoKey, or ManualKeyForced) ->
+    MovieSceneTrackEditor.cpp AnimatablePropertyChanged (an FScopedTransaction) ->
+    AddKeysToControlRigHandle (ModifyOurGeneratedKeysByCurrentAndWeight interrogates the section)
+    -> KeyframeTrackEditor.h AddKeysToSection: defaults only if GetAutoSetTrackDefaults(), keys
+    only for AutoChangeMode AutoKey/All or ManualKeyForced; nothing keyed ->
+    SuppressAutoEvaluation.
+    """
 
     @staticmethod
     def _section(level_sequence: Any, control_rig: ControlRig) -> Any:
@@ -1009,6 +1400,24 @@ class _RigLibrary:
                 if getattr(track, "_rig", None) is control_rig:
                     return track._sections[0]
         return None
+
+    @staticmethod
+    def key(section: Any, channels: dict[str, float], frame: int, forced: bool) -> None:
+        seq = _STATE.sequencer
+        assert seq is not None
+        with _Transaction("Animatable Property Changed"):
+            _STATE.n_interrogations += 1
+            if seq.auto_set_defaults:
+                for name, value in channels.items():
+                    section._channels[name].set_default(value)
+            if forced or seq.auto_key:
+                for name, value in channels.items():
+                    section._channels[name]._touch()
+                    section._channels[name]._keys[frame] = float(value)
+                _STATE.n_keyings += 1
+                seq.needs_evaluation = True
+            else:
+                seq.suppressed = True
 
 
 class ControlRigSequencerLibrary(Object):
@@ -1034,8 +1443,17 @@ class ControlRigSequencerLibrary(Object):
         for track in binding._tracks:
             if isinstance(track, MovieSceneControlRigParameterTrack):
                 return track
+        if _STATE.open_sequence is None:
+            # AddControlRig -> GetSequencerFromAsset() logs LevelSequence->GetPathName() of the
+            # current sequence, which is null: the editor crashes (5.4-5.6).
+            _STATE.crashes.append("find_or_create_control_rig_track with no open sequence")
+            raise _EditorCrashError("AddControlRig dereferenced a null current Level Sequence")
+        _modify(level_sequence)
         track = MovieSceneControlRigParameterTrack(control_rig_class._instantiate())
+        track._adopt(getattr(level_sequence, "_package", ""))
         binding._tracks.append(track)
+        if _STATE.sequencer is not None and _STATE.sequencer.sequence is level_sequence:
+            _STATE.sequencer.needs_evaluation = True
         return track
 
     @classmethod
@@ -1073,8 +1491,7 @@ class ControlRigSequencerLibrary(Object):
         section = _RigLibrary._section(level_sequence, control_rig)
         if section is None or not control_rig.get_hierarchy()._set(control_name, float(value)):
             return
-        if set_key:
-            section._channels[control_name]._keys[frame.value] = float(value)
+        _RigLibrary.key(section, {control_name: float(value)}, frame.value, forced=set_key)
 
     @classmethod
     def set_local_control_rig_vector2d(
@@ -1100,9 +1517,8 @@ class ControlRigSequencerLibrary(Object):
             control_name, (value.x, value.y)
         ):
             return
-        if set_key:
-            section._channels[f"{control_name}.X"]._keys[frame.value] = value.x
-            section._channels[f"{control_name}.Y"]._keys[frame.value] = value.y
+        channels = {f"{control_name}.X": value.x, f"{control_name}.Y": value.y}
+        _RigLibrary.key(section, channels, frame.value, forced=set_key)
 
     @classmethod
     def set_local_control_rig_floats(
@@ -1124,8 +1540,9 @@ class ControlRigSequencerLibrary(Object):
         kind = control_rig.get_hierarchy()._types.get(control_name)
         if section is None or kind is not RigControlType.FLOAT:
             return
-        for frame, value in zip(frames, values):
-            section._channels[control_name]._keys[frame.value] = float(value)
+        for frame, value in zip(frames, values):  # one SetControlValue (keying) per frame
+            control_rig.get_hierarchy()._set(control_name, float(value))
+            _RigLibrary.key(section, {control_name: float(value)}, frame.value, forced=True)
 
     @classmethod
     def set_local_control_rig_vector2_ds(
@@ -1149,21 +1566,29 @@ class ControlRigSequencerLibrary(Object):
             return
         for frame, value in zip(frames, values):
             x, y = (0.0, 0.0) if _STATE.vector2_ds_keys_zero else (value.x, value.y)
-            section._channels[f"{control_name}.X"]._keys[frame.value] = x
-            section._channels[f"{control_name}.Y"]._keys[frame.value] = y
+            control_rig.get_hierarchy()._set(control_name, (x, y))
+            channels = {f"{control_name}.X": x, f"{control_name}.Y": y}
+            _RigLibrary.key(section, channels, frame.value, forced=True)
 
 
 class LevelSequenceEditorBlueprintLibrary(Object):
     @classmethod
     def open_level_sequence(cls, level_sequence: LevelSequence) -> bool:
+        # UAssetEditorSubsystem::OpenEditorForAsset: one Sequencer, the new sequence replaces
+        # the open one; it can fail (returns false).
         _record("LevelSequenceEditorBlueprintLibrary.open_level_sequence", level_sequence)
+        if _STATE.open_fails:
+            return False
+        if _STATE.open_sequence is not level_sequence:
+            _close_sequencer()
         _STATE.open_sequence = level_sequence
+        _STATE.sequencer = _Sequencer(level_sequence)
         return True
 
     @classmethod
     def close_level_sequence(cls) -> None:
         _record("LevelSequenceEditorBlueprintLibrary.close_level_sequence")
-        _STATE.open_sequence = None
+        _close_sequencer()
 
     @classmethod
     def get_current_level_sequence(cls) -> Any:
@@ -1175,11 +1600,24 @@ class LevelSequenceEditorBlueprintLibrary(Object):
         playback_params: MovieSceneSequencePlaybackParams,
         time_unit: Any = MovieSceneTimeUnit.DISPLAY_RATE,
     ) -> None:
+        # LevelSequenceEditorBlueprintLibrary.cpp SetGlobalPosition: the same frame ->
+        # ForceEvaluate(); another frame -> SetGlobalTime (which evaluates there).
         _check_unit(time_unit)
-        _record(
-            "LevelSequenceEditorBlueprintLibrary.set_global_position",
-            playback_params.get_editor_property("frame").frame_number.value,
-        )
+        frame = playback_params.get_editor_property("frame").frame_number.value
+        _record("LevelSequenceEditorBlueprintLibrary.set_global_position", frame)
+        seq = _STATE.sequencer
+        if seq is None:
+            return
+        seq.frame = frame
+        _evaluate("set_global_position")
+
+    @classmethod
+    def force_update(cls) -> None:
+        # ForceUpdate: NotifyMovieSceneDataChanged(RefreshAllImmediately): the tree is rebuilt
+        # and the sequence evaluated.
+        _record("LevelSequenceEditorBlueprintLibrary.force_update")
+        if _STATE.sequencer is not None:
+            _evaluate("force_update")
 
 
 # Animation assets
@@ -1193,12 +1631,20 @@ class AnimationDataController(Object):
         self._bracket = 0
 
     def open_bracket(self, title: str, should_transact: bool = True) -> None:
+        # AnimDataController.cpp OpenBracket: with bShouldTransact one transaction for the
+        # whole bracket; the changes inside join it.
         self._bracket += 1
+        self._transacting = getattr(self, "_transacting", [])
+        self._transacting.append(should_transact)
+        if should_transact:
+            _begin_transaction(str(title))
 
     def close_bracket(self, should_transact: bool = True) -> None:
         if self._bracket <= 0:
             raise RuntimeError("close_bracket without open_bracket")
         self._bracket -= 1
+        if self._transacting.pop():
+            _end_transaction()
 
     def set_frame_rate(self, frame_rate: FrameRate, should_transact: bool = True) -> None:
         self._frame_rate = frame_rate
@@ -1250,9 +1696,22 @@ class AnimationLibrary(Object):
         _record("AnimationLibrary.add_float_curve_keys", curve_name, len(times))
         if len(times) != len(values):
             raise ValueError("times and values differ in length")
+        # AnimationBlueprintLibrary.cpp SetControllerCurveKeys: Controller.SetCurveKey once per
+        # key, each with bShouldTransact=true: a transaction per key unless an open bracket
+        # holds one (AnimDataController.cpp OpenBracket), which they then join.
         curve = animation_sequence_base._curves[curve_name]
-        curve["times"].extend(float(t) for t in times)
-        curve["values"].extend(float(v) for v in values)
+        for t, v in zip(times, values):
+            with _Transaction("Setting Curve Key"):
+                _modify(animation_sequence_base)
+                curve["times"].append(float(t))
+                curve["values"].append(float(v))
+
+    @classmethod
+    def remove_all_curve_data(cls, animation_sequence_base: AnimSequenceBase) -> None:
+        _record("AnimationLibrary.remove_all_curve_data")
+        with _Transaction("Removing curves"):
+            _modify(animation_sequence_base)
+            animation_sequence_base._curves.clear()
 
 
 # Assets, import, sound
@@ -1283,10 +1742,17 @@ def _normal(path: str) -> str:
     return f"{head}/{tail.split('.')[0]}"
 
 
-def _add_asset(path: str, asset: Any) -> Any:
+def _add_asset(path: str, asset: Any, *, on_disk: bool = False) -> Any:
+    """A new asset: its package is dirty until saved (``on_disk``: a project asset)."""
     asset._path = f"{path}.{path.rsplit('/', 1)[1]}"
     asset._name = path.rsplit("/", 1)[1]
+    asset._package = _normal(path)
     _STATE.assets[_normal(path)] = asset
+    if on_disk:
+        _STATE.ever_saved.add(asset._package)
+        _STATE.on_disk.add(asset._package)
+    else:
+        _STATE.dirty.add(asset._package)
     return asset
 
 
@@ -1324,6 +1790,8 @@ class AssetTools(Object):
                 continue
             sound = _add_asset(path, SoundWave())
             sound._source_file = filename
+            if task.get_editor_property("save"):  # AssetImportTask.h bSave: saved after import
+                EditorAssetLibrary.save_loaded_asset(sound)
             task.set_editor_property("imported_object_paths", [sound.get_path_name()])
 
 
@@ -1338,28 +1806,63 @@ class AssetToolsHelpers(Object):
 class EditorAssetLibrary(Object):
     @classmethod
     def does_asset_exist(cls, asset_path: str) -> bool:
-        return _normal(asset_path) in _STATE.assets
+        # Asks the asset registry: project assets are unknown until its scan has completed
+        # (a commandlet starts before the scan).
+        path = _normal(asset_path)
+        if _STATE.registry_scanning and path in _STATE.on_disk:
+            return False
+        return path in _STATE.assets
 
     @classmethod
     def load_asset(cls, asset_path: str) -> Any:
-        return _STATE.assets.get(_normal(asset_path))
+        return _STATE.assets.get(_normal(asset_path))  # loads from disk: no registry needed
 
     @classmethod
     def delete_asset(cls, asset_path_to_delete: str) -> bool:
+        # EditorAssetLibrary docstring (5.6): "a Force Delete ... It will close all the asset
+        # editors and may clear the Transaction buffer (Undo History)."
         _record("EditorAssetLibrary.delete_asset", asset_path_to_delete)
+        _close_sequencer()
+        _STATE.undo.clear()
         asset = _STATE.assets.pop(_normal(asset_path_to_delete), None)
-        if asset is not None and _STATE.open_sequence is asset:
-            _STATE.open_sequence = None
+        if asset is not None:
+            _STATE.dirty.discard(asset._package)
         return asset is not None
 
     @classmethod
     def save_loaded_asset(cls, asset_to_save: Any, only_if_is_dirty: bool = True) -> bool:
-        _STATE.saved.append(_normal(asset_to_save.get_path_name()))
+        path = _normal(asset_to_save.get_path_name())
+        if only_if_is_dirty and path not in _STATE.dirty:
+            return True
+        _STATE.saved.append(path)
+        _STATE.dirty.discard(path)
+        _STATE.ever_saved.add(path)
         return True
 
     @classmethod
     def make_directory(cls, directory_path: str) -> bool:
         return True
+
+
+class AssetRegistry(Object):
+    def wait_for_completion(self) -> None:
+        _record("AssetRegistry.wait_for_completion")
+        _STATE.registry_scanning = False
+
+    def search_all_assets(self, synchronous_search: bool) -> None:
+        if synchronous_search:
+            _STATE.registry_scanning = False
+
+    def is_loading_assets(self) -> bool:
+        return _STATE.registry_scanning
+
+
+class AssetRegistryHelpers(Object):
+    _registry = AssetRegistry(name="AssetRegistry")
+
+    @classmethod
+    def get_asset_registry(cls) -> AssetRegistry:
+        return cls._registry
 
 
 class AudioComponent(Object):
@@ -1391,6 +1894,10 @@ class GameplayStatics(Object):
     ) -> AudioComponent:
         if not isinstance(sound, SoundBase):
             raise TypeError("spawn_sound2d needs a SoundBase")
+        if not _STATE.audio_device:
+            # GameplayStatics.cpp CreateSound2D: null without GEngine->UseSound() or an audio
+            # device (-nosound, headless), so SpawnSound2D returns null.
+            return None  # type: ignore[return-value]
         component = AudioComponent(sound, start_time)
         _STATE.sounds.append(component)
         return component
@@ -1546,17 +2053,24 @@ def fake_add_face_rig(
 ) -> ControlRigBlueprint:
     """Put a face board control rig asset in the project."""
     rig_class = _RigClass(fake_board_controls(channel_names, mh4), jaw_sign, evaluates)
-    return _add_asset(path, ControlRigBlueprint(rig_class))
+    return _add_asset(path, ControlRigBlueprint(rig_class), on_disk=True)
 
 
-def fake_add_metahuman(label: str, *, selected: bool = False) -> Actor:
-    """Put a MetaHuman in the level: an actor with Body and Face skeletal mesh components."""
+def fake_add_metahuman(label: str, *, selected: bool = False, animating_rig: Any = None) -> Actor:
+    """Put a MetaHuman in the level: an actor with Body and Face skeletal mesh components.
+
+    ``animating_rig``: the face mesh's Default Animating Rig (a rig blueprint), as MetaHuman
+    Creator characters set it.
+    """
     actor = Actor(name=label)
     skeleton = _STATE.assets.get("/Game/MetaHumans/Common/Face/Face_Archetype_Skeleton")
     if skeleton is None:
-        skeleton = _add_asset("/Game/MetaHumans/Common/Face/Face_Archetype_Skeleton", Skeleton())
+        skeleton = _add_asset(
+            "/Game/MetaHumans/Common/Face/Face_Archetype_Skeleton", Skeleton(), on_disk=True
+        )
     face_mesh = SkeletalMesh(name="SKM_Face")
     face_mesh.set_editor_property("skeleton", skeleton)
+    face_mesh._animating_rig = animating_rig
     body, face = SkeletalMeshComponent(name="Body"), SkeletalMeshComponent(name="Face")
     body._mesh, face._mesh = SkeletalMesh(name="SKM_Body"), face_mesh
     actor._components = [body, face]
@@ -1564,6 +2078,14 @@ def fake_add_metahuman(label: str, *, selected: bool = False) -> Actor:
     if selected:
         _STATE.selected.append(actor)
     return actor
+
+
+def fake_visible_pose(label: str) -> dict[str, Any]:
+    """What the viewport shows of a MetaHuman's face: the control values of the last evaluated
+    pose ({} at rest), with ``"jaw_open"`` (0..1) from its jaw joint."""
+    actor = next(a for a in _STATE.actors if a.get_actor_label() == label)
+    face = next(c for c in actor._components if c.get_name() == "Face")
+    return {**face._pose, "jaw_open": face._jaw_open}
 
 
 def fake_open_rig(sequence: Any = None) -> ControlRig | None:

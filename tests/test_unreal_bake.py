@@ -80,17 +80,22 @@ def test_level_sequence_has_the_metahuman_bound_and_every_channel_keyed(scene, t
     for name, expected in expected_channels(values).items():
         assert section.get_channel(name).fake_frames() == list(range(N_FRAMES)), name
         np.testing.assert_allclose(channel_values(section, name), expected, atol=1e-6, err_msg=name)
-    # Batch keying: one call per control, never one per key; no channel had to be re-keyed.
-    assert len(unreal.fake_calls("ControlRigSequencerLibrary.set_local_control_rig_floats")) == 143
-    assert (
-        len(unreal.fake_calls("ControlRigSequencerLibrary.set_local_control_rig_vector2_ds")) == 14
-    )
-    assert not unreal.fake_calls("ControlRigSequencerLibrary.set_local_control_rig_float")
+    # Direct channel keys: one add_key per key, never Sequencer's interactive keying path.
+    n_keys = len(expected_channels(values)) * N_FRAMES
+    assert state.n_channel_keys == n_keys and state.n_keyings == state.n_interrogations == 0
+    assert not unreal.fake_calls("ControlRigSequencerLibrary.set_local_control_rig_floats")
+    # One undo transaction for the whole file (Level Sequence and AnimSequence).
+    assert unreal.fake_undo_count() == 1
+    assert state.undo == ["EmoFace bake line 01.json"]
     (audio_track,) = sequence.get_tracks()
     (audio_section,) = audio_track.get_sections()
-    assert audio_section.get_sound()._source_file.endswith(
-        "line 01.wav"
-    ) and audio_section._range == (0, N_FRAMES)
+    sound = audio_section.get_sound()
+    assert sound._source_file.endswith("line 01.wav") and audio_section._range == (0, N_FRAMES)
+    # The SoundWave was saved with the sequence: the audio survives an editor restart.
+    assert sound._package in state.saved and not state.dirty
+    unreal.fake_restart_editor()
+    reopened = unreal.EditorAssetLibrary.load_asset(f"{OUT}/LS_line_01")
+    assert reopened.get_tracks()[0].get_sections()[0].get_sound() is sound
 
 
 def test_anim_sequence_holds_the_expression_curves(scene, tmp_path):
@@ -127,6 +132,7 @@ def test_anim_sequence_holds_the_expression_curves(scene, tmp_path):
     assert len(unreal.fake_calls("AnimationLibrary.add_float_curve_keys")) == len(
         curves.names
     )  # batched
+    assert unreal.fake_undo_count() == 1  # the controller bracket: one transaction, not per key
 
 
 def test_vector2d_batch_keys_that_do_not_hold_are_repaired_through_the_channels(scene, tmp_path):
@@ -134,7 +140,7 @@ def test_vector2d_batch_keys_that_do_not_hold_are_repaired_through_the_channels(
     unreal.fake_state().vector2_ds_keys_zero = True  # the reported (0, 0) keying bug
     values = values_of(2)
     JsonWriter().write(Animation(values), tmp_path / "a.json")
-    report = bake(input_folder=str(tmp_path), replace_existing=True)
+    report = bake(input_folder=str(tmp_path), replace_existing=True, key_strategy="auto")
     warnings = " ".join(report.results[0].warnings)
     assert "28 channel(s) re-keyed directly" in warnings and "CTRL_C_jaw.Y" in warnings
     section = (
@@ -145,6 +151,11 @@ def test_vector2d_batch_keys_that_do_not_hold_are_repaired_through_the_channels(
     )
     for name, expected in expected_channels(values).items():
         np.testing.assert_allclose(channel_values(section, name), expected, atol=1e-6, err_msg=name)
+    # The rig's batch setters key through the interactive keying path once per frame and
+    # control; the file's transaction still holds them all.
+    n_controls = 143 + 14
+    assert unreal.fake_state().n_keyings == n_controls * N_FRAMES
+    assert unreal.fake_undo_count() == 1
     # With "rig" only the broken keys stay (as the option promises); "channels" skips the rig.
     report = bake(input_folder=str(tmp_path), replace_existing=True, key_strategy="rig")
     section = (
@@ -181,9 +192,26 @@ def test_existing_assets_are_kept_unless_replace_is_asked(scene, tmp_path):
     assert again.results[0].skipped == [f"{OUT}/LS_a"] and again.results[0].created == []
     assert unreal.EditorAssetLibrary.load_asset(f"{OUT}/LS_a") is sequence
     assert "1 kept (already exist)" in again.summary()
-    replaced = bake(input_folder=str(tmp_path), replace_existing=True)
-    assert replaced.results[0].created == [f"{OUT}/LS_a"]
-    assert unreal.EditorAssetLibrary.load_asset(f"{OUT}/LS_a") is not sequence
+    undo_before = unreal.fake_undo_count()
+    values = values_of(4)
+    JsonWriter().write(Animation(values), tmp_path / "a.json")
+    replaced = bake(input_folder=str(tmp_path), replace_existing=True, anim_sequence=True)
+    assert replaced.results[0].created == [f"{OUT}/LS_a", f"{OUT}/AS_a"]
+    # The same asset, emptied and refilled: nothing deleted, undo history kept.
+    assert unreal.EditorAssetLibrary.load_asset(f"{OUT}/LS_a") is sequence
+    assert not unreal.fake_calls("EditorAssetLibrary.delete_asset")
+    assert unreal.fake_undo_count() == undo_before + 1
+    actor_binding, face_binding = sequence.get_bindings()  # not twice
+    section = face_binding.get_tracks()[0].get_section_to_key()
+    np.testing.assert_allclose(
+        channel_values(section, "CTRL_C_jaw.Y"),
+        expected_channels(values)["CTRL_C_jaw.Y"],
+        atol=1e-6,
+    )
+    anim = unreal.EditorAssetLibrary.load_asset(f"{OUT}/AS_a")
+    again = bake(input_folder=str(tmp_path), replace_existing=True, anim_sequence=True)
+    assert again.n_failed == 0 and unreal.EditorAssetLibrary.load_asset(f"{OUT}/AS_a") is anim
+    assert len(anim._curves["CTRL_expressions_jawOpen"]["values"]) == N_FRAMES  # not doubled
     assert first.n_created == 1
 
 
@@ -268,6 +296,7 @@ def test_headless_script_bakes_and_reports(scene, tmp_path, capsys):
     script = runpy.run_path(str(UNREAL_PLUGIN_PYTHON / "emoface_bake.py"))
     JsonWriter().write(Animation(values_of(8)), tmp_path / "x.json")
     unreal.fake_state().levels.add("/Game/Maps/Dialogue")
+    unreal.fake_state().registry_scanning = True  # a commandlet starts before the scan ends
     code = script["main"](
         [
             "--input",
@@ -284,6 +313,9 @@ def test_headless_script_bakes_and_reports(scene, tmp_path, capsys):
     assert (
         code == 0 and "1 file(s), 2 asset(s) created" in out and unreal.fake_state().quit_requested
     )
+    assert unreal.fake_calls("AssetRegistry.wait_for_completion")
+    # Unattended: no per-file undo transaction, only the AnimSequence's bracket.
+    assert not unreal.fake_calls("ScopedEditorTransaction") and unreal.fake_undo_count() == 1
     assert script["main"](["--input", str(tmp_path), "--map", "/Game/Maps/Nowhere"]) == 2
     assert "cannot load level /Game/Maps/Nowhere" in capsys.readouterr().out
     assert script["main"](["--input", str(tmp_path), "--txt-fps", "0"]) == 2

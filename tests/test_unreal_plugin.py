@@ -264,8 +264,10 @@ def test_settings_save_and_load(tmp_path):
         settings.load_settings(path)
 
 
-class FakeRig:
-    """The jaw and jawOpen curve of a rig that opens with ``sign`` * Y, updating a tick later."""
+class FakeJaw:
+    """A jaw joint that turns 25 degrees per unit of jaw opening, one tick after the write
+    (as the mesh shows an evaluated pose from the next frame); ``evaluates=False`` never
+    turns (a rig that is not evaluated, or a mesh that does not show it)."""
 
     def __init__(self, sign: float = 1.0, evaluates: bool = True) -> None:
         self.sign, self.evaluates = sign, evaluates
@@ -276,11 +278,18 @@ class FakeRig:
         self.writes.append(y)
         self.y = y
 
-    def read(self) -> float:
+    def read_joint(self) -> float:
         value = self.shown
         if self.evaluates:
-            self.shown = min(max(self.sign * self.y, 0.0), 1.0)
+            self.shown = 25.0 * min(max(self.sign * self.y, 0.0), 1.0)
         return value
+
+    def read_curve(self) -> float:
+        return self.shown / 25.0
+
+    @staticmethod
+    def delta(a: float, b: float) -> tuple[float, float]:
+        return abs(b - a), 0.0
 
 
 @pytest.mark.parametrize(
@@ -288,28 +297,37 @@ class FakeRig:
     [
         (1.0, True, selftest.POSITIVE, 1.0),
         (-1.0, True, selftest.NEGATIVE, -1.0),
-        (1.0, False, selftest.INCONCLUSIVE, 1.0),
+        (1.0, False, selftest.NOT_MOVED, 1.0),
     ],
 )
-def test_jaw_self_test_finds_the_opening_direction(sign, evaluates, result, final_sign):
-    rig = FakeRig(sign, evaluates)
-    test = selftest.JawSelfTest(rig.write, rig.read)
-    for _ in range(200):
-        if test.step():
-            break
+def test_jaw_self_test_proves_the_joint_moved_within_a_few_ticks(
+    sign, evaluates, result, final_sign
+):
+    jaw = FakeJaw(sign, evaluates)
+    test = selftest.JawSelfTest(jaw.write, jaw.read_joint, jaw.delta, jaw.read_curve)
+    n_steps = 0
+    while not test.step():
+        n_steps += 1
+        assert n_steps < 50
     assert test.result == result and test.sign == final_sign
-    assert rig.writes[-1] == 0.0  # the jaw is left at rest
-    assert "jaw" in test.message
+    assert test.n_ticks <= selftest.MAX_TICKS
+    assert jaw.writes[-1] == 0.0  # the jaw is left at rest
+    if evaluates:
+        assert test.moved and test.degrees == pytest.approx(12.5)
+        assert "12.5 deg" in test.message
+    else:
+        assert not test.moved and "did not move" in test.message
+        assert "not being evaluated" in test.message
 
 
 def test_jaw_self_test_survives_a_failing_read():
     def boom() -> float:
-        raise RuntimeError("no curve")
+        raise RuntimeError("no bone")
 
-    test = selftest.JawSelfTest(lambda y: None, boom)
+    test = selftest.JawSelfTest(lambda y: None, boom, FakeJaw.delta)
     while not test.step():
         pass
-    assert test.result == selftest.INCONCLUSIVE and "no curve" in test.message
+    assert test.result == selftest.INCONCLUSIVE and "no bone" in test.message
 
 
 def test_bake_plan_names_files_and_finds_audio(tmp_path):

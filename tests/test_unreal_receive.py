@@ -351,11 +351,12 @@ def test_session_schedules_line_audio_with_the_offset():
     put(packets, clock, start)
     events = session.tick()
     assert events.starts == [start] and events.play_audio == []
+    assert events.prepare_audio == [("npc1", "/lines/a.wav")]  # imported before it is due
     clock.t = 1000.59
     assert session.tick().play_audio == []
     clock.t = 1000.65
     (play,) = session.tick().play_audio
-    assert play[:2] == ("npc1", "/lines/a.wav") and play[2] == pytest.approx(0.05)
+    assert play[:2] == ("npc1", "/lines/a.wav") and play[2] == pytest.approx(1000.6)
     assert session.tick().play_audio == []
     # A new line stops the old audio; a late START plays from where the audio should be.
     put(
@@ -364,13 +365,14 @@ def test_session_schedules_line_audio_with_the_offset():
         protocol.StreamStart("npc1", 2, 0, 60, 60.0, 999.0, {"audio": "/lines/b.wav"}),
     )
     events = session.tick()
-    assert events.stop_audio == ["npc1"] and events.play_audio[0][2] == pytest.approx(1.55)
+    assert events.stop_audio == ["npc1"] and events.play_audio[0][2] == pytest.approx(999.1)
     put(packets, clock, protocol.StreamEnd("npc1", 2, 10, protocol.EndReason.INTERRUPTED, 1001.0))
     assert session.tick().stop_audio == ["npc1"]
     put(
         packets, clock, protocol.StreamStart("npc2", 1, 0, 60, 60.0, 999.0, {"source": "line.json"})
     )
-    assert session.tick().play_audio == []  # a baked file is not audio
+    events = session.tick()
+    assert events.play_audio == [] and events.prepare_audio == []  # a baked file is not audio
 
 
 def test_session_lag_is_measured_against_the_line_audio_clock():

@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from emoface_unreal.settings import KEY_STRATEGIES
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options (mirror ``BakeSettings``)."""
@@ -39,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-folder", default="", help="folder of audio named like the files")
     p.add_argument("--replace", action="store_true", help="overwrite existing assets")
     p.add_argument("--txt-fps", type=float, default=60.0, help="frame rate of .txt files")
-    p.add_argument("--key-strategy", default="auto", choices=("auto", "rig", "channels"))
+    p.add_argument("--key-strategy", default="channels", choices=KEY_STRATEGIES)
     p.add_argument("--face-rig", default="", help="face control rig asset (default: MetaHuman's)")
     p.add_argument("--flip-jaw-y", action="store_true", help="key the jaw's Y negated")
     p.add_argument("--quit", action="store_true", help="quit the editor when done")
@@ -76,7 +78,7 @@ def main(argv: list[str]) -> int:
     ):
         print(f"emoface_bake: error: cannot load level {args.map}")
         return 2
-    report = bake_folder(settings)
+    report = bake_folder(settings, undoable=False)  # nobody is there to undo
     print(report.summary())
     if args.quit:
         unreal.SystemLibrary.quit_editor()

@@ -7,8 +7,11 @@ packets and counts them), and returns what the editor should do this tick:
 * ``frames``: the newest accepted frame per subject; older frames that arrived in the same tick
   are counted as superseded, never applied (a late pose is worse than a skipped one);
 * ``schemas``: subjects whose target names changed (rebind the rig plan);
-* ``play_audio`` / ``stop_audio``: a line's audio, scheduled so audio time 0 plays at the START
-  message's wall time plus the user's offset;
+* ``prepare_audio``: a line's audio as soon as its START arrives, so the editor imports the
+  file before it is due (an import takes a while; done at play time it would start late);
+* ``play_audio`` / ``stop_audio``: a line's audio, due when audio time 0 plays at the START
+  message's wall time plus the user's offset; the event carries that wall time, so the editor
+  computes the seek after any import, when it actually starts the sound;
 * ``idle``: subjects whose frames stopped for longer than the watchdog timeout (face to rest).
 
 It never raises on input: anything wrong is counted and kept as ``last_error``.
@@ -52,7 +55,8 @@ class TickEvents:
     schemas: list[protocol.Schema] = field(default_factory=list)
     starts: list[protocol.StreamStart] = field(default_factory=list)
     ends: list[protocol.StreamEnd] = field(default_factory=list)
-    play_audio: list[tuple[str, str, float]] = field(default_factory=list)  # subject, path, start_s
+    prepare_audio: list[tuple[str, str]] = field(default_factory=list)  # subject, path
+    play_audio: list[tuple[str, str, float]] = field(default_factory=list)  # subject, path, play_at
     stop_audio: list[str] = field(default_factory=list)
     idle: list[str] = field(default_factory=list)
 
@@ -63,6 +67,7 @@ class TickEvents:
                 self.schemas,
                 self.starts,
                 self.ends,
+                self.prepare_audio,
                 self.play_audio,
                 self.stop_audio,
                 self.idle,
@@ -167,6 +172,8 @@ class LiveSession:
                 if path and self.play_audio
                 else None
             )
+            if state.audio_due is not None:
+                events.prepare_audio.append((message.subject, path))
             events.starts.append(message)
         elif isinstance(message, protocol.StreamEnd):
             if message.reason != protocol.EndReason.FINISHED:
@@ -187,7 +194,7 @@ class LiveSession:
                 continue
             path, play_at = state.audio_due
             if now >= play_at:
-                events.play_audio.append((state.subject, path, now - play_at))
+                events.play_audio.append((state.subject, path, play_at))
                 state.audio_due = None
 
     def _watchdog(self, now: float, events: TickEvents) -> None:

@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 TRANSPORTS = ("zmq", "osc")
 ZMQ_BACKENDS = ("auto", "pyzmq", "builtin")
-APPLY_MODES = ("sequencer", "hierarchy")
-KEY_STRATEGIES = ("auto", "rig", "channels")
+APPLY_MODES = ("channels", "rig_setters", "hierarchy")
+LEGACY_APPLY_MODES = {"sequencer": "rig_setters"}  # settings saved by earlier versions
+KEY_STRATEGIES = ("channels", "auto", "rig")
 DEFAULT_ZMQ_ENDPOINT = "tcp://127.0.0.1:5555"  # the bridge's default PUB endpoint
 DEFAULT_OSC_ENDPOINT = "127.0.0.1:9000"  # where `emoface stream --osc` sends by default
 DEFAULT_SUBJECT = "emoface"  # what `emoface stream` sends when no --subject is given
@@ -112,9 +113,13 @@ class LiveSettings:
         more_bindings: extra ``subject=ActorLabel`` pairs, comma separated, for several NPCs.
         zmq_backend: "auto" (pyzmq when the editor has it, else the built-in subscriber),
             "pyzmq" or "builtin".
-        apply_mode: "sequencer" (set controls through Sequencer, unkeyed) or "hierarchy"
-            (write the rig hierarchy directly; experimental).
+        apply_mode: "channels" (default: each control's Sequencer channel default, then one
+            forced evaluation per editor tick), "rig_setters" (ControlRigSequencerLibrary
+            setters, unkeyed: Sequencer's interactive keying path, one transaction per call) or
+            "hierarchy" (the rig hierarchy directly; a Sequencer evaluation overwrites it).
         play_audio: play the line's audio (named in the stream's START message) in the editor.
+        audio_folder: where to look for line audio whose path (from the sender) does not exist
+            on this machine: the file of that name in this folder.
         audio_offset_ms: when the audio starts relative to the face; positive plays it later.
         watchdog_timeout_ms: return the face to rest when no frame came for this long.
         jaw_self_test: at bind time, check which way the jaw control opens the jaw.
@@ -128,8 +133,9 @@ class LiveSettings:
     actor: str = ""
     more_bindings: str = ""
     zmq_backend: str = "auto"
-    apply_mode: str = "sequencer"
+    apply_mode: str = "channels"
     play_audio: bool = True
+    audio_folder: str = ""
     audio_offset_ms: float = 0.0
     watchdog_timeout_ms: float = 500.0
     jaw_self_test: bool = True
@@ -139,6 +145,7 @@ class LiveSettings:
     def __post_init__(self) -> None:
         _check_choice("transport", self.transport, TRANSPORTS)
         _check_choice("zmq_backend", self.zmq_backend, ZMQ_BACKENDS)
+        self.apply_mode = LEGACY_APPLY_MODES.get(self.apply_mode, self.apply_mode)
         _check_choice("apply_mode", self.apply_mode, APPLY_MODES)
         if not self.endpoint.strip():
             self.endpoint = (
@@ -187,8 +194,10 @@ class BakeSettings:
             ``line.json``); empty: the folder of each file, then the JSON's ``source_audio``.
         replace_existing: overwrite assets of the same name (otherwise they are skipped).
         txt_fps: frame rate of ``.txt`` files (the authors' files are 60 fps).
-        key_strategy: "auto" (batch rig keys, checked and repaired through the channels),
-            "rig" (batch rig keys only) or "channels" (one channel key per frame; slowest).
+        key_strategy: "channels" (default: keys written straight into each control's
+            Sequencer channel), "auto" (the rig's batch setters, then checked and repaired
+            through the channels) or "rig" (the batch setters only: Sequencer's interactive
+            keying path once per frame and control, slowest).
         face_rig_asset: face control rig asset path; empty: the standard MetaHuman face board.
         flip_jaw_y: key the jaw's Y negated (set it when live drive's jaw self-test reports that
             this rig opens the jaw with -Y).
@@ -203,7 +212,7 @@ class BakeSettings:
     audio_folder: str = ""
     replace_existing: bool = False
     txt_fps: float = 60.0
-    key_strategy: str = "auto"
+    key_strategy: str = "channels"
     face_rig_asset: str = ""
     flip_jaw_y: bool = False
 

@@ -18,8 +18,10 @@ class SubjectStatus:
         line_id: current line, 0 when none started.
         last_seq: sequence number of the newest frame.
         lag_ms: how late the newest frame arrived relative to its audio time.
-        jaw: jaw self-test result ("positive", "negative", "inconclusive", "pending", "off").
+        jaw: jaw self-test result (``selftest``: "moved (+Y opens)", "did not move"...,
+            "off").
         mapping: the sender's mapping id and target kind.
+        audio: the line audio: the path played, or what was tried and why it did not play.
     """
 
     subject: str
@@ -32,6 +34,7 @@ class SubjectStatus:
     lag_ms: float | None = None
     jaw: str = "off"
     mapping: str = ""
+    audio: str = ""
 
 
 @dataclass
@@ -49,6 +52,9 @@ class LiveStatus:
         last_error: the newest error, "" when none.
         last_error_age_s: seconds since it happened.
         subjects: per-subject details.
+        tick_hz: editor ticks per second over the last seconds (0 before two ticks).
+        apply_hz: ticks per second that wrote a frame to a face.
+        hint: advice when something looks wrong (e.g. a throttled editor).
     """
 
     state: str = "stopped"
@@ -61,6 +67,9 @@ class LiveStatus:
     last_error: str = ""
     last_error_age_s: float = 0.0
     subjects: list[SubjectStatus] = field(default_factory=list)
+    tick_hz: float = 0.0
+    apply_hz: float = 0.0
+    hint: str = ""
 
     @property
     def n_dropped(self) -> int:
@@ -77,6 +86,10 @@ class LiveStatus:
             f"  packets {self.n_packets}, frames received {self.n_frames}, applied "
             f"{self.n_applied}, dropped {self.n_dropped} ({reasons}), malformed {self.n_malformed}"
         )
+        if self.tick_hz:
+            lines.append(
+                f"  editor ticks {self.tick_hz:.0f}/s, faces updated {self.apply_hz:.0f}/s"
+            )
         for s in self.subjects:
             parts = [f"  {s.subject} -> {s.actor or '(no actor)'}: {s.n_applied} frames applied"]
             if s.mapping:
@@ -91,7 +104,11 @@ class LiveStatus:
                 parts.append(f"lag {s.lag_ms:.0f} ms")
             if s.jaw != "off":
                 parts.append(f"jaw test {s.jaw}")
+            if s.audio:
+                parts.append(f"audio {s.audio}")
             lines.append(", ".join(parts))
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
         if self.last_error:
             lines.append(f"  last error ({self.last_error_age_s:.0f} s ago): {self.last_error}")
         return "\n".join(lines)

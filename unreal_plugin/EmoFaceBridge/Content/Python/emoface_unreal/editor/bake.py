@@ -3,21 +3,31 @@
 For each ``.json``/``.txt`` file:
 
 * Level Sequence ``LS_<name>``: the MetaHuman bound, the face board control rig track keyed at
-  the clip's frame rate, and the line's audio on an audio track when a sound file is found.
-  Keys go in one batch call per control (``set_local_control_rig_floats`` /
-  ``set_local_control_rig_vector2_ds``). With ``key_strategy`` "auto" the keys are then read
-  back from the section's channels (``CTRL_x`` for floats, ``CTRL_x.X``/``.Y`` for 2D controls)
-  and any channel that does not hold them is re-keyed directly: one public report has the
-  Vector2D setter keying (0, 0).
+  the clip's frame rate, and the line's audio on an audio track when a sound file is found (the
+  imported SoundWave is saved, or the track is empty after a restart).
+  With ``key_strategy`` "channels" (default) every key goes straight into the section's
+  scripting channel (``CTRL_x`` for floats, ``CTRL_x.X``/``.Y`` for 2D controls): one
+  ``add_key`` per key, no Sequencer involvement (5.6 has no batch call for scripting channels).
+  "rig" uses ``set_local_control_rig_floats`` / ``_vector2_ds``, which loop in C++ through
+  Sequencer's interactive keying path once per frame (a transaction and a section
+  interrogation per key: ~94,000 keyings for a 10 s clip); "auto" does that, reads the keys back
+  and re-keys any channel that does not hold them (one public report has the Vector2D setter
+  keying (0, 0)).
 * AnimSequence ``AS_<name>`` on the face skeleton with ``CTRL_expressions_*`` curves (what
-  RigLogic in the face's post-process Anim Blueprint reads), via the curves mapping.
+  RigLogic in the face's post-process Anim Blueprint reads), via the curves mapping, inside one
+  controller bracket.
 
-Existing assets are kept unless ``replace_existing``. Runs from the EmoFace menu or headless:
+In the editor a file is one undo transaction (``ScopedEditorTransaction``; inner transactions
+join it); an unattended bake (``undoable=False``) opens none, except the AnimSequence's bracket
+(one per asset instead of one per curve key). Existing assets are kept unless
+``replace_existing``, which empties and refills them: deleting an asset would close every asset
+editor and may clear the undo history. Runs from the EmoFace menu or headless:
 ``UnrealEditor-Cmd Project.uproject -run=pythonscript -script="emoface_bake.py --input ..."``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
@@ -62,6 +72,7 @@ class _Context:
     actor: Any = None
     rig_class: Any = None
     skeleton: Any = None
+    undoable: bool = True
 
 
 def frame_rate(fps: float) -> Any:
@@ -72,13 +83,17 @@ def frame_rate(fps: float) -> Any:
     return unreal.FrameRate(ratio.numerator, ratio.denominator)
 
 
-def _prepare(settings: BakeSettings) -> _Context:
-    ctx = _Context(settings)
+def _prepare(settings: BakeSettings, undoable: bool) -> _Context:
+    ctx = _Context(settings, undoable=undoable)
     try:
+        if not undoable:  # unattended: the commandlet may start before the registry scan ends
+            scene.wait_for_asset_registry()
         if settings.level_sequence:
             ctx.faceboard = load_rig_mapping("faceboard")
             ctx.actor = scene.find_actor(settings.actor)
-            ctx.rig_class = scene.load_face_rig_class(settings.face_rig_asset)
+            ctx.rig_class = scene.load_face_rig_class(
+                settings.face_rig_asset, scene.face_component(ctx.actor)
+            )
         if settings.anim_sequence:
             ctx.curves = load_rig_mapping("curves")
             if settings.face_skeleton:
@@ -90,8 +105,11 @@ def _prepare(settings: BakeSettings) -> _Context:
     return ctx
 
 
-def bake_folder(settings: BakeSettings) -> BakeReport:
+def bake_folder(settings: BakeSettings, *, undoable: bool = True) -> BakeReport:
     """Bake every file of ``settings.input_folder`` (or the one file it names).
+
+    Args:
+        undoable: one undo transaction per file (the editor); False for unattended bakes.
 
     Returns:
         The report; a file that fails is listed with its error and the rest still bake. A
@@ -105,7 +123,7 @@ def bake_folder(settings: BakeSettings) -> BakeReport:
         files = find_baked_files(settings.input_folder)
         if not files:
             raise BakeError(f"{settings.input_folder}: no .json or .txt files")
-        ctx = _prepare(settings)
+        ctx = _prepare(settings, undoable)
     except (BakeError, OSError) as e:
         report.results.append(FileResult(settings.input_folder, error=str(e)))
         log.error("EmoFace bake: %s", e)
@@ -130,14 +148,22 @@ def bake_folder(settings: BakeSettings) -> BakeReport:
 
 def bake_file(path: Path, ctx: _Context, ls_name: str, as_name: str) -> FileResult:
     """Bake one file; any failure is recorded in the result, never raised."""
+    import unreal
+
     result = FileResult(str(path))
     settings = ctx.settings
     try:
         clip = load_clip(path, txt_fps=settings.txt_fps)
-        if settings.level_sequence:
-            bake_level_sequence(clip, ls_name, ctx, result)
-        if settings.anim_sequence:
-            bake_anim_sequence(clip, as_name, ctx, result)
+        transaction = (
+            unreal.ScopedEditorTransaction(f"EmoFace bake {path.name}")
+            if ctx.undoable
+            else contextlib.nullcontext()
+        )
+        with transaction:
+            if settings.level_sequence:
+                bake_level_sequence(clip, ls_name, ctx, result)
+            if settings.anim_sequence:
+                bake_anim_sequence(clip, as_name, ctx, result)
     except (BakedFileError, DataFileError, scene.SceneError, BakeError) as e:
         result.error = str(e)
     except Exception as e:
@@ -148,19 +174,29 @@ def bake_file(path: Path, ctx: _Context, ls_name: str, as_name: str) -> FileResu
     return result
 
 
-def _make_room(asset_path: str, replace: bool, result: FileResult) -> bool:
-    """True when ``asset_path`` is free (deleting it if ``replace``); else record it as kept."""
+_KEEP = object()  # _existing(): the asset exists and is kept
+
+
+def _existing(asset_path: str, asset_class: Any, replace: bool, result: FileResult) -> Any:
+    """The asset to refill (``replace``), None when the path is free, or ``_KEEP``.
+
+    Loaded by path, not looked up with ``does_asset_exist``: that asks the asset registry,
+    which a commandlet may not have filled yet.
+    """
     import unreal
 
-    library = unreal.EditorAssetLibrary
-    if not library.does_asset_exist(asset_path):
-        return True
+    asset = unreal.EditorAssetLibrary.load_asset(asset_path)
+    if asset is None:
+        return None
     if not replace:
         result.skipped.append(asset_path)
-        return False
-    if not library.delete_asset(asset_path):
-        raise BakeError(f"{asset_path} exists and could not be deleted (is it open or referenced?)")
-    return True
+        return _KEEP
+    if not isinstance(asset, asset_class):
+        raise BakeError(
+            f"{asset_path} exists and is a {type(asset).__name__}, not a {asset_class.__name__}; "
+            "rename it or bake to another folder"
+        )
+    return asset
 
 
 def bake_level_sequence(clip: BakedClip, name: str, ctx: _Context, result: FileResult) -> Any:
@@ -169,13 +205,17 @@ def bake_level_sequence(clip: BakedClip, name: str, ctx: _Context, result: FileR
 
     settings = ctx.settings
     asset_path = f"{settings.output_path}/{name}"
-    if not _make_room(asset_path, settings.replace_existing, result):
+    sequence = _existing(asset_path, unreal.LevelSequence, settings.replace_existing, result)
+    if sequence is _KEEP:
         return None
-    sequence = rig.create_sequence(name, settings.output_path)
+    if sequence is None:
+        sequence = rig.create_sequence(name, settings.output_path)
+    else:
+        rig.clear_sequence(sequence)  # replace: refill the same asset
     sequence.set_display_rate(frame_rate(clip.fps))
     sequence.set_playback_start(0)
     sequence.set_playback_end(clip.n_frames)
-    unreal.LevelSequenceEditorBlueprintLibrary.open_level_sequence(sequence)
+    rig.open_in_sequencer(sequence)
     binding = rig.bind_face(sequence, ctx.actor, ctx.rig_class)
     assert ctx.faceboard is not None
     signs = {(JAW, "Y"): -1.0} if settings.flip_jaw_y else None
@@ -188,7 +228,9 @@ def bake_level_sequence(clip: BakedClip, name: str, ctx: _Context, result: FileR
     key_controls(binding, keys, settings.key_strategy, result)
     sound_path = find_audio(Path(clip.path), settings.audio_folder, clip.metadata)
     if sound_path is not None:
-        sound = audio.import_sound(str(sound_path), folder=f"{settings.output_path}/Audio")
+        sound = audio.import_sound(
+            str(sound_path), folder=f"{settings.output_path}/Audio", save=True
+        )
         section = compat.add_audio_track(sequence).add_section()
         section.set_sound(sound)
         section.set_range(0, clip.n_frames)
@@ -239,12 +281,12 @@ def key_controls(
         else {
             name: values
             for name, values in expected.items()
-            if not channel_holds(find_channel(binding.section, name), values, unit)
+            if not channel_holds(rig.find_channel(binding.section, name), values, unit)
         }
     )
     missing = []
     for name, values in wrong.items():
-        channel = find_channel(binding.section, name)
+        channel = rig.find_channel(binding.section, name)
         if channel is None:
             missing.append(name)
             continue
@@ -259,17 +301,6 @@ def key_controls(
         result.warnings.append(
             f"{len(missing)} channel(s) not found on the face rig section: " + ", ".join(missing)
         )
-
-
-def find_channel(section: Any, name: str) -> Any:
-    """A section's scripting channel by name (``CTRL_C_jaw.Y``), or None."""
-    channel = section.get_channel(name)
-    if channel is not None:
-        return channel
-    for candidate in section.get_all_channels():
-        if str(candidate.get_editor_property("channel_name")) == name:
-            return candidate
-    return None
 
 
 def channel_holds(channel: Any, values: list[float], unit: Any) -> bool:
@@ -288,13 +319,14 @@ def channel_holds(channel: Any, values: list[float], unit: Any) -> bool:
 
 
 def key_channel(channel: Any, values: list[float], unit: Any) -> None:
-    """Replace a channel's keys with one key per frame."""
+    """Replace a channel's keys with one key per frame: one ``add_key`` call per key."""
     import unreal
 
     for key in list(channel.get_keys()):
         channel.remove_key(key)
+    frame = unreal.FrameNumber
     for i, value in enumerate(values):
-        channel.add_key(unreal.FrameNumber(i), value, time_unit=unit)
+        channel.add_key(frame(i), value, time_unit=unit)
 
 
 def bake_anim_sequence(clip: BakedClip, name: str, ctx: _Context, result: FileResult) -> Any:
@@ -303,30 +335,36 @@ def bake_anim_sequence(clip: BakedClip, name: str, ctx: _Context, result: FileRe
 
     settings = ctx.settings
     asset_path = f"{settings.output_path}/{name}"
-    if not _make_room(asset_path, settings.replace_existing, result):
+    anim = _existing(asset_path, unreal.AnimSequence, settings.replace_existing, result)
+    if anim is _KEEP:
         return None
     assert ctx.curves is not None
     keys = curve_keys(clip, ctx.curves)
-    factory = unreal.AnimSequenceFactory()
-    factory.set_editor_property("target_skeleton", ctx.skeleton)
-    anim = unreal.AssetToolsHelpers.get_asset_tools().create_asset(
-        name, settings.output_path, unreal.AnimSequence, factory
-    )
     if anim is None:
-        raise BakeError(f"could not create AnimSequence {asset_path}")
-    controller = anim.get_editor_property("controller")
-    controller.open_bracket("EmoFace bake", should_transact=False)
-    try:
-        controller.set_frame_rate(frame_rate(clip.fps), should_transact=False)
-        controller.set_number_of_frames(
-            unreal.FrameNumber(max(clip.n_frames - 1, 1)), should_transact=False
+        factory = unreal.AnimSequenceFactory()
+        factory.set_editor_property("target_skeleton", ctx.skeleton)
+        anim = unreal.AssetToolsHelpers.get_asset_tools().create_asset(
+            name, settings.output_path, unreal.AnimSequence, factory
         )
+        if anim is None:
+            raise BakeError(f"could not create AnimSequence {asset_path}")
+    controller = anim.get_editor_property("controller")
+    # AnimDataController OpenBracket(bShouldTransact): one transaction for the whole bracket,
+    # which the changes inside join. Opened even unattended: without it, add_float_curve_keys
+    # makes one transaction per key (SetCurveKey per key, AnimationBlueprintLibrary.cpp).
+    controller.open_bracket("EmoFace bake", should_transact=True)
+    try:
         library = unreal.AnimationLibrary
+        library.remove_all_curve_data(anim)  # a replaced asset starts empty
+        controller.set_frame_rate(frame_rate(clip.fps), should_transact=True)
+        controller.set_number_of_frames(
+            unreal.FrameNumber(max(clip.n_frames - 1, 1)), should_transact=True
+        )
         for curve, values in keys.curves.items():
             library.add_curve(anim, curve, unreal.RawCurveTrackTypes.RCT_FLOAT, False)
             library.add_float_curve_keys(anim, curve, keys.times_s, values)
     finally:
-        controller.close_bracket(should_transact=False)
+        controller.close_bracket(should_transact=True)
     unreal.EditorAssetLibrary.save_loaded_asset(anim, only_if_is_dirty=False)
     result.created.append(asset_path)
     return anim

@@ -54,7 +54,14 @@ def find_or_create_control_rig_track(
 
 
 def set_playhead(frame: int) -> None:
-    """Move the open Sequencer to a display-rate frame (forces an evaluation in 5.4+)."""
+    """Move the open Sequencer to a display-rate frame; on the frame it is on already, this is
+    how a script forces one evaluation.
+
+    LevelSequenceEditorBlueprintLibrary.cpp (5.4-5.6) ``SetGlobalPosition``: the same frame ->
+    ``Sequencer->ForceEvaluate()``, another one -> ``SetGlobalTime`` (which evaluates there).
+    ``force_update`` would also evaluate, but through ``NotifyMovieSceneDataChanged(
+    RefreshAllImmediately)``, which rebuilds Sequencer's tree as well: too much once per tick.
+    """
     import unreal
 
     lib = unreal.LevelSequenceEditorBlueprintLibrary
@@ -75,3 +82,22 @@ def add_audio_track(sequence: Any) -> Any:
     if hasattr(sequence, "add_track"):
         return sequence.add_track(unreal.MovieSceneAudioTrack)
     return sequence.add_master_track(unreal.MovieSceneAudioTrack)
+
+
+def force_evaluation(frame: int = 0) -> None:
+    """One Sequencer evaluation of the open sequence at ``frame`` (see ``set_playhead``)."""
+    import unreal
+
+    lib = unreal.LevelSequenceEditorBlueprintLibrary
+    if hasattr(lib, "set_global_position") or hasattr(lib, "set_current_time"):
+        set_playhead(frame)
+    elif hasattr(lib, "force_update"):
+        lib.force_update()
+
+
+def default_animating_rig(mesh: Any) -> Any:
+    """A skeletal mesh's Default Animating Rig (the rig Sequencer picks for it), or None."""
+    try:
+        return mesh.get_editor_property("default_animating_rig")
+    except Exception:  # noqa: BLE001 - older meshes/editors without the property
+        return getattr(mesh, "default_animating_rig", None)

@@ -1,18 +1,23 @@
 """Live drive in the editor: receive a stream and move the bound MetaHumans' faces every tick.
 
-``start()`` binds each subject's MetaHuman in a temporary Level Sequence (the face board rig
-exists only inside Sequencer), starts the network thread and registers a Slate post-tick
-callback. The callback runs on the game thread: it drains the queue through ``LiveSession``,
-applies only the newest frame per subject, plays line audio, rests idle faces, and catches every
-error into the status so the editor never sees an exception. ``stop()`` (also run at editor
-shutdown) unregisters the callback, stops the thread and audio, and removes the temporary
-sequence.
+``start()`` binds each subject's MetaHuman in one scratch Level Sequence (the face board rig
+exists only inside Sequencer; the sequence is reused from session to session, cleared, never
+deleted: ``delete_asset`` closes every asset editor and may clear the undo history), starts the
+network thread and registers a Slate post-tick callback. The callback runs on the game thread:
+it drains the queue through ``LiveSession``, writes only the newest frame per subject (only the
+values that changed), then forces one Sequencer evaluation for all of them (the default
+"channels" writer: see ``writer``), imports line audio when its START arrives and plays it when
+due, rests idle faces, and catches every error into the status so the editor never sees an
+exception. ``stop()`` (also run at editor shutdown) unregisters the callback, stops the thread
+and audio, rests the faces, clears the scratch sequence and saves it, so no dirty package is left
+for the user's "Save All".
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,13 @@ LIVE_FPS = 60
 RECEIVING_WINDOW_S = 1.0  # "receiving" while a frame came within this long
 START_WAIT_S = 0.5  # start() waits this long for the first connect/bind, to report its outcome
 DRIVABLE_KINDS = ("control_rig", "custom")  # schema target kinds whose names can be rig controls
+RATE_WINDOW_S = 2.0  # tick and apply rates are measured over this long
+THROTTLED_HZ = 20.0  # below this tick rate while frames arrive, the status explains throttling
+THROTTLING_HINT = (
+    "the editor ticks only {hz:.0f} times a second, so the face updates that often: it is "
+    "probably in the background with Editor Preferences > General > Performance > "
+    '"Use Less CPU when in Background" on; turn that off for live preview'
+)
 
 
 class LiveError(RuntimeError):
@@ -59,6 +71,7 @@ class DrivenSubject:
     delta: DeltaFilter = field(default_factory=DeltaFilter)
     signs: dict[tuple[str, str], float] = field(default_factory=dict)
     reported: set[int] = field(default_factory=set)  # schema ids whose problems were logged
+    held: protocol.Frame | None = None  # the newest frame that came during the jaw self-test
 
 
 def settings_path() -> Path:
@@ -87,8 +100,11 @@ class LiveDriver:
         self.subjects: dict[str, DrivenSubject] = {}
         self.receiver: Receiver | None = None
         self.session: LiveSession | None = None
-        self.audio = AudioPlayer()
+        self.audio = AudioPlayer(settings.audio_folder, clock)
         self.sequence: Any = None
+        self._evaluate = False  # a writer that needs a Sequencer evaluation wrote this tick
+        self._tick_walls: deque[float] = deque()
+        self._apply_walls: deque[float] = deque()
         self._tick_handle: Any = None
         self._shutdown_handle: Any = None
         self._errors_logged: set[str] = set()
@@ -140,8 +156,6 @@ class LiveDriver:
         )
 
     def _bind_all(self) -> None:
-        import unreal
-
         actors = []
         for subject, label in self.settings.bindings():
             actor = scene.find_actor(label)
@@ -151,31 +165,49 @@ class LiveDriver:
                     "give each subject its own MetaHuman"
                 )
             actors.append((subject, actor))
-        rig_class = scene.load_face_rig_class(self.settings.face_rig_asset)
-        library = unreal.EditorAssetLibrary
-        path = f"{LIVE_FOLDER}/{LIVE_SEQUENCE}"
-        if library.does_asset_exist(path):  # our own scratch asset from an earlier session
-            sequencer = unreal.LevelSequenceEditorBlueprintLibrary
-            if sequencer.get_current_level_sequence() == library.load_asset(path):
-                sequencer.close_level_sequence()
-            library.delete_asset(path)
-        self.sequence = rig.create_sequence(LIVE_SEQUENCE, LIVE_FOLDER)
-        self.sequence.set_display_rate(unreal.FrameRate(LIVE_FPS, 1))
-        self.sequence.set_playback_start(0)
-        self.sequence.set_playback_end(LIVE_FPS)
-        unreal.LevelSequenceEditorBlueprintLibrary.open_level_sequence(self.sequence)
-        for subject, actor in actors:
+        rig_classes = [
+            scene.load_face_rig_class(self.settings.face_rig_asset, scene.face_component(actor))
+            for _, actor in actors
+        ]
+        self.sequence = self._scratch_sequence()
+        rig.open_in_sequencer(self.sequence)
+        for (subject, actor), rig_class in zip(actors, rig_classes):
             binding = rig.bind_face(self.sequence, actor, rig_class)
             controls = rig.rig_controls(binding.rig)
             writer = make_writer(self.settings.apply_mode, binding)
             driven = DrivenSubject(subject, actor.get_actor_label(), binding, writer, controls)
             if self.settings.jaw_self_test and controls.get(JAW) == VECTOR2D:
                 driven.selftest = JawSelfTest(
-                    lambda y, w=writer: w.write([], [(JAW, 0.0, y)]),
+                    lambda y, d=driven: self._write(d, [], [(JAW, 0.0, y)]),
+                    lambda b=binding: scene.jaw_transform(b.face),
+                    scene.transform_delta,
                     lambda w=writer: w.read_curve(JAW_OPEN_CURVE),
                 )
             self.subjects[subject] = driven
         compat.set_playhead(0)
+
+    def _scratch_sequence(self) -> Any:
+        """The live Level Sequence: the one from an earlier session, emptied, else a new one."""
+        import unreal
+
+        path = f"{LIVE_FOLDER}/{LIVE_SEQUENCE}"
+        sequence = unreal.EditorAssetLibrary.load_asset(path)  # by path: no registry needed
+        if sequence is None:
+            sequence = rig.create_sequence(LIVE_SEQUENCE, LIVE_FOLDER)
+        elif not isinstance(sequence, unreal.LevelSequence):
+            raise scene.SceneError(
+                f"{path} exists and is not a Level Sequence; rename it (EmoFace keeps its "
+                "live scratch sequence there)"
+            )
+        else:
+            lib = unreal.LevelSequenceEditorBlueprintLibrary
+            if lib.get_current_level_sequence() == sequence:
+                lib.close_level_sequence()
+            rig.clear_sequence(sequence)
+        sequence.set_display_rate(unreal.FrameRate(LIVE_FPS, 1))
+        sequence.set_playback_start(0)
+        sequence.set_playback_end(LIVE_FPS)
+        return sequence
 
     def stop(self) -> None:
         """Stop receiving, rest the faces and clean up; safe to call twice and at shutdown."""
@@ -191,20 +223,44 @@ class LiveDriver:
         if self.receiver is not None:
             self.receiver.stop()
         self.audio.stop_all()
-        for driven in self.subjects.values():
-            if driven.plan is not None:
-                driven.writer.write(*driven.plan.neutral())
         if self.sequence is not None:
             try:
-                library = unreal.LevelSequenceEditorBlueprintLibrary
-                if library.get_current_level_sequence() == self.sequence:
-                    library.close_level_sequence()
-                unreal.EditorAssetLibrary.delete_asset(self.sequence.get_path_name())
+                self._rest_and_release()
             except Exception as e:  # noqa: BLE001 - cleanup is best effort
-                log.warning("EmoFace: could not remove the live sequence: %s", e)
+                log.warning("EmoFace: could not clear the live sequence: %s", e)
             self.sequence = None
         if self.session is not None:
             log.info("EmoFace: live drive stopped. %s", self.status().text())
+
+    def _rest_and_release(self) -> None:
+        """Faces to rest, the scratch sequence closed, emptied and saved (nothing left dirty)."""
+        import unreal
+
+        for driven in self.subjects.values():
+            if driven.plan is not None:
+                self._write(driven, *driven.plan.neutral())
+        self._flush()
+        lib = unreal.LevelSequenceEditorBlueprintLibrary
+        if lib.get_current_level_sequence() == self.sequence:
+            lib.close_level_sequence()
+        rig.clear_sequence(self.sequence)
+        unreal.EditorAssetLibrary.save_loaded_asset(self.sequence, only_if_is_dirty=True)
+
+    def _write(
+        self,
+        driven: DrivenSubject,
+        floats: list[tuple[str, float]],
+        vectors: list[tuple[str, float, float]],
+    ) -> None:
+        if floats or vectors:
+            driven.writer.write(floats, vectors)
+            self._evaluate = self._evaluate or driven.writer.needs_evaluation
+
+    def _flush(self) -> None:
+        """One Sequencer evaluation for everything written this tick, if a writer needs it."""
+        if self._evaluate:
+            self._evaluate = False
+            compat.force_evaluation(0)
 
     def _on_tick(self, delta_s: float) -> None:
         """Slate post-tick callback: never raises into the editor."""
@@ -222,6 +278,7 @@ class LiveDriver:
         """One editor tick (see the module docstring)."""
         session = self.session
         assert session is not None
+        now = self.clock()
         events = session.tick()
         for schema in events.schemas:
             driven = self.subjects[schema.subject]
@@ -230,26 +287,36 @@ class LiveDriver:
         for driven in self.subjects.values():
             if driven.selftest is not None and not driven.selftest.done and driven.selftest.step():
                 self._selftest_done(driven)
+        applied = False
         for subject, frame in events.frames.items():
             driven = self.subjects[subject]
-            if driven.plan is None or (driven.selftest is not None and not driven.selftest.done):
+            if driven.selftest is not None and not driven.selftest.done:
+                if driven.held is not None:
+                    session.state[subject].n_superseded += 1
+                driven.held = frame  # at most selftest.MAX_TICKS ticks, then it applies
                 continue
-            values = frame.values
-            floats, vectors = driven.delta.select(
-                driven.plan.float_values(values), driven.plan.vector_values(values)
-            )
-            driven.writer.write(floats, vectors)
-            session.count_applied(subject)
+            applied = self._apply(driven, frame) or applied
+        for driven in self.subjects.values():
+            if driven.held is not None and (driven.selftest is None or driven.selftest.done):
+                frame, driven.held = driven.held, None
+                applied = self._apply(driven, frame) or applied
         for subject in events.idle:
             driven = self.subjects[subject]
             if driven.plan is not None:
-                driven.writer.write(*driven.plan.neutral())
+                self._write(driven, *driven.plan.neutral())
                 driven.delta.reset()
+        self._flush()
+        self._count_rates(now, applied)
         for subject in events.stop_audio:
             self.audio.stop(subject)
-        for subject, path, start_s in events.play_audio:
+        for subject, path in events.prepare_audio:
             try:
-                self.audio.play(subject, path, start_s)
+                self.audio.prepare(subject, path)
+            except scene.SceneError as e:
+                self._error(f"{subject}: {e}")
+        for subject, path, play_at in events.play_audio:
+            try:
+                self.audio.play(subject, path, play_at)
             except scene.SceneError as e:
                 self._error(f"{subject}: {e}")
         self._check_sequencer()
@@ -257,13 +324,41 @@ class LiveDriver:
             while driven.writer.new_errors:
                 self._error(f"{driven.subject}: {driven.writer.new_errors.pop(0)}")
 
+    def _apply(self, driven: DrivenSubject, frame: protocol.Frame) -> bool:
+        """Write a frame's changed values to the face; whether it reached the rig."""
+        if driven.plan is None or self.session is None:
+            return False
+        values = frame.values
+        floats, vectors = driven.delta.select(
+            driven.plan.float_values(values), driven.plan.vector_values(values)
+        )
+        self._write(driven, floats, vectors)
+        self.session.count_applied(driven.subject)
+        return True
+
+    def _count_rates(self, now: float, applied: bool) -> None:
+        for walls, happened in ((self._tick_walls, True), (self._apply_walls, applied)):
+            if happened:
+                walls.append(now)
+            while walls and now - walls[0] > RATE_WINDOW_S:
+                walls.popleft()
+
+    def rates(self) -> tuple[float, float]:
+        """``(editor ticks per second, ticks per second that moved a face)`` lately."""
+        walls = self._tick_walls
+        if len(walls) < 2 or walls[-1] <= walls[0]:
+            return 0.0, 0.0
+        span = walls[-1] - walls[0]
+        applies = sum(1 for t in self._apply_walls if t > walls[0])
+        return (len(walls) - 1) / span, applies / span
+
     def _check_sequencer(self) -> None:
         """Say (once per second at most) when the live sequence is no longer open in Sequencer:
-        Sequencer-mode writes then do nothing."""
+        the rig instances exist only there, so writes then do nothing."""
         import unreal
 
         now = self.clock()
-        if self.settings.apply_mode != "sequencer" or now - self._last_sequencer_check < 1.0:
+        if now - self._last_sequencer_check < 1.0:
             return
         self._last_sequencer_check = now
         current = unreal.LevelSequenceEditorBlueprintLibrary.get_current_level_sequence()
@@ -356,8 +451,13 @@ class LiveDriver:
             ),
         ]
         when, last_error = max((c for c in candidates if c[1]), default=(0.0, ""))
+        tick_hz, apply_hz = self.rates()
+        hint = THROTTLING_HINT.format(hz=tick_hz) if recent and 0 < tick_hz < THROTTLED_HZ else ""
         status = LiveStatus(
             state=state,
+            tick_hz=tick_hz,
+            apply_hz=apply_hz,
+            hint=hint,
             source=receiver.source.description,
             n_packets=receiver.n_packets,
             n_frames=stats.n_frames,
@@ -388,11 +488,18 @@ class LiveDriver:
                     line_id=state_.line.line_id if state_.line else 0,
                     last_seq=state_.last_frame.seq if state_.last_frame else None,
                     lag_ms=state_.lag_ms,
-                    jaw=driven.selftest.result if driven.selftest else "off",
+                    jaw=_jaw_status(driven.selftest),
                     mapping=f"{schema.mapping_id} ({schema.target_kind})" if schema else "",
+                    audio=self.audio.status.get(subject, ""),
                 )
             )
         return status
+
+
+def _jaw_status(test: JawSelfTest | None) -> str:
+    if test is None:
+        return "off"
+    return f"{test.result} ({test.degrees:.1f} deg)" if test.done else test.result
 
 
 _DRIVER: LiveDriver | None = None

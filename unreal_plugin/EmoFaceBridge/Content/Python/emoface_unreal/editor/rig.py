@@ -46,17 +46,53 @@ def create_sequence(name: str, folder: str) -> Any:
     return sequence
 
 
-def bind_face(sequence: Any, actor: Any, rig_class: Any) -> FaceBinding:
-    """Possess the actor and its face in ``sequence`` and add the face board track.
+def open_in_sequencer(sequence: Any) -> None:
+    """Open ``sequence`` in Sequencer and make sure it is the current one.
 
-    The sequence must be open in Sequencer (``open_level_sequence``): the rig instance exists
-    only there.
+    Adding a control rig track while no sequence is current dereferences null inside the
+    engine (ControlRigSequencerEditorLibrary.cpp, AddControlRig -> GetSequencerFromAsset logs
+    the current sequence's path): an editor crash. So this is checked before any track is made.
 
     Raises:
-        SceneError: no face component, or Sequencer did not create the rig.
+        SceneError: Sequencer did not open it.
     """
     import unreal
 
+    lib = unreal.LevelSequenceEditorBlueprintLibrary
+    if not lib.open_level_sequence(sequence) or lib.get_current_level_sequence() != sequence:
+        raise scene.SceneError(
+            f"Sequencer did not open {sequence.get_name()}; close other sequence editors "
+            "and try again"
+        )
+
+
+def clear_sequence(sequence: Any) -> None:
+    """Remove every binding and track, so an existing sequence can be filled again (reused or
+    replaced) instead of deleted: deleting an asset closes every asset editor and may clear the
+    undo history (EditorAssetLibrary.delete_asset)."""
+    for binding in list(sequence.get_bindings()):
+        binding.remove()
+    for track in list(sequence.get_tracks()):
+        sequence.remove_track(track)
+
+
+def bind_face(sequence: Any, actor: Any, rig_class: Any) -> FaceBinding:
+    """Possess the actor and its face in ``sequence`` and add the face board track.
+
+    The sequence must be the current one in Sequencer (``open_in_sequencer``): the rig instance
+    exists only there, and adding the track otherwise crashes the editor.
+
+    Raises:
+        SceneError: no face component, the sequence is not current, or Sequencer did not
+            create the rig.
+    """
+    import unreal
+
+    if unreal.LevelSequenceEditorBlueprintLibrary.get_current_level_sequence() != sequence:
+        raise scene.SceneError(
+            f"{sequence.get_name()} is not the sequence open in Sequencer; not adding a control "
+            "rig track (it would crash the editor)"
+        )
     face = scene.face_component(actor)
     actor_binding = sequence.add_possessable(actor)
     face_binding = sequence.add_possessable(face)
@@ -82,6 +118,17 @@ def bind_face(sequence: Any, actor: Any, rig_class: Any) -> FaceBinding:
         sections = list(track.get_sections())
         section = sections[0] if sections else track.add_section()
     return FaceBinding(actor, face, sequence, face_binding, track, rig, section)
+
+
+def find_channel(section: Any, name: str) -> Any:
+    """A section's scripting channel by name (``CTRL_C_jaw.Y``), or None."""
+    channel = section.get_channel(name)
+    if channel is not None:
+        return channel
+    for candidate in section.get_all_channels():
+        if str(candidate.get_editor_property("channel_name")) == name:
+            return candidate
+    return None
 
 
 def rig_controls(rig: Any) -> dict[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 from emoface_unreal.editor import compat
 
 FACE_COMPONENT = "Face"  # the face mesh component of every MetaHuman blueprint
+JAW_JOINT = "FACIAL_C_Jaw"  # the MetaHuman face skeleton's jaw joint
 # The face board control rig: Quixel/Bridge MetaHumans, then MetaHuman Creator in-engine (5.6+).
 FACE_RIG_PATHS = (
     "/Game/MetaHumans/Common/Face/Face_ControlBoard_CtrlRig",
@@ -76,25 +77,73 @@ def face_component(actor: Any) -> Any:
     )
 
 
-def load_face_rig_class(asset_path: str = "") -> Any:
-    """The face board control rig class, from ``asset_path`` or the standard MetaHuman locations.
+def _rig_class_of(asset: Any) -> Any:
+    if asset is not None and hasattr(asset, "get_control_rig_class"):
+        return asset.get_control_rig_class()
+    return None
+
+
+def load_face_rig_class(asset_path: str = "", face: Any = None) -> Any:
+    """The face board control rig class.
+
+    In this order: ``asset_path`` (the settings), the face mesh's Default Animating Rig (set on
+    MetaHuman faces, including MetaHuman Creator characters in 5.6), then the standard
+    MetaHuman locations. Assets are loaded by path, so this works before the asset registry
+    has finished scanning (a headless editor).
 
     Raises:
-        SceneError: none of the paths holds a control rig blueprint.
+        SceneError: none of them is a control rig blueprint.
     """
     import unreal
 
-    paths = (asset_path,) if asset_path else FACE_RIG_PATHS
-    for path in paths:
-        if not unreal.EditorAssetLibrary.does_asset_exist(path):
-            continue
-        asset = unreal.EditorAssetLibrary.load_asset(path)
-        if asset is not None and hasattr(asset, "get_control_rig_class"):
-            return asset.get_control_rig_class()
+    tried = []
+    if asset_path:
+        tried.append(asset_path)
+        found = _rig_class_of(unreal.EditorAssetLibrary.load_asset(asset_path))
+        if found is not None:
+            return found
+    if face is not None:
+        mesh = compat.skeletal_mesh_of(face)
+        if mesh is not None:
+            rig = compat.default_animating_rig(mesh)
+            tried.append(f"{mesh.get_name()}'s Default Animating Rig")
+            found = _rig_class_of(rig)
+            if found is not None:
+                return found
+    for path in FACE_RIG_PATHS:
+        tried.append(path)
+        found = _rig_class_of(unreal.EditorAssetLibrary.load_asset(path))
+        if found is not None:
+            return found
     raise SceneError(
-        f"face control rig not found at {', '.join(paths)}; add a MetaHuman to the project "
-        "or set the face rig asset in the EmoFace settings"
+        f"face control rig not found (tried {', '.join(tried)}); add a MetaHuman to the "
+        "project or set the face rig asset in the EmoFace settings"
     )
+
+
+def jaw_transform(face: Any) -> Any:
+    """The face mesh's jaw joint in component space: what the viewer sees of the jaw."""
+    import unreal
+
+    return face.get_bone_transform(JAW_JOINT, unreal.RelativeTransformSpace.RTS_COMPONENT)
+
+
+def transform_delta(a: Any, b: Any) -> tuple[float, float]:
+    """``(degrees, cm)`` between two transforms: rotation angle and translation distance."""
+    import math
+
+    degrees = math.degrees(a.rotation.angular_distance(b.rotation))
+    ta, tb = a.translation, b.translation
+    cm = math.sqrt((ta.x - tb.x) ** 2 + (ta.y - tb.y) ** 2 + (ta.z - tb.z) ** 2)
+    return degrees, cm
+
+
+def wait_for_asset_registry() -> None:
+    """Block until the asset registry has discovered the project's assets (a commandlet starts
+    before its scan ends, and ``does_asset_exist`` is False for what it has not seen yet)."""
+    import unreal
+
+    unreal.AssetRegistryHelpers.get_asset_registry().wait_for_completion()
 
 
 def face_skeleton(actor: Any) -> Any:
@@ -117,11 +166,7 @@ def load_skeleton(asset_path: str) -> Any:
     """
     import unreal
 
-    asset = (
-        unreal.EditorAssetLibrary.load_asset(asset_path)
-        if unreal.EditorAssetLibrary.does_asset_exist(asset_path)
-        else None
-    )
+    asset = unreal.EditorAssetLibrary.load_asset(asset_path)  # by path: no registry needed
     if asset is None or not isinstance(asset, unreal.Skeleton):
         raise SceneError(f"{asset_path}: not a skeleton asset")
     return asset

@@ -1,12 +1,20 @@
 """Write control values to a live face rig, once per editor tick.
 
-Two ways, chosen in the settings:
+Three ways, chosen in the settings (``LiveSettings.apply_mode``):
 
-* ``SequencerWriter`` (default) goes through ``ControlRigSequencerLibrary.set_local_control_rig_*``
-  with ``set_key=False``: the value is set the way dragging a control with auto-key off sets
-  it, and Sequencer redraws the face. Needs the live Level Sequence open in Sequencer.
-* ``HierarchyWriter`` writes the rig hierarchy's current values directly; cheaper, but a
-  Sequencer re-evaluation (scrubbing) overwrites it until the next frame. Experimental.
+* ``ChannelWriter`` (default, "channels"): each control's Sequencer channel in the face track's
+  section gets the value as its *default* (``MovieSceneScriptingFloatChannel.set_default``; a 2D
+  control has ``NAME.X`` and ``NAME.Y``). A channel without keys evaluates to its default, so
+  the one forced Sequencer evaluation per tick (``compat.force_evaluation``) puts every value
+  into the rig, and from there into the mesh: a cheap write per changed channel, one
+  evaluation per tick, no undo transactions, no keys.
+* ``RigSetterWriter`` ("rig_setters"): ``ControlRigSequencerLibrary.set_local_control_rig_*``
+  with ``set_key=False``. In the engine each call runs Sequencer's interactive keying path (a
+  transaction, an interrogation of the section); with Auto Key and Auto Set Track Defaults off
+  (the defaults) it writes no channel and suppresses re-evaluation, so the next evaluation puts
+  the channels' values back into the rig. Kept for comparison and for Diagnose.
+* ``HierarchyWriter`` ("hierarchy"): the rig hierarchy's current values directly; a Sequencer
+  evaluation overwrites them with the channels' values.
 
 A failing call never raises into the editor: it is counted, and each control's first failure is
 kept in ``errors`` for the status and the log.
@@ -20,7 +28,11 @@ from emoface_unreal.editor import compat, rig
 
 
 class RigWriter:
-    """Base: ``write(floats, vectors)``; ``read_curve(name)`` for the jaw self-test."""
+    """Base: ``write(floats, vectors)``; ``read_curve(name)``; ``evaluates`` for the tick."""
+
+    # Whether writes reach the mesh only through a Sequencer evaluation (the driver then forces
+    # one per tick, after every subject's writes).
+    needs_evaluation = False
 
     def __init__(self, binding: rig.FaceBinding) -> None:
         self.binding = binding
@@ -59,8 +71,39 @@ class RigWriter:
         raise NotImplementedError
 
 
-class SequencerWriter(RigWriter):
-    """Unkeyed sets through Sequencer at the playhead frame."""
+class ChannelWriter(RigWriter):
+    """Channel defaults of the face track's section; one forced evaluation per tick shows them."""
+
+    needs_evaluation = True
+
+    def __init__(self, binding: rig.FaceBinding) -> None:
+        super().__init__(binding)
+        self._channels: dict[str, Any] = {}
+
+    def channel(self, name: str) -> Any:
+        """The section's scripting channel ``name`` (``CTRL_x`` or ``CTRL_x.X``), looked up once.
+
+        Raises:
+            LookupError: the section has no such channel.
+        """
+        found = self._channels.get(name)
+        if found is None:
+            found = rig.find_channel(self.binding.section, name)
+            if found is None:
+                raise LookupError(f"no channel {name} on the face track")
+            self._channels[name] = found
+        return found
+
+    def _write_float(self, control: str, value: float) -> None:
+        self.channel(control).set_default(value)
+
+    def _write_vector2d(self, control: str, x: float, y: float) -> None:
+        self.channel(f"{control}.X").set_default(x)
+        self.channel(f"{control}.Y").set_default(y)
+
+
+class RigSetterWriter(RigWriter):
+    """Unkeyed sets through ``ControlRigSequencerLibrary`` at the playhead frame."""
 
     def __init__(self, binding: rig.FaceBinding, frame: int = 0) -> None:
         import unreal
@@ -130,6 +173,13 @@ class HierarchyWriter(RigWriter):
         )
 
 
+WRITERS: dict[str, type[RigWriter]] = {
+    "channels": ChannelWriter,
+    "rig_setters": RigSetterWriter,
+    "hierarchy": HierarchyWriter,
+}
+
+
 def make_writer(mode: str, binding: rig.FaceBinding) -> RigWriter:
     """The writer for ``LiveSettings.apply_mode``."""
-    return HierarchyWriter(binding) if mode == "hierarchy" else SequencerWriter(binding)
+    return WRITERS[mode](binding)
