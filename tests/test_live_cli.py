@@ -38,12 +38,15 @@ def _speech(duration_s: float) -> np.ndarray:
     return (x * np.clip(np.sin(2 * np.pi * 2.0 * t) + 0.4, 0, 1)).astype(np.float32)
 
 
-def test_live_file_source_with_the_procedural_engine_sends_the_bake(tmp_path, capsys):
+def test_live_file_source_with_the_procedural_engine_sends_the_bake(
+    tmp_path, capsys, monkeypatch
+):
     wav = write_wav(tmp_path / "line.wav", _speech(0.6))
+    monkeypatch.chdir(tmp_path)
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
     with MockReceiver("zmq", endpoint) as rx:
         rc = main([
-            "live", "--source", f"file:{wav}", "--engine", "procedural", "--emotion", "happy",
+            "live", "--source", "file:line.wav", "--engine", "procedural", "--emotion", "happy",
             "--seed", "2", "--subject", "npc7", "--zmq", endpoint, "--no-keys",
         ])  # fmt: skip
         assert rc == 0
@@ -60,6 +63,7 @@ def test_live_file_source_with_the_procedural_engine_sends_the_bake(tmp_path, ca
     np.testing.assert_allclose(got, mapping.apply_array(baked.values), atol=1e-6)
     assert [f.seq for f in rx.frames] == list(range(n))
     assert rx.starts[0].info["live"] is True and rx.starts[0].info["engine"] == "procedural"
+    assert rx.starts[0].info["audio"] == str(wav.resolve())  # absolute, for the editor
     assert rx.ends[0].reason == EndReason.FINISHED and rx.ends[0].n_frames_sent == n
     err = capsys.readouterr().err
     assert "emoface live: source ended: 36 frames from 0.60 s of audio" in err

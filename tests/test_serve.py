@@ -7,6 +7,7 @@ pose is known) and the bridge's mock receiver checking the frames; every wait ha
 import base64
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -437,6 +438,7 @@ def test_cli_serve_answers_then_stops_cleanly_on_sigterm(tmp_path, clips):
             line = c.speak("npc", clips["long"], seed=1)
             assert rx.wait_for(10, TIMEOUT_S)
             assert rx.starts[0].info["emotion"] == "happy@0"  # the --emotion default
+            assert rx.starts[0].info["audio"] == str(Path(clips["long"]).resolve())
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=TIMEOUT_S)
             assert rx.wait_until(lambda: len(rx.ends) == 1, TIMEOUT_S)

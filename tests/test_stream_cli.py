@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,12 +153,15 @@ def test_stream_a_bake_over_all_transports_at_once_into_mock_receivers(tmp_path,
     assert f"sent {n_sent} frames x 1 subject(s)" in err and "livelink 127.0.0.1" in err
 
 
-def test_stream_audio_with_the_procedural_engine_loops_and_drives_two_subjects(tmp_path):
+def test_stream_audio_with_the_procedural_engine_loops_and_drives_two_subjects(
+    tmp_path, monkeypatch
+):
     wav = write_wav(tmp_path / "line.wav", make_sine(0.5))
+    monkeypatch.chdir(tmp_path)  # the README's `emoface stream line.wav`: a relative path
     port = _free_port()
     with MockReceiver("zmq", f"tcp://127.0.0.1:{port}") as rx:
         rc = main([
-            "stream", str(wav), "--engine", "procedural", "--emotion", "happy", "--seed", "3",
+            "stream", "line.wav", "--engine", "procedural", "--emotion", "happy", "--seed", "3",
             "--subject", "npc1", "--subject", "npc2", "--zmq", f"tcp://127.0.0.1:{port}",
             "--loop", "2", "--mapping", "metahuman_curves", "--start-delay-s", "0.3",
         ])  # fmt: skip
@@ -179,6 +183,8 @@ def test_stream_audio_with_the_procedural_engine_loops_and_drives_two_subjects(t
         got = np.array([f.values for f in frames], np.float32)
         np.testing.assert_allclose(got, np.concatenate([mapped, mapped]), atol=1e-6)
     assert len(rx.starts) == 4 and rx.starts[0].info.get("engine") == "procedural"
+    # The editor opens the audio from its own working directory: the path must be absolute.
+    assert rx.starts[0].info["audio"] == str(wav.resolve())
 
 
 @pytest.mark.parametrize(
@@ -203,3 +209,18 @@ def test_stream_errors_are_one_line(tmp_path, capsys, argv, fragment):
 def test_stream_rejects_a_missing_or_broken_input(tmp_path, capsys):
     assert main(["stream", str(tmp_path / "missing.json"), "--no-realtime"]) == 1
     assert "missing.json: no such file" in capsys.readouterr().err
+
+
+def test_start_info_names_the_audio_of_a_baked_file_absolutely(tmp_path, monkeypatch):
+    from bridge.commands.stream import _line_info
+
+    (tmp_path / "lines").mkdir()
+    wav = write_wav(tmp_path / "lines" / "a.wav", make_sine(0.1))
+    monkeypatch.chdir(tmp_path)
+    baked = Path("lines/a.json")
+    # An older bake recorded the audio relative to where it ran; new bakes record it absolute.
+    for recorded in ("lines/a.wav", "a.wav", str(wav)):
+        info = _line_info(baked, {"source_audio": recorded, "emotion": "sad"})
+        assert info["audio"] == info["source_audio"] == str(wav.resolve()), recorded
+        assert info["source"] == str((tmp_path / "lines" / "a.json").resolve())
+    assert "audio" not in _line_info(baked, {})  # nothing to play

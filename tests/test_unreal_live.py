@@ -570,6 +570,7 @@ def test_menu_starts_stops_shows_status_and_saves_settings(scene, tmp_path):
         "Stop live drive",
         "Show live status",
         "Bake files into assets...",
+        "Diagnose",
     ]
 
     def fill(title, obj):

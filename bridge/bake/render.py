@@ -191,7 +191,8 @@ def bake_line(
         seed=line.seed,
         postprocess_config=settings.postprocess,
     )
-    animation.metadata["source_audio"] = str(line.audio)
+    # Absolute: the Unreal plugin and `emoface stream` open it from other working directories.
+    animation.metadata["source_audio"] = str(Path(line.audio).resolve())
     animation.metadata["subject"] = line.subject
     animation.metadata["output"] = line.output
     files = render_files(animation, settings.formats, settings.mapping)

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             loops=args.loop,
             audio_offset_s=args.audio_offset_ms / 1000.0,
             frame_clock=FrameClock(animation.fps),
-            info={"source": str(args.input), **_line_info(animation.metadata)},
+            info=_line_info(Path(args.input), animation.metadata),
         )
         interrupted = False
         try:
@@ -158,9 +158,19 @@ def _load_or_animate(args: argparse.Namespace) -> Animation:
     return animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed)
 
 
-def _line_info(metadata: dict) -> dict:
-    keep = ("emotion", "seed", "source_audio", "duration_s")
-    info = {k: metadata[k] for k in keep if k in metadata}
+def _line_info(path: Path, metadata: dict) -> dict:
+    """START's info: absolute paths, because the receiver (the editor, another process with
+    its own working directory) opens ``audio`` to play the line."""
+    keep = ("emotion", "seed", "duration_s")
+    info: dict = {"source": str(path.resolve()), **{k: metadata[k] for k in keep if k in metadata}}
+    if path.suffix.lower() not in BAKED_SUFFIXES:
+        info["audio"] = info["source"]
+    elif isinstance(metadata.get("source_audio"), str):
+        audio = Path(metadata["source_audio"])
+        if not audio.is_absolute():  # older bakes: relative to where they ran, or to the file
+            beside = path.resolve().parent / audio
+            audio = beside if beside.is_file() or not audio.is_file() else audio
+        info["source_audio"] = info["audio"] = str(audio.resolve())
     engine = metadata.get("engine")
     if isinstance(engine, dict) and "name" in engine:
         info["engine"] = engine["name"]

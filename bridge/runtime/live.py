@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -509,10 +510,14 @@ class LiveResult:
 class LineSink:
     """Frames from the runner -> the subject's transports, starting the line on the first one."""
 
-    def __init__(self, stream: SubjectStream, emotion: str, engine: str) -> None:
+    def __init__(
+        self, stream: SubjectStream, emotion: str, engine: str, audio: Path | None = None
+    ) -> None:
         self.stream = stream
         self.anchor: Callable[[], float | None] = lambda: None  # wall time of audio sample 0
-        self.info = {"emotion": emotion, "engine": engine, "live": True}
+        self.info: dict[str, Any] = {"emotion": emotion, "engine": engine, "live": True}
+        if audio is not None:  # a file source: the editor plays it, from its own directory
+            self.info["audio"] = str(Path(audio).resolve())
 
     def __call__(self, frames: np.ndarray, first: int) -> None:
         """Send ``frames`` (``[n, 174]``, the first with index ``first``)."""
@@ -643,7 +648,9 @@ def run_live(
             sys.setswitchinterval(PLAYOUT_SWITCH_INTERVAL_S)
         if report is not None:
             report(_announcement(config, source, senders, stream, delay_s, inputs))
-        sink = LineSink(subject, timeline.to_spec(), engine.name)
+        sink = LineSink(
+            subject, timeline.to_spec(), engine.name, audio=getattr(source, "path", None)
+        )
         runner = LiveRunner(
             source,
             stream,

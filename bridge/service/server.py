@@ -546,7 +546,9 @@ class Service:
             "line": record.id,
             "emotion": record.emotion,
             "engine": self.engine.name,
-            "audio": audio.label,
+            # The receiver (the editor) opens this to play the line: an absolute path it can
+            # use as is; a temporary copy (audio_b64) is gone by then, so only its label.
+            "audio": audio.label if audio.temporary else str(audio.path.resolve()),
         }
         job = LineJob(
             record,

@@ -21,6 +21,7 @@ PARENT_MENU = "LevelEditor.MainMenu"
 SUBMENU = "EmoFace"
 SECTION_LIVE = "EmoFaceLive"
 SECTION_BAKE = "EmoFaceBake"
+SECTION_HELP = "EmoFaceHelp"
 _CALL = "import emoface_unreal.editor.menu as emoface_menu; emoface_menu.{}()"
 ENTRIES = (  # (section, name, label, tooltip, function)
     (
@@ -51,6 +52,14 @@ ENTRIES = (  # (section, name, label, tooltip, function)
         "Turn a folder of EmoFace .json/.txt files into Level Sequences and/or AnimSequences",
         "on_bake",
     ),
+    (
+        SECTION_HELP,
+        "EmoFaceDiagnose",
+        "Diagnose",
+        "Try every way of moving the selected MetaHuman's face and write a report to attach "
+        "to a bug report (Saved/EmoFace/diagnose-*.txt)",
+        "on_diagnose",
+    ),
 )
 
 
@@ -74,6 +83,7 @@ def register_menus() -> bool:
     )
     sub.add_section(SECTION_LIVE, "Live drive")
     sub.add_section(SECTION_BAKE, "Bake")
+    sub.add_section(SECTION_HELP, "Help")
     for section, name, label, tooltip, function in ENTRIES:
         entry = unreal.ToolMenuEntry(name=name, type=unreal.MultiBlockType.MENU_ENTRY)
         entry.set_label(label)
@@ -177,3 +187,25 @@ def on_bake() -> None:
     _save(live_settings, edited)
     report = bake.bake_folder(edited)
     dialogs.message("EmoFace bake", report.summary())
+
+
+@_safe
+def on_diagnose() -> None:
+    """Menu: diagnose the selected MetaHuman; the report's path is shown when it is done."""
+    from emoface_unreal.editor import diagnose, live
+
+    if live.is_running():
+        dialogs.message("EmoFace Diagnose", "Stop live drive first (it uses Sequencer too).")
+        return
+
+    def done(path: Any) -> None:
+        if path is None:
+            dialogs.message("EmoFace Diagnose", "The report could not be written (see the log).")
+            return
+        text = path.with_suffix(".txt").read_text(encoding="utf-8")
+        dialogs.message(
+            "EmoFace Diagnose",
+            f"{text}\n\nReport: {path}\n(attach the .json and .txt to your bug report)",
+        )
+
+    diagnose.start(on_done=done)
