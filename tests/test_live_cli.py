@@ -38,9 +38,7 @@ def _speech(duration_s: float) -> np.ndarray:
     return (x * np.clip(np.sin(2 * np.pi * 2.0 * t) + 0.4, 0, 1)).astype(np.float32)
 
 
-def test_live_file_source_with_the_procedural_engine_sends_the_bake(
-    tmp_path, capsys, monkeypatch
-):
+def test_live_file_source_with_the_procedural_engine_sends_the_bake(tmp_path, capsys, monkeypatch):
     wav = write_wav(tmp_path / "line.wav", _speech(0.6))
     monkeypatch.chdir(tmp_path)
     endpoint = f"tcp://127.0.0.1:{_free_port()}"

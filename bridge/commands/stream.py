@@ -159,8 +159,11 @@ def _load_or_animate(args: argparse.Namespace) -> Animation:
 
 
 def _line_info(path: Path, metadata: dict) -> dict:
-    """START's info: absolute paths, because the receiver (the editor, another process with
-    its own working directory) opens ``audio`` to play the line."""
+    """START's info, with absolute paths.
+
+    The receiver (the editor: another process, with its own working directory) opens ``audio``
+    to play the line.
+    """
     keep = ("emotion", "seed", "duration_s")
     info: dict = {"source": str(path.resolve()), **{k: metadata[k] for k in keep if k in metadata}}
     if path.suffix.lower() not in BAKED_SUFFIXES:
