@@ -15,8 +15,6 @@ network.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,16 +25,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from machine import describe  # noqa: E402
 
 
 def write_speech(path: Path, minutes: float) -> Path:
@@ -75,7 +66,7 @@ def main() -> None:
     parser.add_argument("--network-minutes", type=float, nargs="*", default=[10])
     parser.add_argument("--formats", nargs="*", default=["json"], choices=["json", "txt", "csv"])
     args = parser.parse_args()
-    print(f"CPU: {cpu_model()}; {os.cpu_count()} cores; Python {platform.python_version()}")
+    print(describe())
     print(f"{'engine':<11}{'audio':>8}{'format':>8}{'peak MB':>10}{'wall s':>9}{'MB/min':>9}")
     with tempfile.TemporaryDirectory(prefix="emoface-mem-") as tmp:
         folder = Path(tmp)

@@ -5,7 +5,11 @@ What runs inside the editor for every live frame, in pure Python: decode the pac
 skip unchanged controls (``DeltaFilter``). The Unreal calls themselves cannot be timed here; the
 table reports how many a frame needs after the delta filter on a realistic clip (procedural
 engine on examples/audio/hello_en.wav). Also: the built-in ZeroMQ subscriber's loopback
-throughput next to pyzmq's, and planning a 10 s bake (mapping + grouping keys) for both assets.
+throughput next to pyzmq's, planning a 10 s bake (mapping + grouping keys) for both assets, and
+the editor work each writer and key strategy asks for, counted in ``tests/fake_unreal.py``
+(which models the engine's keying path from its source): API calls, Sequencer's interactive
+keyings, section interrogations, undo transactions and evaluations, per live tick and per 10 s
+bake. Those counts are the budget; the editor's own time per call is what Diagnose measures.
 
     python benchmarks/bench_unreal_apply.py
 """
@@ -22,10 +26,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "unreal_plugin" / "EmoFaceBridge" / "Content" / "Python"))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import fake_unreal  # noqa: E402
 import numpy as np  # noqa: E402
 from emoface_unreal import baked, bakeplan, controls, osc, protocol, rigmap  # noqa: E402
+from machine import describe  # noqa: E402
 
 from bridge import protocol as bp  # noqa: E402
 from bridge.mapping import load_mapping  # noqa: E402
@@ -206,7 +212,7 @@ def bench_bake(values: np.ndarray, tmp: Path) -> list[tuple[str, float, float, s
             "plan Level Sequence keys, 10 s",
             1e3 * (time.perf_counter() - t0),
             float("nan"),
-            f"ms; {keys.n_controls} batch calls (not {keys.n_controls * n} key calls)",
+            f"ms; {keys.n_controls} controls x {n} frames",
         )
     )
     t0 = time.perf_counter()
@@ -222,19 +228,94 @@ def bench_bake(values: np.ndarray, tmp: Path) -> list[tuple[str, float, float, s
     return rows
 
 
+def _fake_editor(saved: Path):
+    fake_unreal.fake_reset(str(saved))
+    sys.modules["unreal"] = fake_unreal
+    fake_unreal.fake_add_face_rig(CONTROLLER_NAMES)
+    fake_unreal.fake_add_metahuman("BP_Ada")
+    return fake_unreal.fake_state()
+
+
+def _counts(state, since: dict[str, int]) -> dict[str, int]:
+    now = {
+        "keyings": state.n_keyings,
+        "interrogations": state.n_interrogations,
+        "channel keys": state.n_channel_keys,
+        "transactions": len(state.undo),
+        "evaluations": state.n_evaluations,
+    }
+    return {k: v - since.get(k, 0) for k, v in now.items()}
+
+
+def bench_editor_budget(values: np.ndarray, tmp: Path) -> list[tuple[str, dict[str, int]]]:
+    """Editor work per live tick (one frame, every control changed) and per 10 s bake."""
+    from emoface_unreal.editor import rig, writer
+
+    mapping = load_mapping("metahuman_faceboard")
+    frames = mapping.apply_array(values)
+    out = []
+    for mode in writer.WRITERS:
+        state = _fake_editor(tmp / mode)
+        sequence = rig.create_sequence("LS_Budget", "/Game/Budget")
+        rig.open_in_sequencer(sequence)
+        binding = rig.bind_face(
+            sequence,
+            state.actors[0],
+            fake_unreal._STATE.assets[
+                "/Game/MetaHumans/Common/Face/Face_ControlBoard_CtrlRig"
+            ].get_control_rig_class(),
+        )
+        w = writer.make_writer(mode, binding)
+        plan = controls.plan_controls(mapping.names, rig.rig_controls(binding.rig))
+        before = _counts(state, {})
+        calls = w.n_calls
+        w.write(plan.float_values(frames[5].tolist()), plan.vector_values(frames[5].tolist()))
+        if w.needs_evaluation:
+            from emoface_unreal.editor import compat
+
+            compat.force_evaluation(0)
+        counts = _counts(state, before)
+        counts["API calls"] = w.n_calls - calls + counts["evaluations"]
+        out.append((f"live tick, {mode}", counts))
+    n = 600
+    clip = np.tile(values, (int(np.ceil(n / len(values))), 1))[:n]
+    path = JsonWriter().write(Animation(clip), tmp / "line10s.json")
+    from emoface_unreal.editor.bake import bake_folder
+    from emoface_unreal.settings import BakeSettings
+
+    for strategy in ("channels", "rig"):
+        state = _fake_editor(tmp / f"bake-{strategy}")
+        before = _counts(state, {})
+        calls = len(state.calls)
+        report = bake_folder(
+            BakeSettings(input_folder=str(path), actor="BP_Ada", key_strategy=strategy)
+        )
+        assert report.n_failed == 0, report.summary()
+        counts = _counts(state, before)
+        counts["API calls"] = len(state.calls) - calls + counts["channel keys"]
+        out.append((f"10 s bake, {strategy}", counts))
+    return out
+
+
 def main() -> int:
     import tempfile
 
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s)")
+    print(describe())
     values = realistic_clip()
     rows = bench_live(values)
     rows += bench_zmq()
     with tempfile.TemporaryDirectory() as tmp:
         rows += bench_bake(values, Path(tmp))
+        budget = bench_editor_budget(values, Path(tmp))
     print(f"{'step':42s} {'p50':>9s} {'p95':>9s}  unit / note")
     for name, p50, p95, note in rows:
         p95_text = "" if np.isnan(p95) else f"{p95:9.1f}"
         print(f"{name:42s} {p50:9.1f} {p95_text:>9s}  {note or 'us per frame'}")
+    print()
+    keys = ("API calls", "keyings", "interrogations", "transactions", "evaluations")
+    print(f"{'editor work (fake_unreal counts)':34s}" + "".join(f"{k:>15s}" for k in keys))
+    for name, counts in budget:
+        print(f"{name:34s}" + "".join(f"{counts.get(k, 0):15,d}" for k in keys))
     return 0
 
 
