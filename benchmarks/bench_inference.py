@@ -6,6 +6,9 @@ Compares, in one process and on the same inputs:
   loaded by
   ``load_model`` (per-frame decoder with folded attention, SDPA in wav2vec2, Linear weights
   prepacked for oneDNN: ``emoface_core.engines.neural.packed_linear``);
+* ``emoface-fast``: ``precision="fast"``, the CPU's native low-precision path
+  (``emoface_core.engines.neural.fastmode``: bf16 on AMX/AVX512-BF16, int8 on VNNI, else float32;
+  the table says which), with its mean and max deviation from ``emoface``;
 * ``emoface-plain``: the same without the prepacked weights (plain ``F.linear``);
 * ``release``: the release network as the authors ran it in 2023 (``ReleaseEmoFace``, transformers
   eager attention, the only kind wav2vec2 had then), plain fp32 forward;
@@ -33,6 +36,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import describe
 
 from emoface_core.audio import Audio, normalize
 from emoface_core.emotion import EmotionTimeline
@@ -48,11 +54,16 @@ def build(checkpoint: Path, attn: str):
     """The three variants' callables ``f(samples_16k) -> [T, 174]`` from one checkpoint file."""
     from transformers import Wav2Vec2Config
 
-    if attn in ("emoface", "emoface-plain"):
+    if attn in ("emoface", "emoface-plain", "emoface-fast"):
         model, _ = load_model(checkpoint, device="cpu")
         timeline = EmotionTimeline.constant(EMOTION)
         if attn == "emoface":
             return lambda x: animate(model, Audio(x), timeline)
+        if attn == "emoface-fast":
+            from emoface_core.engines.neural.fastmode import fast_model
+
+            fast = fast_model(model, "auto", inplace=True)
+            return lambda x: animate(fast, Audio(x), timeline)
 
         def plain(x: np.ndarray) -> np.ndarray:
             with packing_disabled():
@@ -154,16 +165,19 @@ def main() -> None:
         child_peak_mb(Path(args.child[0]), args.child[1], float(args.child[2]))
         return
 
-    variants = ("emoface", "emoface-plain", "release", "release-sdpa")
+    from emoface_core.engines.neural.fastmode import MAX_BOUND, MEAN_BOUND, choose_fast_mode
+
+    variants = ("emoface", "emoface-fast", "emoface-plain", "release", "release-sdpa")
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = make_checkpoint(Path(tmp))
         runs = {v: build(checkpoint, v) for v in variants}
+        print(describe())
         print(
-            f"torch {torch.__version__}, threads {torch.get_num_threads()}, full-size network, "
-            f"random weights, CPU; best of {args.repeats} after a warm-up\n"
+            f"full-size network, random weights, CPU; best of {args.repeats} after a warm-up; "
+            f"emoface-fast runs {choose_fast_mode()[1]}\n"
         )
         print(
-            f"{'clip':>6} | {'variant':<13} | {'time s':>8} | {'RTF':>6} | {'speed-up':>8} | "
+            f"{'clip':>6} | {'variant':<13} | {'time s':>8} | {'RTF':>6} | {'vs sdpa':>8} | "
             "max |diff| vs release"
         )
         print("-" * 78)
@@ -182,10 +196,15 @@ def main() -> None:
                 rtf = times[v] / duration
                 print(
                     f"{duration:>5.0f}s | {v:<13} | {times[v]:>8.3f} | {rtf:>6.3f} | "
-                    f"{times['release'] / times[v]:>7.2f}x | {diff:.2e}"
+                    f"{times['release-sdpa'] / times[v]:>7.2f}x | {diff:.2e}"
                 )
-            speed_up = times["release-sdpa"] / times["emoface"]
-            print(f"{'':>6} | speed-up over release-sdpa: {speed_up:.2f}x")
+            fast_diff = np.abs(outputs["emoface-fast"] - outputs["emoface"])
+            ok = fast_diff.mean() <= MEAN_BOUND and fast_diff.max() <= MAX_BOUND
+            print(
+                f"{'':>6} | emoface-fast vs emoface: mean |diff| {fast_diff.mean():.4f}, max "
+                f"{fast_diff.max():.4f} (bound {MEAN_BOUND} / {MAX_BOUND}: "
+                f"{'within' if ok else 'EXCEEDED'})"
+            )
         print(
             f"\npeak memory of one {args.memory_duration:.0f} s clip (fresh process each, "
             "resident-set samples above the loaded model; for emoface this includes the prepacked "

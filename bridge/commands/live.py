@@ -130,12 +130,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="audio statistics: cumulative = all audio so far (files); adaptive = forgetting "
         "and silence-gated (open feeds); auto picks by source",
     )
-    net.add_argument(
-        "--fast",
-        default="off",
-        choices=("off", "int8"),
-        help="CPU fast mode for the network: int8 Linear layers (see docs/realtime.md)",
-    )
     net.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument(
         "--raw", action="store_true", help="engine output only: no smoothing, blinks or gaze"
@@ -210,7 +204,9 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     engine = build_engine(
-        args, procedural_lookahead_frames=args.procedural_lookahead_frames, fast=args.fast
+        args,
+        procedural_lookahead_frames=args.procedural_lookahead_frames,
+        default_precision="fast",
     )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -209,13 +209,18 @@ class EmoFaceModel(nn.Module):
         self, audio: torch.Tensor, norm_stats: tuple[torch.Tensor, torch.Tensor] | None
     ) -> torch.Tensor:
         x = audio[:, None]
-        for i, layer in enumerate(self.audio_encoder.feature_extractor.conv_layers):
+        layers = self.audio_encoder.feature_extractor.conv_layers
+        if norm_stats is None and hasattr(layers[0], "forward_normalised") and x.shape[0] == 1:
+            norm_stats = self.conv_norm_stats(audio)  # the fast first layer folds them in
+        for i, layer in enumerate(layers):
             norm = getattr(layer, "layer_norm", None)
-            if i == 0 and norm_stats is not None and isinstance(norm, nn.GroupNorm):
+            if i == 0 and norm_stats is not None and hasattr(layer, "forward_normalised"):
+                x = layer.forward_normalised(x, *norm_stats)  # fastmode.Bf16FirstConv
+            elif i == 0 and norm_stats is not None and isinstance(norm, nn.GroupNorm):
                 x = layer.activation(self._conv0_normalised(layer.conv, norm, x, *norm_stats))
             else:
                 x = layer(x)
-        return x
+        return x.float()  # a fast-mode (bf16) stack ends in bf16; a float32 one is returned as is
 
     @staticmethod
     def _conv0_normalised(

@@ -1,0 +1,133 @@
+"""``precision="fast"``: the CPU's native low-precision path stays within the accuracy bound of
+the exact network, picks its path from the CPU's flags, leaves the original model alone, streams,
+and is reachable from the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import tiny_model
+
+from emoface_core.audio import SAMPLE_RATE, Audio
+from emoface_core.emotion import EmotionTimeline
+from emoface_core.errors import ConfigError
+
+pytest.importorskip("transformers")
+
+
+def speechlike(duration_s: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(duration_s * SAMPLE_RATE)) / SAMPLE_RATE
+    envelope = np.clip(np.sin(2 * np.pi * 3.5 * t), 0, None) ** 2
+    voiced = np.sin(2 * np.pi * 130 * t) + 0.4 * np.sin(2 * np.pi * 390 * t)
+    return (0.3 * envelope * (voiced + 0.3 * rng.standard_normal(t.size))).astype(np.float32)
+
+
+def engine(model, precision: str = "exact"):
+    from emoface_core.engines.neural.engine import NeuralEngine
+
+    return NeuralEngine(model, precision=precision)
+
+
+@pytest.fixture
+def bf16_cpu():
+    from emoface_core.engines.neural.fastmode import native_bf16
+
+    if not native_bf16():
+        pytest.skip("this CPU has no native bf16 (AMX or AVX512-BF16): the bf16 path is not used")
+
+
+@pytest.mark.parametrize("decoder_mode", ["per_frame", "temporal"])
+def test_bf16_fast_mode_stays_within_the_bound_of_exact(bf16_cpu, decoder_mode):
+    from emoface_core.engines.neural.fastmode import MAX_BOUND, MEAN_BOUND, fast_model, fast_path
+
+    model = tiny_model(decoder_mode)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = fast_model(model, "bf16")
+    assert fast_path(fast) == "bf16" and fast_path(model) == "off"
+    for key, value in model.state_dict().items():  # the exact model is untouched
+        assert value.dtype == before[key].dtype and bool((value == before[key]).all()), key
+    timeline = EmotionTimeline.constant("happy")
+    for duration, seed in ((0.7, 0), (3.0, 1), (12.0, 2)):  # one window; several windows
+        audio = Audio(speechlike(duration, seed))
+        exact = engine(model).infer(audio, timeline)
+        low = engine(fast).infer(audio, timeline)
+        diff = np.abs(low - exact)
+        assert np.isfinite(low).all() and low.dtype == np.float32
+        assert 0 < diff.mean() <= MEAN_BOUND and diff.max() <= MAX_BOUND, (
+            duration,
+            diff.mean(),
+            diff.max(),
+        )
+
+
+def test_bf16_fast_mode_streams_like_its_whole_clip(bf16_cpu):
+    from emoface_core.streaming import Streamer, stream_clip
+
+    fast_engine = engine(tiny_model(), "fast")
+    assert fast_engine.describe()["precision_path"].startswith("bf16 weights on")
+    audio = Audio(speechlike(2.0))
+    timeline = EmotionTimeline.constant("sad")
+    whole = fast_engine.infer(audio, timeline)
+    stream = Streamer(fast_engine).open(timeline, raw=True)
+    streamed = stream_clip(stream, audio.samples, SAMPLE_RATE // 50)
+    assert streamed.shape == whole.shape
+    assert np.abs(streamed - whole).mean() < 0.01  # the streaming parity bound
+
+
+def test_the_fast_path_follows_the_cpus_flags(monkeypatch):
+    from emoface_core.engines.neural import fastmode
+
+    monkeypatch.setattr(fastmode, "native_bf16", lambda: True)
+    monkeypatch.setattr(fastmode, "cpu_flags", lambda: frozenset({"amx_bf16", "avx512_bf16"}))
+    assert fastmode.choose_fast_mode() == ("bf16", "bf16 weights on AMX")
+    monkeypatch.setattr(fastmode, "native_bf16", lambda: False)
+    monkeypatch.setattr(fastmode, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    mode, why = fastmode.choose_fast_mode()
+    assert mode == fastmode.INT8_CHOICE and why
+    monkeypatch.setattr(fastmode, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert fastmode.choose_fast_mode()[0] == "off"
+    # Emulated bf16 would be slower than float32: refused, not silently used.
+    with pytest.raises(ConfigError, match="needs a CPU with AMX or AVX512-BF16"):
+        fastmode.fast_model(tiny_model(), "bf16")
+    model = tiny_model()
+    fast_engine = engine(model, "fast")  # no fast path here: float32, said so
+    assert fast_engine.model is model and "float32" in fast_engine.precision_note
+
+
+def test_int8_and_unknown_modes(monkeypatch):
+    from emoface_core.engines.neural.fastmode import count_quantized, fast_model, fast_path
+
+    model = tiny_model()
+    fast = fast_model(model, "int8")
+    assert count_quantized(fast) > 0 and count_quantized(model) == 0 and fast_path(fast) == "int8"
+    assert fast_model(model, "off") is model
+    with pytest.raises(ConfigError, match="fast mode must be one of"):
+        fast_model(model, "fp4")
+    with pytest.raises(ConfigError, match="precision must be one of exact, fast"):
+        engine(model, "quick")
+
+
+def test_the_cli_says_which_precision_runs(tiny_release_checkpoint, sine_wav, tmp_path, capsys):
+    from bridge.cli import main
+
+    out = tmp_path / "a.json"
+    code = main(
+        [
+            "bake",
+            str(sine_wav),
+            "-o",
+            str(out),
+            "--engine",
+            "emoface",
+            "--checkpoint",
+            str(tiny_release_checkpoint),
+            "--precision",
+            "fast",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "engine emoface, precision fast (" in err
+    assert main(["bake", str(sine_wav), "-o", str(tmp_path / "b.json"), "--precision", "fast"]) == 0
+    assert "--precision applies to the network only" in capsys.readouterr().err
