@@ -7,13 +7,15 @@ chunks, as a microphone or network feed delivers them.
 
 Tables:
 
-1. **Window trade-offs** (full-size, fp32 and int8): per configuration (hop, lookahead,
-   context mode) the algorithmic latency (simulated with 1 ms chunks and instant compute: the
-   wait from a frame's first audio sample until the frame is final, max over frames), the
-   compute time of the 20 ms calls that run the network (p50/p99), the real-time factor of one
-   stream (compute / audio), and the deviation from whole-clip inference (mean absolute
-   difference of the streamed frames, raw and post-processed, without and with the clip length
-   known in advance; the whole-clip output's own standard deviation is printed for scale).
+1. **Window trade-offs** (full-size, exact and fast precision; fast = the CPU's native
+   low-precision path, bf16 on AMX/AVX512-BF16, named in the header): per configuration (hop,
+   lookahead, context mode) the algorithmic latency (simulated with 1 ms chunks and instant
+   compute: the wait from a frame's first audio sample until the frame is final, max over
+   frames), the compute time of the 20 ms calls that run the network (p50/p99), the real-time
+   factor of one stream (compute / audio), and the deviation from whole-clip inference (mean
+   absolute difference of the streamed frames, raw and post-processed, without and with the
+   clip length known in advance; the whole-clip output's own standard deviation is printed for
+   scale).
 2. **End to end** (real time): a ``FileSource`` paced like a live recording -> ``LiveRunner`` ->
    ``SubjectStream`` -> ZeroMQ PUB on loopback. Latency = time the frame left the bridge minus
    the capture time of the frame's first audio sample, p50/p99/max; as computed (bursts) and
@@ -48,6 +50,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from machine import describe  # noqa: E402
 
 from emoface_core.audio import FPS, SAMPLE_RATE, Audio, load_audio  # noqa: E402
 from emoface_core.emotion import parse_emotion_spec  # noqa: E402
@@ -78,16 +83,19 @@ def full_size_engine():
         path = Path(tmp) / "full_size_random_model.pth"
         torch.save(release_state_dict(ref), path)
         del ref
-        engine = NeuralEngine.from_checkpoint(path, device="cpu", precision="fp32")
+        engine = NeuralEngine.from_checkpoint(path, device="cpu", precision="exact")
     assert engine.model.per_frame
     return engine
 
 
-def fast_engine(engine):
+def fast_engine(engine, mode: str = "fast"):
+    """``precision="fast"`` (a converted copy), or the int8 copy for ``mode="int8"``."""
     from emoface_core.engines.neural.engine import NeuralEngine
     from emoface_core.engines.neural.fastmode import fast_model
 
-    return NeuralEngine(fast_model(engine.model, "int8"), precision="fp32")
+    if mode == "int8":
+        return NeuralEngine(fast_model(engine.model, "int8"), precision="fp32")
+    return NeuralEngine(engine.model, precision="fast")
 
 
 def release_geometry_tiny_engine():
@@ -232,10 +240,12 @@ def section_fast(args: argparse.Namespace, engine, fast) -> None:
     y8 = fast.infer(audio, TIMELINE)
     s32, _ = stream_timed(Streamer(engine), x, raw=True, hint=False)
     s8, _ = stream_timed(Streamer(fast), x, raw=True, hint=False)
-    print("\n2. Fast mode (int8 dynamic quantisation of the Linear layers), deviation from fp32:")
+    print(f"\n2. Fast precision ({fast.precision_note}), deviation from exact:")
     print(
         f"  whole clip: MAE {np.abs(y8 - y32).mean():.4f}, max {np.abs(y8 - y32).max():.4f} "
-        f"(output std {y32.std():.3f}); streamed: MAE {np.abs(s8 - s32).mean():.4f}"
+        f"(output std {y32.std():.3f}); streamed: MAE {np.abs(s8 - s32).mean():.4f}, max "
+        f"{np.abs(s8 - s32).max():.4f}; streamed fast vs whole-clip fast: MAE "
+        f"{np.abs(s8 - y8).mean():.4f} (exact: {np.abs(s32 - y32).mean():.4f})"
     )
 
 
@@ -379,7 +389,8 @@ def main() -> None:
         default=["tradeoff", "fast", "e2e", "concurrent"],
         choices=["tradeoff", "fast", "e2e", "concurrent"],
     )
-    parser.add_argument("--no-fast", action="store_true", help="skip the int8 rows")
+    parser.add_argument("--no-fast", action="store_true", help="skip the fast-precision rows")
+    parser.add_argument("--int8", action="store_true", help="add int8 rows (off the bound)")
     parser.add_argument("--e2e-seconds", type=float, default=14.0, help="audio per e2e run")
     parser.add_argument(
         "--procedural-only",
@@ -390,22 +401,23 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    print(
-        f"bench_realtime: torch {torch.__version__}, {args.threads} threads, "
-        f"load average {os.getloadavg()[0]:.2f} at start"
-    )
+    print(describe())
+    print(f"bench_realtime: {args.threads} threads, load average {os.getloadavg()[0]:.2f} at start")
     if args.procedural_only:
         section_e2e(args, {})
         print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
         return
     engine = full_size_engine()
-    engines = {"full fp32": engine}
+    engines = {"full exact": engine}
     if not args.no_fast:
-        engines["full int8"] = fast_engine(engine)
+        engines["full fast"] = fast_engine(engine)
+        print(f"fast precision here: {engines['full fast'].precision_note}")
+    if args.int8:
+        engines["full int8"] = fast_engine(engine, "int8")
     if "tradeoff" in args.sections:
         section_tradeoff(args, engines)
     if "fast" in args.sections and not args.no_fast:
-        section_fast(args, engine, engines["full int8"])
+        section_fast(args, engine, engines["full fast"])
     if "e2e" in args.sections:
         section_e2e(args, engines)
     if "concurrent" in args.sections:

@@ -61,18 +61,22 @@ def test_bf16_fast_mode_stays_within_the_bound_of_exact(bf16_cpu, decoder_mode):
         )
 
 
-def test_bf16_fast_mode_streams_like_its_whole_clip(bf16_cpu):
+def test_bf16_fast_mode_streams_within_the_bound_of_exact_streaming(bf16_cpu):
+    from emoface_core.engines.neural.fastmode import MAX_BOUND, MEAN_BOUND
     from emoface_core.streaming import Streamer, stream_clip
 
+    model = tiny_model()
     fast_engine = engine(tiny_model(), "fast")
     assert fast_engine.describe()["precision_path"].startswith("bf16 weights on")
     audio = Audio(speechlike(2.0))
     timeline = EmotionTimeline.constant("sad")
-    whole = fast_engine.infer(audio, timeline)
-    stream = Streamer(fast_engine).open(timeline, raw=True)
-    streamed = stream_clip(stream, audio.samples, SAMPLE_RATE // 50)
-    assert streamed.shape == whole.shape
-    assert np.abs(streamed - whole).mean() < 0.01  # the streaming parity bound
+    streamed = {}
+    for name, e in (("exact", engine(model)), ("fast", fast_engine)):
+        stream = Streamer(e).open(timeline, raw=True)
+        streamed[name] = stream_clip(stream, audio.samples, SAMPLE_RATE // 50)
+    diff = np.abs(streamed["fast"] - streamed["exact"])
+    assert streamed["fast"].shape == (audio.n_frames, 174)
+    assert 0 < diff.mean() <= MEAN_BOUND and diff.max() <= MAX_BOUND
 
 
 def test_the_fast_path_follows_the_cpus_flags(monkeypatch):
@@ -84,7 +88,7 @@ def test_the_fast_path_follows_the_cpus_flags(monkeypatch):
     monkeypatch.setattr(fastmode, "native_bf16", lambda: False)
     monkeypatch.setattr(fastmode, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
     mode, why = fastmode.choose_fast_mode()
-    assert mode == fastmode.INT8_CHOICE and why
+    assert mode == "off" and "int8 (VNNI) misses the accuracy bound" in why
     monkeypatch.setattr(fastmode, "cpu_flags", lambda: frozenset({"avx2"}))
     assert fastmode.choose_fast_mode()[0] == "off"
     # Emulated bf16 would be slower than float32: refused, not silently used.

@@ -62,7 +62,10 @@ def settings_fingerprint(settings: BatchSettings) -> dict[str, Any]:
         from emoface_core.engines.procedural.engine import data_fingerprint
 
         procedural_data = data_fingerprint()
+    # Only named when it changes the outputs, so earlier exact bakes stay up to date.
+    precision = settings.precision if settings.engine == "emoface" else "exact"
     return {
+        **({"precision": precision} if precision != "exact" else {}),
         "emoface": __version__,
         "json_format_version": JSON_FORMAT_VERSION,
         "engine": settings.engine,

@@ -33,6 +33,7 @@ class BatchSettings:
         engine: "auto", "emoface" or "procedural".
         checkpoint: EmoFace weights for the "emoface" engine.
         device: "cpu", "cuda" or None (CUDA when available).
+        precision: the network's "exact" or "fast" arithmetic (``NeuralEngine``).
         raw: write the engine output without smoothing, blinks or gaze.
         mapping: rig mapping for the CSV columns; None writes the 174 channels.
         postprocess: smoothing, blink and gaze parameters.
@@ -45,6 +46,7 @@ class BatchSettings:
     engine: str = "auto"
     checkpoint: str | None = None
     device: str | None = None
+    precision: str = "exact"
     raw: bool = False
     mapping: Mapping | None = None
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
@@ -61,6 +63,8 @@ class BatchSettings:
             )
         if self.engine not in ("auto", "emoface", "procedural"):
             raise ConfigError(f"engine must be auto, emoface or procedural, got {self.engine!r}")
+        if self.precision not in ("exact", "fast"):
+            raise ConfigError(f"precision must be exact or fast, got {self.precision!r}")
 
     def output_files(self, line: BakeLine) -> list[str]:
         """The output paths of a line, relative to ``output_dir`` (one per format)."""
@@ -203,4 +207,7 @@ def load_batch_engine(settings: BatchSettings) -> Any:
     """Load the engine named by resolved settings (what each worker does once)."""
     from emoface_core.engines import load_engine
 
-    return load_engine(settings.engine, checkpoint=settings.checkpoint, device=settings.device)
+    engine = load_engine(settings.engine, checkpoint=settings.checkpoint, device=settings.device)
+    if settings.precision != "exact" and hasattr(engine, "with_precision"):
+        engine = engine.with_precision(settings.precision)
+    return engine

@@ -243,6 +243,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         engine=args.engine,
         checkpoint=args.checkpoint,
         device=args.device,
+        precision=args.precision or "exact",
         raw=args.raw,
         mapping=_load_mapping(args.mapping) if args.mapping else None,
         allow_truncated=args.allow_truncated,

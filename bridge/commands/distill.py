@@ -48,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--device", default=None, choices=("cpu", "cuda"), help="default: cuda if available"
     )
     p.add_argument(
+        "--precision",
+        default="exact",
+        choices=("exact", "fast"),
+        help="the network's arithmetic (fast: bf16 on AMX/AVX512-BF16, fp16 on CUDA)",
+    )
+    p.add_argument(
         "--base-poses",
         default=None,
         metavar="FILE",
@@ -99,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if not audios:
         raise ValueError("no usable audio among the inputs; nothing to distil")
     teacher = load_engine("emoface", checkpoint=args.checkpoint, device=args.device)
+    if args.precision != "exact":
+        teacher = teacher.with_precision(args.precision)  # type: ignore[attr-defined]
     seconds = sum(a.duration_s for a in audios)
     print(
         f"emoface: distilling 7 poses from {teacher.name} over {len(audios)} clip(s), "

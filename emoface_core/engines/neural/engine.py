@@ -125,10 +125,17 @@ class NeuralEngine:
         ``emoface_core.streaming.process_many`` steps them in one batched call.
         """
         if self._streaming is None or self._streaming.model is not self.model:
-            self._streaming = StreamingNetwork(self.model)
+            self._streaming = StreamingNetwork(self.model, self._autocast_for_streaming())
         return self._streaming.open(
             emotion, config, provisional=provisional, expected_samples=expected_samples
         )
+
+    def _autocast_for_streaming(self) -> str:
+        """Whole-clip autocast, made concrete ("auto" is fp16 on CUDA, nothing on a CPU)."""
+        if self._autocast != "auto":
+            return self._autocast
+        device = next(self.model.parameters()).device
+        return "fp16" if device.type == "cuda" else "fp32"
 
     def describe(self) -> dict[str, Any]:
         """Engine facts for metadata."""

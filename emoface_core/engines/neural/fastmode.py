@@ -2,16 +2,20 @@
 
 ``precision="fast"`` picks what this CPU runs natively:
 
-* ``bf16`` on CPUs with bfloat16 instructions (``amx_bf16`` or ``avx512_bf16``): the conv and
-  linear layers' weights are converted to bfloat16 once, at load, and prepacked for oneDNN, so
-  each call is one native bf16 GEMM/convolution (AMX tiles where present) with float32
-  accumulation; activations are cast on the way in and the result comes back as float32.
-  Layer norms, softmax, the first conv layer (its normalisation is folded into it), wav2vec2's
-  positional convolution, the emotion encoder and the output head stay float32. Plain autocast
-  instead re-casts every weight on every call (35 % of its time on AMX).
-* ``int8`` on CPUs with VNNI but no native bf16: dynamic int8 quantisation of the Linear layers
-  (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations quantised per call).
-* ``off`` (float32, the exact path) where neither helps.
+* ``bf16`` on CPUs with bfloat16 instructions (``amx_bf16`` or ``avx512_bf16``): the weights of
+  every conv and linear layer are converted to bfloat16 once, at load (linear ones prepacked
+  for oneDNN, conv ones in channels-last layout), so each call is one native bf16 GEMM or
+  convolution (AMX tiles where present) with float32 accumulation and the activation (GELU,
+  ReLU) fused. Attention runs in bf16 (q/k/v stay bf16 into SDPA); the conv stack stays bf16
+  from layer to layer (the first layer, one input channel, becomes a GEMM of the audio's
+  windows with the GroupNorm statistics folded in, in float32, before the cast). Layer norms,
+  residual sums, softmax accumulation, the emotion encoder and the output head stay float32.
+  Plain autocast instead re-casts every weight on every call (35 % of its time on AMX).
+* ``off`` (float32, the exact path) elsewhere. ``int8`` (dynamic quantisation of the Linear
+  layers, ``torch.ao.quantization.quantize_dynamic``: int8 weights, activations quantised per
+  call) is 1.4-1.5x faster than float32 on VNNI but misses the bound (mean |diff| 0.025, max
+  0.2 on the full-size network, per-channel weights barely better), so it is never picked by
+  itself; ``fast_model(model, "int8")`` still makes one for callers who accept that.
 
 Accuracy bound, checked by ``tests/test_fastmode.py`` on a tiny model and printed by
 ``benchmarks/bench_inference.py`` for the full-size one: mean |fast - exact| <= 0.005 and max
@@ -42,7 +46,18 @@ log = logging.getLogger(__name__)
 
 FAST_MODES = ("off", "int8", "bf16", "auto")
 MEAN_BOUND, MAX_BOUND = 0.005, 0.05  # fast vs exact, raw outputs
-_PACK_BATCH_HINT = 64  # rows oneDNN optimises the packed layout for (as packed_linear)
+
+
+def _pack_hint(n_out: int, n_in: int) -> int:
+    """The row count oneDNN optimises a packed bf16 weight for.
+
+    Measured on AMX (2 cores), 8 to 600 rows: every hint is equally fast for the few rows of a
+    streaming step, but for whole clips a layer at most as wide as its input (768x3072,
+    768x768, 512x2048) runs 1.3-1.6x faster packed for one row, and a wider one (3072x768,
+    2048x512) packed for 64. A fixed rule rather than timing at load: the packed layout changes
+    the order of the sums, and bakes must not depend on a timing race.
+    """
+    return 1 if n_out <= n_in else 64
 
 
 @lru_cache(maxsize=1)
@@ -83,8 +98,10 @@ def choose_fast_mode() -> tuple[str, str]:
         unit = "AMX" if "amx_bf16" in cpu_flags() else "AVX512-BF16"
         return "bf16", f"bf16 weights on {unit}"
     if native_int8():
-        return "int8", "int8 Linear layers on VNNI (this CPU has no native bf16)"
-    return "off", "float32 (this CPU has no native bf16 or int8 units)"
+        return "off", (
+            "float32: this CPU has no native bf16, and int8 (VNNI) misses the accuracy bound"
+        )
+    return "off", "float32: this CPU has no native bf16 units"
 
 
 class Bf16PackedLinear(nn.Module):
@@ -108,7 +125,7 @@ class Bf16PackedLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features = weight.shape[1], weight.shape[0]
         plain = weight.detach().to(torch.bfloat16).contiguous()
-        packed = torch.ops.mkldnn._reorder_linear_weight(plain, _PACK_BATCH_HINT)
+        packed = torch.ops.mkldnn._reorder_linear_weight(plain, _pack_hint(*weight.shape))
         self.register_buffer("packed", packed)
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16))
         self.activation = activation
@@ -188,26 +205,24 @@ class Bf16FirstConv(nn.Module):
     def forward_normalised(
         self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor
     ) -> torch.Tensor:
-        """``[1, 1, S]`` audio and ``[1, C, 1]`` statistics -> ``[1, C, T]`` bf16."""
+        """``[1, 1, S]`` audio and ``[1, C, 1]`` statistics -> ``[1, C, T]`` bf16.
+
+        One input channel: the convolution is a GEMM of the audio's strided windows
+        ``[T, K]`` with the kernels ``[C, K]``, whose ``[T, C]`` result already is the
+        channels-last layout the next layer reads (a oneDNN convolution would give the plain
+        layout for a one-channel input, and the next layer would transpose it: 15 % of a clip).
+        """
         conv, norm = self.conv, self.layer_norm
         scale = torch.rsqrt(var + norm.eps) * norm.weight[:, None]  # [1, C, 1]
         conv_bias = conv.bias[:, None] if conv.bias is not None else 0.0
         bias = (((conv_bias - mean) * scale)[0, :, 0] + norm.bias).to(torch.bfloat16)
-        weight = (conv.weight * scale[0][:, :, None]).to(torch.bfloat16).unsqueeze(2)
-        x4 = x.to(torch.bfloat16).unsqueeze(2).contiguous(memory_format=torch.channels_last)
-        y = torch.ops.mkldnn._convolution_pointwise(
-            x4,
-            weight.contiguous(memory_format=torch.channels_last),
-            bias,
-            [0, conv.padding[0]],
-            [1, conv.stride[0]],
-            [1, conv.dilation[0]],
-            conv.groups,
-            "gelu",
-            [],
-            "none",
-        )
-        return y.squeeze(2)
+        weight = (conv.weight[:, 0, :] * scale[0]).to(torch.bfloat16)  # [C, K]
+        kernel, stride = conv.kernel_size[0], conv.stride[0]
+        audio = x.reshape(-1).to(torch.bfloat16)
+        n_out = (audio.shape[0] - kernel) // stride + 1
+        windows = audio.as_strided((n_out, kernel), (stride, 1)).contiguous()
+        y = torch.ops.mkldnn._linear_pointwise(windows, weight, bias, "gelu", [], "none")
+        return y.T[None]  # [1, C, T] with C fastest: channels-last
 
 
 class Bf16PositionalConv(nn.Module):
@@ -260,8 +275,10 @@ class _ShapeOf(nn.Module):
 
 
 class Bf16FeedForward(nn.Module):
-    """wav2vec2's feed-forward block in bf16: the GELU fused into the first GEMM, the
-    3072-wide intermediate kept in bf16, rows in blocks (as ``RowBlockedFeedForward``).
+    """wav2vec2's feed-forward block in bf16.
+
+    The GELU is fused into the first GEMM, the 3072-wide intermediate stays bf16, and rows run
+    in blocks (as ``RowBlockedFeedForward``).
     """
 
     def __init__(self, ff: nn.Module, row_block: int) -> None:

@@ -163,15 +163,22 @@ class StreamingNetwork:
     """What every stream of one ``EmoFaceModel`` shares: the model and constants of its weights.
 
     Args:
-        model: the network (eval mode is set here); may be a fast-mode (quantised) copy.
+        model: the network (eval mode is set here); may be a fast-mode (bf16, int8) copy.
+        precision: autocast for every step: "fp32" (none), "fp16" (CUDA: what the engine's
+            "fast" precision runs there) or "bf16"; caches then hold half-precision keys and
+            values, the statistics and outputs stay float32.
     """
 
-    def __init__(self, model: EmoFaceModel) -> None:
+    def __init__(self, model: EmoFaceModel, precision: str = "fp32") -> None:
         import torch
+
+        from emoface_core.engines.neural.inference import autocast_context
         from torch import nn
 
         self.model = model.eval()
         self.device = next(model.parameters()).device
+        autocast_context(self.device, precision)  # refuses fp16 off CUDA, now rather than later
+        self.precision = precision
         self.stride = model.conv_stride()  # samples per conv frame (320: 50 fps)
         self.receptive_field = model.conv_receptive_field()  # samples per conv frame (400)
         w2v = model.audio_encoder
@@ -589,7 +596,9 @@ def run_network_steps(
     """
     import torch
 
-    with torch.inference_mode():
+    from emoface_core.engines.neural.inference import autocast_context
+
+    with torch.inference_mode(), autocast_context(net.device, net.precision):
         cached = [job for job in jobs if job[0].config.context == "cache"]
         hidden: dict[int, torch.Tensor] = {}
         if cached:
