@@ -34,6 +34,7 @@ import platform
 import warnings
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -149,7 +150,7 @@ class Bf16ConvGelu(nn.Module):
     float32. ``conv`` is the original layer, kept for its shape (``conv_output_length``).
     """
 
-    def __init__(self, layer: nn.Module) -> None:
+    def __init__(self, layer: Any) -> None:  # a transformers conv layer
         super().__init__()
         conv = layer.conv
         self.conv = _ShapeOf(conv)
@@ -193,10 +194,11 @@ class Bf16FirstConv(nn.Module):
     float32 kernels; ``forward`` is the float32 layer, for inputs without statistics).
     """
 
-    def __init__(self, layer: nn.Module) -> None:
+    def __init__(self, layer: Any) -> None:  # a transformers conv layer
         super().__init__()
         self.layer = layer
-        self.conv, self.layer_norm = layer.conv, layer.layer_norm
+        self.conv: Any = layer.conv
+        self.layer_norm: Any = layer.layer_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The float32 layer (its own GroupNorm statistics)."""
@@ -238,14 +240,13 @@ class Bf16PositionalConv(nn.Module):
         with torch.no_grad():
             weight = conv.weight.detach().clone()  # weight norm applied once
         self.register_buffer("weight", weight)
-        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach())
+        bias = None if conv.bias is None else conv.bias.detach()
+        self.register_buffer("bias", bias)
         self.kernel_size, self.groups = conv.kernel_size, conv.groups
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         plain = weight.to(torch.bfloat16).unsqueeze(2)  # channels-last: see Bf16ConvGelu
         self.register_buffer("packed", plain.contiguous(memory_format=torch.channels_last))
-        self.register_buffer(
-            "bias_bf16", None if self.bias is None else self.bias.to(torch.bfloat16)
-        )
+        self.register_buffer("bias_bf16", None if bias is None else bias.to(torch.bfloat16))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, T]`` -> ``[B, C, T']`` bf16 (the layer's GELU follows, on bf16)."""
@@ -281,7 +282,7 @@ class Bf16FeedForward(nn.Module):
     in blocks (as ``RowBlockedFeedForward``).
     """
 
-    def __init__(self, ff: nn.Module, row_block: int) -> None:
+    def __init__(self, ff: Any, row_block: int) -> None:  # Wav2Vec2FeedForward
         super().__init__()
         dense1, dense2 = ff.intermediate_dense, ff.output_dense
         self.up = Bf16PackedLinear(dense1.weight, dense1.bias, activation="gelu", out="bf16")
@@ -322,7 +323,8 @@ def _to_bf16(model: EmoFaceModel, inplace: bool) -> EmoFaceModel:
             fast._fused_cache[0],
             [Bf16PackedLinear(f.weight, f.bias) for f in fused],
         )
-        for layer in fast.encoder.layers:
+        decoder_layers: list[Any] = list(fast.encoder.layers)
+        for layer in decoder_layers:
             relu = layer.activation is F.relu or isinstance(layer.activation, nn.ReLU)
             layer.linear1 = Bf16PackedLinear(
                 layer.linear1.weight,

@@ -171,9 +171,9 @@ class StreamingNetwork:
 
     def __init__(self, model: EmoFaceModel, precision: str = "fp32") -> None:
         import torch
+        from torch import nn
 
         from emoface_core.engines.neural.inference import autocast_context
-        from torch import nn
 
         self.model = model.eval()
         self.device = next(model.parameters()).device
