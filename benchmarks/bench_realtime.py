@@ -177,6 +177,9 @@ def configs() -> dict:
         "hop 6, look 5, smooth 5": StreamConfig(
             hop_frames=6, lookahead_frames=5, smooth_lookahead_frames=5
         ),
+        "hop 3, look 2, smooth 2": StreamConfig(
+            hop_frames=3, lookahead_frames=2, smooth_lookahead_frames=2
+        ),
         "hop 12, look 7": StreamConfig(hop_frames=12, lookahead_frames=7),
         "hop 6, look 12": StreamConfig(hop_frames=6, lookahead_frames=12),
         "hop 6, look 7, recompute": StreamConfig(
@@ -265,7 +268,12 @@ def section_e2e(args: argparse.Namespace, engines: dict) -> None:
     runs = [
         (name, engine, label, table[label], 20)
         for name, engine in engines.items()
-        for label in ("hop 6, look 7", "hop 6, look 5, smooth 5", "hop 4, look 5, smooth 5")
+        for label in (
+            "hop 6, look 7",
+            "hop 6, look 5, smooth 5",
+            "hop 4, look 5, smooth 5",
+            "hop 3, look 2, smooth 2",
+        )
     ]
     if args.quick:
         runs = runs[:1]

@@ -45,7 +45,20 @@ MAPPING_VERSION = 1  # the only file version this code reads
 SOURCE_SET = "emoface174"  # the 174 channels of emoface_core.controllers, in dataset order
 TARGET_KINDS = ("control_rig", "anim_curves", "arkit", "custom")
 UNLISTED_POLICIES = ("error", "drop")
-MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
+
+
+def _mappings_dir() -> Path:
+    """The folder of the shipped mappings.
+
+    The repository's ``mappings/`` (the source of truth), else the copy an installed wheel
+    carries in ``bridge/_data`` (setup.py copies it in at build time).
+    """
+    repo = Path(__file__).resolve().parent.parent / "mappings"
+    wheel = Path(__file__).resolve().parent / "_data" / "mappings"
+    return repo if repo.is_dir() or not wheel.is_dir() else wheel
+
+
+MAPPINGS_DIR = _mappings_dir()
 SHIPPED_MAPPINGS = ("metahuman_faceboard", "metahuman_curves", "arkit52")
 DEFAULT_MAPPING = "metahuman_faceboard"
 MAX_ABS_SCALE = 100.0  # a gain beyond this is a typo, not a rig

@@ -39,6 +39,8 @@ PLUGIN_NAME = "EmoFaceBridge"
 PACKAGE_NAME = "emoface_unreal"
 PLUGIN_DIR_ENV = "EMOFACE_UNREAL_PLUGIN_DIR"  # where the plugin sources are, for non-repo installs
 REPO_PLUGIN_DIR = Path(__file__).resolve().parent.parent / "unreal_plugin" / PLUGIN_NAME
+# The copy a built wheel carries (setup.py copies the repository's folder in at build time).
+WHEEL_PLUGIN_DIR = Path(__file__).resolve().parent / "_data" / "unreal_plugin" / PLUGIN_NAME
 PROTOCOL_SOURCE = Path(__file__).resolve().parent / "protocol.py"
 DEFAULT_FACEBOARD_MAPPING = "metahuman_faceboard"
 DEFAULT_CURVES_MAPPING = "metahuman_curves"
@@ -59,20 +61,22 @@ class UnrealInstallError(EmoFaceError, ValueError):
 
 
 def plugin_source_dir() -> Path:
-    """The plugin folder to install from: ``$EMOFACE_UNREAL_PLUGIN_DIR`` or the repository's.
+    """The plugin folder to install from.
+
+    ``$EMOFACE_UNREAL_PLUGIN_DIR``, else the repository's, else the copy in an installed wheel.
 
     Raises:
         UnrealInstallError: neither holds ``EmoFaceBridge.uplugin``.
     """
     env = os.environ.get(PLUGIN_DIR_ENV)
     candidates = [Path(env)] if env else []
-    candidates.append(REPO_PLUGIN_DIR)
+    candidates += [REPO_PLUGIN_DIR, WHEEL_PLUGIN_DIR]
     for path in candidates:
         if (path / f"{PLUGIN_NAME}.uplugin").is_file():
             return path
     raise UnrealInstallError(
         f"plugin sources not found (looked in {', '.join(str(p) for p in candidates)}); "
-        f"install emoface from its source checkout or set {PLUGIN_DIR_ENV} to the "
+        f"reinstall emoface (the wheel carries the plugin) or set {PLUGIN_DIR_ENV} to the "
         f"unreal_plugin/{PLUGIN_NAME} folder"
     )
 

