@@ -102,7 +102,7 @@ def test_the_wheel_runs_from_outside_the_repository(wheel_venv, tmp_path):
     plugin = project / "Plugins" / "EmoFaceBridge"
     assert (plugin / "EmoFaceBridge.uplugin").is_file()
     assert (plugin / "Content" / "Python" / "emoface_unreal" / "editor" / "live.py").is_file()
-    assert (plugin / "Content" / "Python" / "emoface_unreal" / "data" / "faceboard_mapping.json")
+    assert plugin / "Content" / "Python" / "emoface_unreal" / "data" / "faceboard_mapping.json"
 
     wav = write_wav(tmp_path / "line.wav", make_sine(0.4))
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
