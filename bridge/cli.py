@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if not getattr(args, "func", None):
+    if not getattr(args, "func", None):  # bare `emoface`: the overview, as `emoface -h`
         parser.print_help()
-        return 2
+        return 0
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

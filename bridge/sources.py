@@ -604,10 +604,16 @@ class MicSource(AudioSource):
     def _open(self) -> None:
         try:
             import sounddevice
-        except (ImportError, OSError) as e:  # OSError: the package is there but PortAudio is not
+        except ImportError as e:
             raise ImportError(
                 "the microphone source needs the optional sounddevice package: "
                 "pip install 'emoface[live]' (or pip install sounddevice)"
+            ) from e
+        except OSError as e:  # the package is there, the PortAudio library it loads is not
+            raise ImportError(
+                f"sounddevice is installed but cannot load PortAudio ({e}): install the "
+                "PortAudio library (Debian/Ubuntu: apt-get install libportaudio2; macOS: brew "
+                "install portaudio; Windows: the sounddevice wheel includes it, reinstall it)"
             ) from e
 
         def callback(indata: np.ndarray, n_frames: int, time_info: Any, status: Any) -> None:

@@ -16,7 +16,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
@@ -177,14 +177,61 @@ class CsvWriter(Writer):
             _write_rows(f, table)
 
 
-WRITERS: dict[str, type[Writer]] = {"txt": TxtWriter, "json": JsonWriter, "csv": CsvWriter}
+class CurveTableWriter(Writer):
+    """Unreal's CurveTable CSV layout: the first row the key times, then one row per curve.
+
+    ``CurveTable.cpp`` ``UCurveTable::CreateTableFromCSVString`` (UE 5.6): row 0 holds the X
+    values from its second cell on (the first cell is skipped, being the row-name column; the
+    X values must be unique), every later row is ``name, y0, y1, ...`` with as many values as
+    there are X values. So this is the transpose of ``CsvWriter``, which is the layout for
+    spreadsheets, DCCs and DataTables.
+
+    Args:
+        names: the curve names (default: the 174 channels).
+        transform: ``[n, 174] -> [n, len(names)]`` (a rig mapping's ``apply_array``); default:
+            the channels as they are.
+    """
+
+    extension = "curvetable.csv"
+
+    def __init__(
+        self,
+        names: Sequence[str] | None = None,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        self.names = tuple(names) if names is not None else None
+        self.transform = transform
+
+    def write_to(self, animation: Animation, f: BinaryIO) -> None:
+        """Times, then the curves; each curve's row is formatted in blocks of frames."""
+        names = self.names or animation.controller_names
+        t = np.arange(animation.n_frames, dtype=np.float64) / animation.fps
+        values = animation.values
+        table = values if self.transform is None else np.asarray(self.transform(values))
+        for name, row in (("Name", t), *((n, table[:, i]) for i, n in enumerate(names))):
+            f.write(name.encode("utf-8"))
+            for start in range(0, len(row), WRITE_BLOCK_FRAMES):
+                buf = io.BytesIO()
+                piece = row[start : start + WRITE_BLOCK_FRAMES].astype(np.float64)[None]
+                np.savetxt(buf, piece, fmt="%.6f", delimiter=",", newline="")
+                f.write(b"," + buf.getvalue())
+            f.write(b"\n")
+
+
+WRITERS: dict[str, type[Writer]] = {
+    "txt": TxtWriter,
+    "json": JsonWriter,
+    "csv": CsvWriter,
+    "curvetable": CurveTableWriter,
+}
+ALL_FORMATS = ("txt", "json", "csv")  # what "all" writes (the curve table is asked for by name)
 FORMAT_CHOICES = (*WRITERS, "all")
 
 
 def get_writers(fmt: str) -> list[Writer]:
-    """Writers for ``txt``, ``json``, ``csv`` or ``all``."""
+    """Writers for ``txt``, ``json``, ``csv``, ``curvetable`` or ``all``."""
     if fmt == "all":
-        return [cls() for cls in WRITERS.values()]
+        return [WRITERS[k]() for k in ALL_FORMATS]
     if fmt not in WRITERS:
         raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMAT_CHOICES)}")
     return [WRITERS[fmt]()]

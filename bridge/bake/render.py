@@ -19,7 +19,7 @@ from bridge.bake.lines import BakeLine
 from bridge.mapping import Mapping
 from emoface_core.animation import Animation
 from emoface_core.errors import ConfigError, EmoFaceError
-from emoface_core.formats import WRITE_BLOCK_FRAMES, WRITERS, Writer
+from emoface_core.formats import WRITE_BLOCK_FRAMES, WRITERS, CurveTableWriter, Writer
 from emoface_core.postprocess import PostprocessConfig
 
 
@@ -29,7 +29,7 @@ class BatchSettings:
 
     Attributes:
         output_dir: folder the outputs are written into.
-        formats: writer keys among ``txt``, ``json``, ``csv``.
+        formats: writer keys among ``txt``, ``json``, ``csv``, ``curvetable``.
         engine: "auto", "emoface" or "procedural".
         checkpoint: EmoFace weights for the "emoface" engine.
         device: "cpu", "cuda" or None (CUDA when available).
@@ -68,7 +68,7 @@ class BatchSettings:
 
     def output_files(self, line: BakeLine) -> list[str]:
         """The output paths of a line, relative to ``output_dir`` (one per format)."""
-        return [f"{line.output}.{fmt}" for fmt in self.formats]
+        return [f"{line.output}.{WRITERS[fmt].extension}" for fmt in self.formats]
 
     def resolved(self) -> BatchSettings:
         """These settings with "auto" replaced by the engine that will run (and its checkpoint).
@@ -126,11 +126,14 @@ class MappedCsvWriter(Writer):
 def writer_for(fmt: str, mapping: Mapping | None = None) -> Writer:
     """The one place that picks how an animation becomes a file.
 
-    ``csv`` with a mapping has one column per mapping target (``MappedCsvWriter``); every other
-    case is the format's writer (``emoface_core.formats.WRITERS``).
+    ``csv`` with a mapping has one column per mapping target (``MappedCsvWriter``), a curve
+    table one row per target; every other case is the format's writer
+    (``emoface_core.formats.WRITERS``).
     """
     if fmt == "csv" and mapping is not None:
         return MappedCsvWriter(mapping)
+    if fmt == "curvetable" and mapping is not None:
+        return CurveTableWriter(mapping.names, mapping.apply_array)
     return WRITERS[fmt]()
 
 

@@ -43,7 +43,7 @@ from bridge.bake.journal import (
 from bridge.bake.lines import BakeLine
 from bridge.bake.render import BatchSettings, Outcome, failure_reason
 from bridge.bake.runners import Runner
-from emoface_core.formats import atomic_write
+from emoface_core.formats import WRITERS, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def _write_outcome(
     written = []
     try:
         for fmt, text in outcome.files.items():
-            rel = f"{line.output}.{fmt}"
+            rel = f"{line.output}.{WRITERS[fmt].extension}"
             path = settings.output_dir / rel
             atomic_write(path, text)
             journal.record(rel, plan.fingerprints[rel])

@@ -41,8 +41,10 @@ weights:
 output:
   OUT ending in .txt is the authors' format (one line per frame, 174 comma-separated values,
   dataset column order, no header); .json holds named channels plus metadata; .csv has a
-  time column and one column per channel, or per target of --mapping (imports into Unreal
-  as a DataTable/curve table).
+  time column and one column per channel, or per target of --mapping (for spreadsheets,
+  DCCs, DataTables). --format curvetable writes .csv in Unreal's CurveTable layout instead
+  (first row the key times, then one row per curve: import it as a CurveTable); in a batch
+  its files are NAME.curvetable.csv. --mapping applies to the CSV layouts only.
 
 batch (several inputs, a folder, a glob, a manifest, or -o naming a folder):
   emoface bake lines/ -o baked/                     every audio file under lines/ (sub-folders kept)
@@ -99,16 +101,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--mapping",
         default=None,
         metavar="NAME|FILE",
-        help="CSV columns: targets of this rig mapping (e.g. metahuman_curves) instead of the "
-        "174 channels",
+        help="CSV / curve-table curves: targets of this rig mapping (e.g. metahuman_curves) "
+        "instead of the 174 channels",
     )
-    batch = p.add_argument_group("batch options")
-    batch.add_argument(
+    p.add_argument(
         "--format",
         default=None,
-        choices=("txt", "json", "csv", "all"),
-        help="output format(s) in the output folder (default: json)",
+        choices=("txt", "json", "csv", "curvetable", "all"),
+        help="output format(s) in an output folder (default: json; all = txt, json and csv); "
+        "for one .csv file, curvetable picks Unreal's CurveTable layout",
     )
+    batch = p.add_argument_group("batch options")
     batch.add_argument(
         "--jobs",
         "-j",
@@ -186,8 +189,13 @@ def _is_single(args: argparse.Namespace) -> bool:
                 f"{args.output}: -o names a file, but the inputs are a batch; "
                 "give an output folder instead"
             )
-        if args.format is not None:
-            raise ValueError(f"--format applies to an output folder; {args.output} names a file")
+        if args.format not in (None, "curvetable") or (
+            args.format == "curvetable" and out.suffix.lower() != ".csv"
+        ):
+            raise ValueError(
+                f"{args.output} names a file: its extension is its format (--format applies "
+                "to an output folder, except --format curvetable for a .csv file)"
+            )
         return True
     if one_audio and out.suffix and not out.is_dir() and not args.output.endswith(("/", "\\")):
         raise ValueError(
@@ -204,7 +212,13 @@ def _run_single(args: argparse.Namespace) -> int:
     from emoface_core.emotion import parse_emotion_spec
     from emoface_core.formats import format_of
 
-    fmt = format_of(args.output)
+    fmt = "curvetable" if args.format == "curvetable" else format_of(args.output)
+    if args.mapping and fmt in ("txt", "json"):
+        raise ValueError(
+            f"--mapping applies to .csv and curve-table outputs; {args.output} is {fmt}, which "
+            "keeps the 174 channels (.txt is the authors' layout; the Unreal plugin and "
+            "`emoface stream` map .json themselves)"
+        )
     if os.path.realpath(args.output) == os.path.realpath(args.inputs[0]):
         raise ValueError(f"{args.output}: is the input audio file; refusing to overwrite it")
     timeline = parse_emotion_spec(args.emotion)
@@ -233,10 +247,14 @@ def _run_batch(args: argparse.Namespace) -> int:
     from emoface_core.emotion import parse_emotion_spec
 
     parse_emotion_spec(args.emotion)  # a bad default spec is a usage error, not N failed lines
+    from emoface_core.formats import ALL_FORMATS
+
     fmt = args.format or "json"
-    formats = ("txt", "json", "csv") if fmt == "all" else (fmt,)
-    if args.mapping and "csv" not in formats:
-        raise ValueError("--mapping sets the CSV columns; add --format csv or --format all")
+    formats = ALL_FORMATS if fmt == "all" else (fmt,)
+    if args.mapping and not {"csv", "curvetable"} & set(formats):
+        raise ValueError(
+            "--mapping sets the CSV / curve-table curves; add --format csv, curvetable or all"
+        )
     settings = BatchSettings(
         output_dir=Path(args.output),
         formats=formats,

@@ -405,6 +405,9 @@ def parse_output(request: dict[str, Any], fmt: str) -> str | None:
         return None
     if not isinstance(output, str) or not output:
         raise RequestError("bad_request", "output must be a file path")
-    if Path(output).suffix.lower() != f".{fmt}":
-        raise RequestError("bad_request", f"output {output!r} must end in .{fmt}")
+    from emoface_core.formats import WRITERS
+
+    extension = WRITERS[fmt].extension if fmt in WRITERS else fmt
+    if not output.lower().endswith(f".{extension}"):
+        raise RequestError("bad_request", f"output {output!r} must end in .{extension}")
     return output

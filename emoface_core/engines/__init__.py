@@ -72,6 +72,25 @@ def load_engine(
             "(SJTU-Lucy/EmoFace release, e.g. 1000_model.pth) and pass --checkpoint PATH, set "
             f"{CHECKPOINT_ENV}, or put it at {DEFAULT_CHECKPOINT}"
         )
+    require_model_packages()
     from emoface_core.engines.neural.engine import NeuralEngine
 
     return NeuralEngine.from_checkpoint(path, device=device, **options)
+
+
+def require_model_packages() -> None:
+    """Say what to install when the network's packages are missing (not a bare import error).
+
+    Raises:
+        ConfigError: torch or transformers cannot be imported.
+    """
+    import importlib.util
+
+    missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"the emoface engine needs {' and '.join(missing)}, which is not installed: "
+            "pip install 'emoface[model]' after installing PyTorch (CPU-only on Linux: pip install "
+            "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; or run "
+            "scripts/setup.py, which picks the build); the procedural engine needs neither"
+        )

@@ -537,7 +537,9 @@ def write_mp4(
     ffmpeg = ffmpeg or find_ffmpeg()
     if not ffmpeg:
         raise PreviewError(
-            f"{path}: writing .mp4 needs ffmpeg on PATH (not found); install ffmpeg or write a .gif"
+            f"{path}: writing .mp4 needs ffmpeg (not found on PATH): install it (Debian/Ubuntu: "
+            "apt-get install ffmpeg; macOS: brew install ffmpeg; Windows: winget install ffmpeg), "
+            "point EMOFACE_FFMPEG at it, or write a .gif"
         )
     path = Path(path)
     tmp = _temp_sibling(path)
