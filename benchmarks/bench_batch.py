@@ -20,7 +20,6 @@ Usage: python benchmarks/bench_batch.py [--lines-procedural 120] [--lines-emofac
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -28,6 +27,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from machine import describe  # noqa: E402
 
 from bridge.bake.lines import BakeLine  # noqa: E402
 from bridge.bake.render import BatchSettings  # noqa: E402
@@ -58,7 +60,13 @@ def lines_for(n: int) -> list[BakeLine]:
     ]
 
 
-def bench(engine: str, checkpoint: Path | None, jobs: int, lines: list[BakeLine]) -> dict:
+def bench(
+    engine: str,
+    checkpoint: Path | None,
+    jobs: int,
+    lines: list[BakeLine],
+    precision: str = "exact",
+) -> dict:
     finished: list[float] = []
     with tempfile.TemporaryDirectory(prefix="emoface-bench-batch-") as out:
         settings = BatchSettings(
@@ -67,6 +75,7 @@ def bench(engine: str, checkpoint: Path | None, jobs: int, lines: list[BakeLine]
             engine=engine,
             checkpoint=str(checkpoint) if checkpoint else None,
             device="cpu",
+            precision=precision,
         )
         start = time.perf_counter()
         report = run_batch(
@@ -85,7 +94,7 @@ def bench(engine: str, checkpoint: Path | None, jobs: int, lines: list[BakeLine]
     steady_s = finished[-1] - finished[0] if len(finished) > 1 else float("nan")
     steady_audio = audio_s * (n - 1) / n if n > 1 else float("nan")
     return {
-        "engine": engine,
+        "engine": engine if engine == "procedural" else f"{engine} ({precision})",
         "jobs": jobs,
         "lines": n,
         "audio_s": audio_s,
@@ -106,22 +115,27 @@ def main() -> None:
         "--engines", nargs="+", default=["procedural", "emoface"], choices=("procedural", "emoface")
     )
     parser.add_argument("--jobs", nargs="+", type=int, default=[1, 2])
+    parser.add_argument(
+        "--precisions", nargs="+", default=["exact", "fast"], choices=("exact", "fast")
+    )
     args = parser.parse_args()
 
     n_lines = {"procedural": args.lines_procedural, "emoface": args.lines_emoface}
-    print(
-        f"# lines cycle through {len(CLIPS)} example clips (3.7-5.8 s); "
-        f"{os.cpu_count()} CPU cores; JSON output"
-    )
+    print(describe())
+    print(f"# lines cycle through {len(CLIPS)} example clips (3.7-5.8 s); JSON output")
     rows = []
     with tempfile.TemporaryDirectory(prefix="emoface-bench-ckpt-") as tmp:
         checkpoint = full_size_checkpoint(Path(tmp)) if "emoface" in args.engines else None
         for engine in args.engines:
-            for jobs in args.jobs:
-                lines = lines_for(n_lines[engine])
-                row = bench(engine, checkpoint if engine == "emoface" else None, jobs, lines)
-                rows.append(row)
-                print(f"  done: {engine} x{jobs} in {row['wall_s']:.1f} s", file=sys.stderr)
+            for precision in args.precisions if engine == "emoface" else ["exact"]:
+                for jobs in args.jobs:
+                    lines = lines_for(n_lines[engine])
+                    ckpt = checkpoint if engine == "emoface" else None
+                    row = bench(engine, ckpt, jobs, lines, precision)
+                    rows.append(row)
+                    print(
+                        f"  done: {row['engine']} x{jobs} in {row['wall_s']:.1f} s", file=sys.stderr
+                    )
 
     print()
     print(

@@ -35,8 +35,8 @@ emotion spec:
 weights:
   The 'emoface' engine needs the authors' released checkpoint (SJTU-Lucy/EmoFace, a *_model.pth
   file that already contains wav2vec2). Pass --checkpoint PATH, or set EMOFACE_CHECKPOINT, or save
-  it as ~/.cache/emoface/emoface_model.pth. Without weights, --engine auto uses the procedural
-  engine, which needs nothing.
+  it as emoface_model.pth in the cache folder (Linux: ~/.cache/emoface/). Without weights,
+  --engine auto uses the procedural engine, which needs nothing.
 
 output:
   OUT ending in .txt is the authors' format (one line per frame, 174 comma-separated values,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -158,9 +157,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/emoface/features`` (``~/.cache/emoface/features``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "emoface" / "features"
+    """``features`` in the platform's cache folder.
+
+    ``~/.cache/emoface/features`` on Linux (``$XDG_CACHE_HOME`` honoured).
+    """
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("emoface", appauthor=False)) / "features"
 
 
 def run(args: argparse.Namespace) -> int:

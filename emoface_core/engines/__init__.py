@@ -1,7 +1,8 @@
 """Choosing an engine: the EmoFace network when weights are configured, else the procedural one.
 
 ``auto`` looks for a checkpoint in this order: the ``--checkpoint`` flag, the ``EMOFACE_CHECKPOINT``
-environment variable, then ``~/.cache/emoface/emoface_model.pth`` (``DEFAULT_CHECKPOINT``).
+environment variable, then ``emoface_model.pth`` in the platform's cache folder
+(``DEFAULT_CHECKPOINT``: ``~/.cache/emoface`` on Linux).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import logging
 import os
 from pathlib import Path
 
+import platformdirs
+
 from emoface_core.engines.base import Engine
 from emoface_core.errors import ConfigError
 
@@ -17,7 +20,11 @@ log = logging.getLogger(__name__)
 
 ENGINE_CHOICES = ("auto", "emoface", "procedural")
 CHECKPOINT_ENV = "EMOFACE_CHECKPOINT"
-DEFAULT_CHECKPOINT = Path.home() / ".cache" / "emoface" / "emoface_model.pth"
+# The platform's cache folder: ~/.cache/emoface on Linux, ~/Library/Caches/emoface on macOS,
+# %LOCALAPPDATA%\emoface\Cache on Windows.
+DEFAULT_CHECKPOINT = Path(platformdirs.user_cache_dir("emoface", appauthor=False)) / (
+    "emoface_model.pth"
+)
 
 
 def find_checkpoint(checkpoint: str | Path | None = None) -> Path | None:
