@@ -585,7 +585,10 @@ def test_a_feed_faster_than_real_time_drops_frames_instead_of_queueing_forever()
     stats = runner.run()
     assert stats.n_dropped_frames > 300  # most of the 600 frames could never play in time
     assert stats.n_frames + stats.n_dropped_frames == 600
-    assert max(stats.latency_s) < 0.5 + 0.05 + 0.1  # bounded by the backlog, not growing
+    # Bounded by the backlog (0.5 s + the 0.05 s delay), not growing with the feed (which would
+    # reach 8 s). The feed moves this fake clock from another thread, so a starved playout
+    # thread (a loaded machine) sees it jump: allow that jitter, far below unbounded growth.
+    assert max(stats.latency_s) < 2.0
 
 
 def test_absurd_dimensions_in_a_small_checkpoint_are_refused_quickly(tmp_path):

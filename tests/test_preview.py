@@ -217,7 +217,7 @@ def test_mp4_failure_leaves_nothing_behind(tmp_path):
 def test_mp4_without_ffmpeg_says_so(tmp_path, monkeypatch):
     monkeypatch.delenv("EMOFACE_FFMPEG", raising=False)
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(PreviewError, match="needs ffmpeg on PATH"):
+    with pytest.raises(PreviewError, match="needs ffmpeg .not found on PATH.: install it"):
         write_mp4(_talking(), tmp_path / "p.mp4")
     monkeypatch.setenv("EMOFACE_FFMPEG", str(tmp_path / "no-such-ffmpeg"))
     with pytest.raises(PreviewError, match="cannot run ffmpeg"):
