@@ -135,3 +135,26 @@ def test_the_cli_says_which_precision_runs(tiny_release_checkpoint, sine_wav, tm
     assert "engine emoface, precision fast (" in err
     assert main(["bake", str(sine_wav), "-o", str(tmp_path / "b.json"), "--precision", "fast"]) == 0
     assert "--precision applies to the network only" in capsys.readouterr().err
+
+
+def test_streaming_runs_under_the_engines_autocast():
+    """The path CUDA's fast precision takes (fp16 autocast in every streaming step), run here
+    with the CPU's bf16 autocast: same code, and close to the float32 stream."""
+    from emoface_core.streaming import Streamer, stream_clip
+
+    model = tiny_model()
+    audio = Audio(speechlike(1.5))
+    timeline = EmotionTimeline.constant("happy")
+    out = {}
+    for precision in ("exact", "bf16"):
+        e = engine(model, precision)
+        stream = Streamer(e).open(timeline, raw=True)
+        out[precision] = stream_clip(stream, audio.samples, SAMPLE_RATE // 50)
+        if precision == "bf16":
+            assert e._streaming is not None and e._streaming.precision == "bf16"
+    diff = np.abs(out["bf16"] - out["exact"])
+    assert np.isfinite(out["bf16"]).all() and 0 < diff.mean() < 0.02
+    with pytest.raises(ConfigError, match="fp16 inference needs a CUDA device"):
+        from emoface_core.engines.neural.streaming import StreamingNetwork
+
+        StreamingNetwork(model, "fp16")
