@@ -271,3 +271,35 @@ def test_cli_mp4_uses_the_bakes_source_audio(tmp_path, capsys):
     assert main(["preview", str(baked), "-o", str(out), "--size", "128"]) == 0
     assert "with sound" in capsys.readouterr().err
     assert {s["codec_type"] for s in _probe(out)["streams"]} == {"video", "audio"}
+
+
+def test_contact_sheet_captions_and_progress(tmp_path):
+    from PIL import Image
+
+    from emoface_core.viz.preview import emotion_caption, render_frames, write_sheet
+
+    animation = _talking(180)
+    animation.metadata["emotion"] = "happy@0,sad@1"
+    caption = emotion_caption(animation)
+    assert caption(0.1) == "happy" and caption(animation.duration_s - 0.01) == "sad"
+    assert "%" in caption(1.05)  # mid-fade: a blend of two
+    path = write_sheet(animation, tmp_path / "s.png", every_ms=250, columns=4, caption=caption)
+    n_tiles = -(-animation.n_frames // 15)  # a frame every 15 at 60 fps
+    with Image.open(path) as im:
+        assert im.size == (4 * 192, -(-n_tiles // 4) * 192)
+    seen = []
+    list(render_frames(animation, 25, 128, progress=lambda done, total: seen.append((done, total))))
+    assert seen[-1][0] == seen[-1][1] == len(seen)
+
+
+def test_preview_finds_the_audio_beside_an_older_bake_and_says_when_it_cannot(tmp_path, capsys):
+    from bridge.cli import main
+    from emoface_core.formats import JsonWriter
+
+    animation = _talking()
+    animation.metadata["source_audio"] = "line.wav"  # recorded relative by an older bake
+    JsonWriter().write(animation, tmp_path / "line.json")
+    code = main(["preview", str(tmp_path / "line.json"), "-o", str(tmp_path / "a.gif"), "-q"])
+    assert code == 0 and "not found" not in capsys.readouterr().err  # a GIF has no sound anyway
+    code = main(["preview", str(tmp_path / "line.json"), "-o", str(tmp_path / "s.png")])
+    assert code == 0 and "contact sheet" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -317,3 +318,26 @@ def _build_senders(args: argparse.Namespace) -> list[Sender]:
         host, port = parse_host_port(args.livelink, LIVELINK_PORT)
         senders.append(LiveLinkSender(host, port))
     return senders
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+
+def source_audio_for(baked: str | Path, metadata: dict) -> tuple[Path | None, list[str]]:
+    """The audio a bake came from: ``(found, paths tried)``.
+
+    New bakes record an absolute ``source_audio``; older ones a path relative to where they ran,
+    so a relative one is tried beside the bake file, then from here; last, audio named like the
+    bake beside it (``line.json`` -> ``line.wav``).
+    """
+    baked = Path(baked)
+    candidates: list[Path] = []
+    recorded = metadata.get("source_audio")
+    if isinstance(recorded, str) and recorded:
+        path = Path(recorded)
+        candidates += [path] if path.is_absolute() else [baked.parent / path, path]
+    candidates += [baked.with_suffix(suffix) for suffix in AUDIO_SUFFIXES]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate, [str(c) for c in candidates]
+    return None, [str(c) for c in candidates[:3]]

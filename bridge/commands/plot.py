@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge.commands.options import HelpFormatter
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from emoface_core.viz.plot import plot_animation
 
     animation = load_animation(args.baked)
-    audio = None if args.no_audio else _audio_for(args.audio, animation.metadata)
+    audio = None if args.no_audio else _audio_for(args.audio, args.baked, animation.metadata)
     path = plot_animation(
         animation, args.output, emotion=args.emotion, audio=audio, title=args.title
     )
@@ -55,16 +54,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audio_for(explicit: str | None, metadata: dict[str, Any]) -> Audio | None:
-    """The audio given on the command line, else the bake's source audio if it is still there."""
+def _audio_for(explicit: str | None, baked: str, metadata: dict[str, Any]) -> Audio | None:
+    """The audio given on the command line, else the bake's source audio if it can be found."""
+    from bridge.commands.options import source_audio_for
     from emoface_core.audio import load_audio
 
     if explicit:
         return load_audio(explicit)
-    source = metadata.get("source_audio")
-    if source and Path(source).is_file():
+    found, _ = source_audio_for(baked, metadata)
+    if found is not None:
         try:
-            return load_audio(source)
+            return load_audio(found)
         except ValueError:
             return None  # the plot is still useful without the envelope
     return None

@@ -27,7 +27,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -434,14 +434,92 @@ def frame_times(n_frames: int, source_fps: float, out_fps: float) -> np.ndarray:
     return np.clip(idx, 0, max(n_frames - 1, 0))
 
 
+Caption = str | Callable[[float], str] | None  # fixed text, or the text at a time in seconds
+Progress = Callable[[int, int], None] | None  # (frames done, frames in all)
+
+
+def _caption_at(caption: Caption, t: float) -> str:
+    if caption is None:
+        return ""
+    text = caption(t) if callable(caption) else caption
+    return f"{t:6.2f} s  {text}".rstrip()
+
+
+def emotion_caption(animation: Animation) -> Caption:
+    """The emotion active at each moment, from the bake's emotion spec.
+
+    "happy", or a blend "happy 60% sad 40%" while a timeline fades; None when the bake names none.
+    """
+    from emoface_core.emotion import EMOTIONS, parse_emotion_spec
+
+    spec = animation.metadata.get("emotion")
+    if not spec:
+        return None
+    try:
+        weights = parse_emotion_spec(str(spec)).weights(animation.n_frames, animation.fps)
+    except ValueError:
+        return str(spec)
+
+    def at(t: float) -> str:
+        row = weights[min(len(weights) - 1, max(0, int(t * animation.fps)))]
+        order = np.argsort(row)[::-1]
+        if row[order[1]] < 0.05:
+            return EMOTIONS[order[0]]
+        return " ".join(f"{EMOTIONS[k]} {100 * row[k]:.0f}%" for k in order[:2])
+
+    return at
+
+
 def render_frames(
-    animation: Animation, out_fps: float, size_px: int, *, caption: str | None = None
+    animation: Animation,
+    out_fps: float,
+    size_px: int,
+    *,
+    caption: Caption = None,
+    progress: Progress = None,
 ) -> Iterator[Any]:
     """PIL images of the animation resampled to ``out_fps``."""
     renderer = FaceRenderer(size_px)
-    for k, i in enumerate(frame_times(animation.n_frames, animation.fps, out_fps)):
-        text = "" if caption is None else f"{k / out_fps:6.2f} s  {caption}".rstrip()
-        yield renderer.render(animation.values[i], text)
+    times = frame_times(animation.n_frames, animation.fps, out_fps)
+    for k, i in enumerate(times):
+        yield renderer.render(animation.values[i], _caption_at(caption, k / out_fps))
+        if progress is not None:
+            progress(k + 1, len(times))
+
+
+def write_sheet(
+    animation: Animation,
+    path: str | Path,
+    *,
+    every_ms: float = 200.0,
+    columns: int = 8,
+    size_px: int = 192,
+    caption: Caption = None,
+) -> Path:
+    """One PNG contact sheet: a frame every ``every_ms`` in a grid, each captioned.
+
+    For reviewing many lines at a glance.
+    """
+    image_module = _require_pillow()
+    renderer = FaceRenderer(size_px)
+    step = max(1, int(round(every_ms / 1000 * animation.fps)))
+    picks = list(range(0, animation.n_frames, step)) or [0]
+    rows = (len(picks) + columns - 1) // columns
+    sheet = image_module.new("RGB", (columns * size_px, rows * size_px), BACKGROUND)
+    for k, i in enumerate(picks):
+        values = animation.values[min(i, animation.n_frames - 1)] if animation.n_frames else None
+        if values is None:
+            break
+        tile = renderer.render(values, _caption_at(caption, i / animation.fps))
+        sheet.paste(tile, ((k % columns) * size_px, (k // columns) * size_px))
+    path = Path(path)
+    tmp = _temp_sibling(path)
+    try:
+        sheet.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
 
 
 def write_gif(
@@ -450,7 +528,8 @@ def write_gif(
     *,
     fps: float = GIF_FPS,
     size_px: int = GIF_SIZE_PX,
-    caption: str | None = None,
+    caption: Caption = None,
+    progress: Progress = None,
 ) -> Path:
     """Write a looping GIF preview atomically.
 
@@ -462,7 +541,7 @@ def write_gif(
         raise ValueError(f"GIF fps must be 50, 25, 20, 10...(100/fps whole, >= 2), got {fps:g}")
     frames = [
         im.convert("P", palette=_adaptive(), colors=64)
-        for im in render_frames(animation, fps, size_px, caption=caption)
+        for im in render_frames(animation, fps, size_px, caption=caption, progress=progress)
     ]
     path = Path(path)
     tmp = _temp_sibling(path)
@@ -526,8 +605,9 @@ def write_mp4(
     audio_path: str | Path | None = None,
     fps: float = 60.0,
     size_px: int = MP4_SIZE_PX,
-    caption: str | None = None,
+    caption: Caption = None,
     ffmpeg: str | None = None,
+    progress: Progress = None,
 ) -> Path:
     """Write an MP4 preview atomically, muxing ``audio_path`` when given.
 
@@ -583,7 +663,8 @@ def write_mp4(
             raise PreviewError(f"{path}: cannot run ffmpeg at {ffmpeg} ({e.strerror or e})") from e
         try:
             assert proc.stdin is not None
-            for image in render_frames(animation, fps, size_px, caption=caption):
+            frames = render_frames(animation, fps, size_px, caption=caption, progress=progress)
+            for image in frames:
                 proc.stdin.write(image.tobytes())
             proc.stdin.close()
             code = proc.wait()
@@ -616,9 +697,13 @@ def write_preview(
     audio_path: str | Path | None = None,
     fps: float | None = None,
     size_px: int | None = None,
-    caption: str | None = None,
+    caption: Caption = None,
+    progress: Progress = None,
+    every_ms: float = 200.0,
 ) -> Path:
-    """Write a .gif or .mp4 preview, chosen by the extension (audio only goes into MP4).
+    """Write a .gif or .mp4 preview, or a .png contact sheet, chosen by the extension.
+
+    Audio only goes into MP4; ``every_ms`` is the sheet's spacing.
 
     Raises:
         ValueError: unknown extension.
@@ -630,7 +715,16 @@ def write_preview(
         if audio_path is not None:
             log.info("%s: a GIF has no sound; the audio is not included", path)
         return write_gif(
-            animation, path, fps=fps or GIF_FPS, size_px=size_px or GIF_SIZE_PX, caption=caption
+            animation,
+            path,
+            fps=fps or GIF_FPS,
+            size_px=size_px or GIF_SIZE_PX,
+            caption=caption,
+            progress=progress,
+        )
+    if fmt == "png":
+        return write_sheet(
+            animation, path, every_ms=every_ms, size_px=size_px or 192, caption=caption
         )
     if fmt == "mp4":
         return write_mp4(
@@ -640,7 +734,9 @@ def write_preview(
             fps=fps or animation.fps,
             size_px=size_px or MP4_SIZE_PX,
             caption=caption,
+            progress=progress,
         )
     raise ValueError(
-        f"{path}: unknown preview extension {path.suffix or '(none)'}; use .gif or .mp4"
+        f"{path}: unknown preview extension {path.suffix or '(none)'}; use .gif, .mp4 or .png "
+        "(a contact sheet)"
     )
