@@ -114,3 +114,14 @@ def test_cli_draws_the_source_audio_envelope(tmp_path):
 
     with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
         assert a.height > b.height  # the extra audio panel
+
+
+def test_a_tiny_wiggle_does_not_fill_its_panel():
+    from emoface_core.viz.plot import PANELS, build_figure
+
+    values = np.zeros((120, N_CONTROLLERS), np.float32)
+    values[:, BLINK_L] = 0.0002 * np.sin(np.arange(120))
+    fig = build_figure(Animation(values))
+    blinks = fig.axes[[title for title, _ in PANELS].index("blinks")]
+    lo, hi = blinks.get_ylim()
+    assert hi - lo > 1.0  # the blink panel keeps its working range

@@ -303,3 +303,69 @@ def test_preview_finds_the_audio_beside_an_older_bake_and_says_when_it_cannot(tm
     assert code == 0 and "not found" not in capsys.readouterr().err  # a GIF has no sound anyway
     code = main(["preview", str(tmp_path / "line.json"), "-o", str(tmp_path / "s.png")])
     assert code == 0 and "contact sheet" in capsys.readouterr().err
+
+
+def _emotion_faces():
+    from emoface_core.audio import Audio
+    from emoface_core.emotion import EMOTIONS, EmotionTimeline
+    from emoface_core.engines.procedural.engine import ProceduralEngine
+    from emoface_core.viz.preview import face_shape
+
+    engine = ProceduralEngine()
+    silence = Audio(np.zeros(32_000, np.float32))
+    values = {e: engine.infer(silence, EmotionTimeline.constant(e)).mean(axis=0) for e in EMOTIONS}
+    return values, {e: face_shape(v) for e, v in values.items()}
+
+
+def _features(shape) -> np.ndarray:
+    m = shape.mouth
+    return np.array(
+        [
+            shape.brow_left.inner_up,
+            shape.brow_left.outer_up,
+            shape.brow_left.inner_shift,
+            shape.eye_left.upper_open,
+            shape.eye_left.lower_open,
+            m.left[1],
+            m.width,
+            m.upper_lip_y,
+            m.gap,
+            0.05 * m.lip_thickness,
+            0.05 * shape.nose_wrinkle,
+            0.05 * shape.cheek_raise_left,
+            0.05 * shape.nasolabial,
+        ]
+    )
+
+
+def test_each_emotion_draws_its_own_face():
+    values, faces = _emotion_faces()
+    n = faces["neutral"]
+    angry, disgust, fear = faces["angry"], faces["disgust"], faces["fear"]
+    happy, sad, surprise = faces["happy"], faces["sad"], faces["surprise"]
+    # Each moves the features its name says, against neutral.
+    assert angry.brow_left.inner_up < n.brow_left.inner_up - 0.05  # brows pulled down...
+    assert angry.brow_left.inner_shift > n.brow_left.inner_shift + 0.03  # ...and together
+    assert angry.eye_left.lower_open < n.eye_left.lower_open - 0.01  # a squint
+    assert angry.mouth.lip_thickness < n.mouth.lip_thickness - 0.15  # tightened lips
+    assert disgust.nose_wrinkle > 0.5 and disgust.nasolabial > 0.2
+    assert disgust.mouth.upper_lip_y > n.mouth.upper_lip_y + 0.02  # upper lip raised
+    assert fear.brow_left.inner_up > n.brow_left.inner_up + 0.05
+    assert fear.eye_left.upper_open > n.eye_left.upper_open + 0.01  # eyes widened
+    assert fear.mouth.width > n.mouth.width + 0.03  # mouth stretched
+    assert happy.mouth.left[1] > n.mouth.left[1] + 0.05 and happy.cheek_raise_left > 0.3
+    assert happy.eye_left.lower_open < n.eye_left.lower_open - 0.01  # cheeks push the lids
+    assert sad.brow_left.inner_up - sad.brow_left.outer_up > 0.05  # inner ends up
+    assert sad.mouth.left[1] < n.mouth.left[1] - 0.04  # corners down
+    assert surprise.brow_left.outer_up > n.brow_left.outer_up + 0.08
+    assert surprise.eye_left.upper_open > n.eye_left.upper_open + 0.01 and surprise.mouth.gap > 0
+    # And every pair is told apart by a clear margin, in the shapes and in the pixels.
+    from itertools import combinations
+
+    from emoface_core.viz.preview import FaceRenderer
+
+    renderer = FaceRenderer(192)
+    pixels = {e: np.asarray(renderer.render(v).convert("L"), np.float32) for e, v in values.items()}
+    for a, b in combinations(faces, 2):
+        assert np.linalg.norm(_features(faces[a]) - _features(faces[b])) > 0.03, (a, b)
+        assert np.abs(pixels[a] - pixels[b]).mean() > 0.6, (a, b)

@@ -166,9 +166,11 @@ def build_figure(animation: Animation, inputs: PlotInputs | None = None) -> Any:
         row += 1
     for title, channels in PANELS:
         ax = axes[row]
+        shown = [index[channel] for channel, _ in channels if channel in index]
         for channel, label in channels:
             if channel in index:
                 ax.plot(t, animation.values[:, index[channel]], lw=1.2, label=label)
+        ax.set_ylim(*panel_limits(title, animation.values[:, shown]))
         ax.set_ylabel(title, rotation=0, ha="right", va="center")
         ax.axhline(0.0, color="0.8", lw=0.6, zorder=0)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
@@ -179,6 +181,27 @@ def build_figure(animation: Animation, inputs: PlotInputs | None = None) -> Any:
     axes[-1].set_xlim(0, max(t[-1] if t.size else 0.0, 1.0 / animation.fps))
     fig.suptitle(inputs.title or _default_title(animation), fontsize=11)
     return fig
+
+
+# Each panel's y-axis spans at least its controls' working range, so that a wiggle of 0.0002
+# looks like one, not like a full blink (matplotlib would scale every panel to its data).
+PANEL_RANGES = {
+    "jaw": (-0.2, 1.0),
+    "lips": (0.0, 1.0),
+    "mouth corners": (-1.0, 1.0),
+    "brows": (0.0, 1.0),
+    "blinks": (-0.5, 1.0),
+    "gaze": (-1.0, 1.0),
+}
+
+
+def panel_limits(title: str, values: np.ndarray) -> tuple[float, float]:
+    """A panel's y-limits: its working range, widened to the data when the data leave it."""
+    lo, hi = PANEL_RANGES.get(title, (-1.0, 1.0))
+    if values.size:
+        lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+    pad = 0.05 * (hi - lo)
+    return lo - pad, hi + pad
 
 
 def _draw_emotion(

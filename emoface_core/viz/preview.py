@@ -144,6 +144,8 @@ class FaceShape:
     cheek_raise_left: float
     cheek_raise_right: float
     nose_wrinkle: float
+    nasolabial: float = 0.0  # depth of the folds from the nose to the mouth corners
+    chin_raise: float = 0.0  # the chin pushing the lower lip up (pout)
 
 
 def _eye(values: np.ndarray, side: str, gaze_x: float, gaze_y: float) -> EyeShape:
@@ -154,8 +156,8 @@ def _eye(values: np.ndarray, side: str, gaze_x: float, gaze_y: float) -> EyeShap
     cheek = _ch(values, f"CTRL_{side}_eye_cheekRaise-translateY")
     scrunch = _ch(values, f"CTRL_{side}_eye_faceScrunch-translateY")
     upper = 1.0 - _pos(blink) + 0.45 * _pos(-blink) - 0.35 * _pos(lid_u) + 0.35 * _pos(-lid_u)
-    upper -= 0.25 * scrunch + 0.1 * squint
-    lower = 1.0 - 0.5 * _pos(lid_d) + 0.3 * _pos(-lid_d) - 0.35 * cheek - 0.25 * squint
+    upper -= 0.25 * scrunch + 0.3 * squint
+    lower = 1.0 - 0.5 * _pos(lid_d) + 0.3 * _pos(-lid_d) - 0.5 * cheek - 0.5 * squint
     lower -= 0.5 * _pos(blink)
     ex = gaze_x + _ch(values, f"CTRL_{side}_eye-translateX")
     ey = gaze_y + _ch(values, f"CTRL_{side}_eye-translateY")
@@ -173,9 +175,9 @@ def _brow(values: np.ndarray, side: str) -> BrowShape:
     down = _ch(values, f"CTRL_{side}_brow_down-translateY")
     lateral = _ch(values, f"CTRL_{side}_brow_lateral-translateY")
     return BrowShape(
-        inner_up=0.1 * raise_in - 0.08 * down,
-        outer_up=0.1 * raise_out - 0.05 * down,
-        inner_shift=0.04 * lateral + 0.02 * down,
+        inner_up=0.15 * raise_in - 0.16 * down,
+        outer_up=0.13 * raise_out - 0.06 * down,
+        inner_shift=0.08 * lateral + 0.03 * down,
     )
 
 
@@ -209,6 +211,11 @@ def face_shape(values: np.ndarray) -> FaceShape:
     press = _pos(both("pressU") + both("pressD")) * 0.5 + _pos(both("lipsPressU"))
     upper_raise = both("upperLipRaise")
     lower_depress = both("lowerLipDepress")
+    tighten = _pos(0.5 * (both("tightenU") + both("tightenD")))
+    chin = _pos(
+        0.5 * (_ch(values, "CTRL_L_jaw_ChinRaiseD-translateY")
+               + _ch(values, "CTRL_R_jaw_ChinRaiseD-translateY"))
+    )  # fmt: skip
 
     def corner(side: str, sign: float) -> tuple[float, float]:
         up = _ch(values, f"CTRL_{side}_mouth_corner-translateY")
@@ -226,16 +233,17 @@ def face_shape(values: np.ndarray) -> FaceShape:
             + 0.05 * dimple
             - 0.3 * purse
             - 0.2 * funnel
+            - 0.12 * tighten
         )
-        y = 0.08 * up + 0.07 * (pull + sharp_pull) - 0.07 * depress - 0.12 * jaw
+        y = 0.1 * up + 0.11 * (pull + sharp_pull) - 0.12 * depress - 0.12 * jaw
         return sign * max(half, 0.08), y
 
     left = corner("R", -1.0)
     right = corner("L", 1.0)
     shift = 0.08 * mouth_x
     opening = 0.32 * jaw * (1.0 - 0.7 * float(np.clip(together, 0.0, 1.0)))
-    upper = 0.03 * upper_raise + 0.015 * funnel - 0.02 * press
-    lower = -opening - 0.04 * lower_depress - 0.02 * funnel + 0.02 * press
+    upper = 0.07 * upper_raise + 0.015 * funnel - 0.02 * press
+    lower = -opening - 0.04 * lower_depress - 0.02 * funnel + 0.02 * press + 0.02 * chin
     lower = min(lower, upper)  # lips meet, they never cross
     return FaceShape(
         eye_left=eye_left,
@@ -247,7 +255,7 @@ def face_shape(values: np.ndarray) -> FaceShape:
             right=(right[0] + shift, right[1] + 0.05 * mouth_y),
             upper_lip_y=upper + 0.05 * mouth_y,
             lower_lip_y=lower + 0.05 * mouth_y,
-            lip_thickness=1.0 + 0.5 * purse + 0.35 * funnel - 0.3 * press,
+            lip_thickness=max(0.3, 1.0 + 0.5 * purse + 0.35 * funnel - 0.3 * press - 0.6 * tighten),
             shift_x=shift - 0.06 * jaw_side,
             chin_drop=0.3 * jaw,
         ),
@@ -260,6 +268,12 @@ def face_shape(values: np.ndarray) -> FaceShape:
             + _ch(values, "CTRL_L_nose_wrinkleUpper-translateY")
             + _ch(values, "CTRL_R_nose_wrinkleUpper-translateY")
         ),
+        nasolabial=0.5
+        * (
+            _pos(_ch(values, "CTRL_L_nose_nasolabialDeepen-translateY"))
+            + _pos(_ch(values, "CTRL_R_nose_nasolabialDeepen-translateY"))
+        ),
+        chin_raise=chin,
     )
 
 
@@ -305,6 +319,7 @@ class FaceRenderer:
         for cx, cheek in ((-0.5, shape.cheek_raise_left), (0.5, shape.cheek_raise_right)):
             self._cheek(draw, cx, cheek)
         self._nose(draw, shape.nose_wrinkle)
+        self._folds(draw, shape.nasolabial, shape.mouth)
         self._eye(draw, -0.45, shape.eye_left)
         self._eye(draw, 0.45, shape.eye_right)
         self._brow(draw, -0.45, -1.0, shape.brow_left)
@@ -332,9 +347,9 @@ class FaceRenderer:
     def _cheek(self, draw: Any, cx: float, raise_: float) -> None:
         if raise_ <= 0.05:
             return
-        y = -0.05 + 0.08 * raise_
-        pts = [self._xy(cx - 0.18, y), self._xy(cx, y + 0.05 * raise_), self._xy(cx + 0.18, y)]
-        draw.line(pts, fill=SKIN_SHADE, width=SUPERSAMPLE * 3, joint="curve")
+        y = -0.05 + 0.1 * raise_
+        pts = [self._xy(cx - 0.2, y), self._xy(cx, y + 0.07 * raise_), self._xy(cx + 0.2, y)]
+        draw.line(pts, fill=SKIN_SHADE, width=SUPERSAMPLE * 4, joint="curve")
 
     def _nose(self, draw: Any, wrinkle: float) -> None:
         draw.line(
@@ -345,8 +360,23 @@ class FaceRenderer:
         )
         for k in range(int(np.clip(wrinkle, 0.0, 1.0) * 3 + 0.5)):
             y = 0.2 - 0.05 * k
+            draw.line([self._xy(-0.1, y), self._xy(0.1, y)], fill=SKIN_SHADE, width=SUPERSAMPLE * 3)
+
+    def _folds(self, draw: Any, depth: float, mouth: MouthShape) -> None:
+        """Nasolabial folds: from beside the nose wings to just outside the mouth corners."""
+        if depth <= 0.05:
+            return
+        width = SUPERSAMPLE * (2 + int(round(3 * min(depth, 1.0))))
+        cy = -0.42
+        for corner, side in ((mouth.left, -1.0), (mouth.right, 1.0)):
+            start = (side * 0.14, -0.08)
+            end = (corner[0] + side * 0.06, cy + corner[1] + 0.02)
+            mid = (side * (0.22 + 0.05 * depth), 0.5 * (start[1] + end[1]))
             draw.line(
-                [self._xy(-0.07, y), self._xy(0.07, y)], fill=SKIN_SHADE, width=SUPERSAMPLE * 2
+                [self._xy(*p) for p in _bezier(start, mid, end)],
+                fill=SKIN_SHADE,
+                width=width,
+                joint="curve",
             )
 
     def _eye(self, draw: Any, cx: float, eye: EyeShape) -> None:

@@ -1,0 +1,63 @@
+"""Regenerate the pictures in ``docs/images`` (run from the repository: needs Pillow).
+
+    .venv/bin/python scripts/make_docs_images.py
+
+* ``preview_emotions.png``: the 2D preview of each of the seven emotions' poses (the procedural
+  engine's mean face over 2 s of silence), side by side and captioned;
+* ``preview_sheet.png``: ``emoface preview --sheet``-style contact sheet of an example line
+  (``examples/audio/hello_en.wav``, "neutral@0,happy@1.2", seed 0), a frame every 200 ms.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+OUT = REPO / "docs" / "images"
+
+
+def emotions(size_px: int = 224) -> Path:
+    """The seven emotion poses, one tile each."""
+    from PIL import Image
+
+    from emoface_core.audio import Audio
+    from emoface_core.emotion import EMOTIONS, EmotionTimeline
+    from emoface_core.engines.procedural.engine import ProceduralEngine
+    from emoface_core.viz.preview import FaceRenderer
+
+    engine = ProceduralEngine()
+    silence = Audio(np.zeros(32_000, np.float32))
+    renderer = FaceRenderer(size_px)
+    sheet = Image.new("RGB", (size_px * len(EMOTIONS), size_px))
+    for k, emotion in enumerate(EMOTIONS):
+        pose = engine.infer(silence, EmotionTimeline.constant(emotion)).mean(axis=0)
+        sheet.paste(renderer.render(pose, emotion), (k * size_px, 0))
+    path = OUT / "preview_emotions.png"
+    sheet.save(path)
+    return path
+
+
+def contact_sheet() -> Path:
+    """A line's contact sheet, as ``emoface preview line.json -o sheet.png`` writes it."""
+    from emoface_core.animate import animate_audio
+    from emoface_core.audio import load_audio
+    from emoface_core.emotion import parse_emotion_spec
+    from emoface_core.engines.procedural.engine import ProceduralEngine
+    from emoface_core.viz.preview import emotion_caption, write_sheet
+
+    audio = load_audio(REPO / "examples" / "audio" / "hello_en.wav")
+    timeline = parse_emotion_spec("neutral@0,happy@1.2")
+    animation = animate_audio(ProceduralEngine(), audio, timeline, seed=0)
+    return write_sheet(
+        animation, OUT / "preview_sheet.png", every_ms=200, caption=emotion_caption(animation)
+    )
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    for path in (emotions(), contact_sheet()):
+        print(f"wrote {path.relative_to(REPO)}")
