@@ -209,3 +209,50 @@ def test_live_microphone_without_sounddevice_says_what_to_install(monkeypatch, c
     assert rc == 1
     err = capsys.readouterr().err
     assert "pip install" in err and "sounddevice" in err
+
+
+def test_the_console_acknowledges_at_once_and_refreshes_a_status_line():
+    import io
+
+    from bridge.commands.live import LiveConsole
+    from bridge.runtime.live import LiveStats
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    console = LiveConsole(stream=out)
+    stats = LiveStats()
+    stats.n_samples, stats.n_frames = 32_000, 120
+    stats.latency_s.extend([0.1, 0.12])
+    console.watch(stats)
+    console.event("emotion", "sad")
+    console.event("refused", "'blorp': unknown emotion")
+    assert "live:    2.0 s of audio, 120 frames, latency 120 ms" in console.status_line()
+    console.close()
+    text = out.getvalue()
+    assert "emoface live: emotion now sad at" in text and "refused 'blorp'" in text
+    quiet = io.StringIO()
+    silent = LiveConsole(quiet=True, stream=quiet)
+    silent.event("emotion", "happy")
+    silent.watch(stats)
+    silent.close()
+    assert quiet.getvalue() == ""
+
+
+def test_live_json_summary(tmp_path, capsys):
+    import json
+
+    wav = write_wav(tmp_path / "line.wav", _speech(0.3))
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    code = main([
+        "live", "--source", f"file:{wav}", "--engine", "procedural", "--zmq", endpoint,
+        "--no-keys", "--no-realtime", "--json", "-q",
+    ])  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["end"] == "source ended" and summary["frames"] == 18
+    assert summary["senders"][0]["kind"] == "zmq"
+    assert "emoface live: source ended" in captured.err  # the human summary stays on stderr

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from bridge.commands.options import (
     DEFAULT_SUBJECT,
@@ -143,6 +145,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="listen for UDP text commands ('emotion SPEC', 'quit') on 127.0.0.1:PORT",
     )
     ctl.add_argument("--no-keys", action="store_true", help="ignore the keyboard")
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--json", action="store_true", help="print the summary as JSON on stdout (exit code kept)"
+    )
+    out.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no announcement, acknowledgements or status line",
+    )
     ctl.add_argument(
         "--gap-timeout-ms",
         type=positive_float,
@@ -210,18 +222,144 @@ def run(args: argparse.Namespace) -> int:
     )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console = LiveConsole(quiet=args.quiet)
     try:
         result = run_live(
             config,
             engine,
             outputs,
             stop=stop.is_set,
-            report=lambda line: print(line, file=sys.stderr),
+            report=console.say,
+            on_event=console.event,
+            on_stats=console.watch,
         )
     finally:
+        console.close()
         signal.signal(signal.SIGTERM, previous)
     _print_summary(result.stats, result.senders, result.interrupted)
+    if args.json:
+        print(json.dumps(summary_json(result.stats, result.senders, result.interrupted)))
     return 130 if result.interrupted else 0
+
+
+class LiveConsole:
+    """What a person watching ``emoface live`` sees on stderr while it runs.
+
+    Acknowledges every key press and control command at once ("emotion now sad at 3.4 s"),
+    says when frames are dropped or a gap is filled, and on a terminal keeps one status line
+    refreshing in place (audio time, frames, latency, drops). ``quiet`` keeps only errors.
+    """
+
+    REFRESH_S = 0.5
+
+    def __init__(self, *, quiet: bool = False, stream: Any = None) -> None:
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) and not quiet
+        self.t0 = time.monotonic()
+        self._stats: LiveStats | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._status_shown = False
+
+    def say(self, line: str) -> None:
+        """A line of its own (the announcement, an acknowledgement)."""
+        if self.quiet:
+            return
+        with self._lock:
+            prefix = "\r\033[K" if self._status_shown else ""
+            print(prefix + line, file=self.stream, flush=True)
+            self._status_shown = False
+
+    def event(self, kind: str, text: str) -> None:
+        """``LiveRunner.on_event``: acknowledge at once."""
+        at = f"at {time.monotonic() - self.t0:.1f} s"
+        if kind == "emotion":
+            self.say(f"emoface live: emotion now {text} {at}")
+        elif kind == "refused":
+            self.say(f"emoface live: refused {text} {at}")
+        elif kind == "dropped":
+            self.say(f"emoface live: {text} frame(s) dropped (playout backlog) {at}")
+        elif kind == "gap":
+            self.say(f"emoface live: gap in the feed, filled with silence {at}")
+
+    def watch(self, stats: LiveStats) -> None:
+        """``run_live``'s ``on_stats``: refresh a status line from ``stats`` on a terminal."""
+        self._stats = stats
+        if self.tty:
+            self._thread = threading.Thread(target=self._refresh, daemon=True)
+            self._thread.start()
+
+    def status_line(self) -> str:
+        """The one-line status (audio time, frames, latency, drops)."""
+        stats = self._stats
+        if stats is None:
+            return ""
+        try:
+            latency = list(stats.latency_s)[-120:]
+        except RuntimeError:  # the runner appended meanwhile: next refresh
+            latency = []
+        lat = f", latency {1e3 * max(latency):.0f} ms" if latency else ""
+        return (
+            f"live: {stats.n_samples / 16000:6.1f} s of audio, {stats.n_frames} frames{lat}, "
+            f"{stats.n_dropped_frames} dropped, {stats.n_gaps} gap(s)"
+        )
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(self.REFRESH_S):
+            line = self.status_line()
+            with self._lock:
+                print("\r\033[K" + line, end="", file=self.stream, flush=True)
+                self._status_shown = True
+
+    def close(self) -> None:
+        """Stop refreshing and leave the terminal on a fresh line."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
+        with self._lock:
+            if self._status_shown:
+                print("\r\033[K", end="", file=self.stream, flush=True)
+                self._status_shown = False
+
+
+def summary_json(stats: LiveStats, senders: list[Sender], interrupted: bool) -> dict[str, Any]:
+    """The ``--json`` summary: what the stderr summary says, as numbers."""
+    import numpy as np
+
+    latency = list(stats.latency_s)
+    busy = [t for t in stats.compute_s if t > 0.0005]
+    return {
+        "end": "interrupted" if interrupted else (stats.end_reason or "stopped"),
+        "frames": stats.n_frames,
+        "audio_s": stats.n_samples / 16000,
+        "duration_s": stats.duration_s,
+        "gaps": stats.n_gaps,
+        "gap_s": stats.n_gap_samples / 16000,
+        "emotion_changes": stats.n_emotion_changes,
+        "bad_commands": stats.n_bad_commands,
+        "late_frames": stats.n_late,
+        "dropped_frames": stats.n_dropped_frames,
+        "latency_ms": {
+            "p50": 1e3 * stats.latency_percentile(50),
+            "p99": 1e3 * stats.latency_percentile(99),
+            "max": 1e3 * max(latency),
+        }
+        if latency
+        else None,
+        "compute_ms_p50": 1e3 * float(np.percentile(busy, 50)) if busy else None,
+        "senders": [
+            {
+                "kind": sender.kind,
+                "address": sender.address,
+                "frames": sender.stats.n_frames,
+                "dropped": sender.stats.n_dropped,
+                "errors": sender.stats.n_errors,
+            }
+            for sender in senders
+        ],
+    }
 
 
 def _print_summary(stats: LiveStats, senders: list[Sender], interrupted: bool) -> None:

@@ -577,6 +577,7 @@ def run_live(
     stop: Callable[[], bool] | None = None,
     report: Callable[[str], None] | None = None,
     on_event: Callable[[str, str], None] | None = None,
+    on_stats: Callable[[LiveStats], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LiveResult:
@@ -591,6 +592,8 @@ def run_live(
         stop: returns True to end the session (e.g. on SIGTERM).
         report: gets the one-line announcement once the session is set up.
         on_event: gets what happens while it runs (``LiveRunner``'s ``on_event``).
+        on_stats: gets the runner's live statistics object once, before it runs (a status
+            display reads it while the session goes on).
         clock: monotonic seconds for the runner and its playout (a fake one in tests).
         sleep: sleeps for the given seconds (a fake one in tests).
 
@@ -665,6 +668,8 @@ def run_live(
             on_event=on_event,
         )
         sink.anchor = lambda: runner.anchor_wall_s
+        if on_stats is not None:
+            on_stats(runner.stats)
         result = LiveResult(runner.stats, senders, source.name)
         reason = EndReason.SHUTDOWN
         try:
