@@ -52,3 +52,51 @@ def test_the_microphone_says_which_piece_is_missing(monkeypatch, failure, fragme
         monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
         MicSource()._open()
+
+
+def test_bake_json_and_quiet(sine_wav, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "a.json"
+    assert main(["bake", str(sine_wav), "-o", str(out), "--json", "-q"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["frames"] == 90 and summary["output"] == str(out.resolve())
+    assert captured.err == ""  # quiet: nothing but errors
+    folder = tmp_path / "lines"
+    folder.mkdir()
+    (folder / "x.wav").write_bytes(sine_wav.read_bytes())
+    (folder / "broken.wav").write_bytes(b"RIFF0000WAVE")
+    assert main(["bake", str(folder), "-o", str(tmp_path / "baked"), "--json", "-q"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"]["done"] == 1 and report["counts"]["failed"] == 1
+
+
+def test_stream_and_receive_json(sine_wav, capsys):
+    import json
+    import socket
+    import threading
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = {}
+    receiver = threading.Thread(
+        target=lambda: results.setdefault(
+            "code",
+            main(["receive", "--osc", f"127.0.0.1:{port}", "--count", "90", "--timeout", "10",
+                  "--json", "-q"]),
+        )
+    )  # fmt: skip
+    receiver.start()
+    import time
+
+    time.sleep(1.0)  # the receiver binds first (UDP: frames sent before are lost)
+    assert main(["stream", str(sine_wav), "--osc", f"127.0.0.1:{port}", "--start-delay-s", "0.5",
+                 "--json", "-q"]) == 0  # fmt: skip
+    receiver.join(15)
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    sent = next(x for x in lines if "senders" in x)
+    got = next(x for x in lines if "stats" in x)
+    assert sent["frames"] == 90 and sent["senders"][0]["kind"] == "osc"
+    assert results["code"] == 0 and got["stats"]["n_frames"] == 90

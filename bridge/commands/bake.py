@@ -18,7 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.commands.options import HelpFormatter, add_engine_arguments, build_engine
+from bridge.commands.options import (
+    HelpFormatter,
+    add_engine_arguments,
+    add_output_arguments,
+    build_engine,
+)
 
 if TYPE_CHECKING:
     from bridge.bake.journal import BatchPlan
@@ -133,6 +138,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also write the per-line results as JSON",
     )
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_arguments(p, "only errors and warnings on stderr (no progress, no summary)")
     p.set_defaults(func=run)
 
 
@@ -227,10 +233,23 @@ def _run_single(args: argparse.Namespace) -> int:
     engine = build_engine(args)
     animation = animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed)
     write_file(args.output, animation, fmt, mapping)
-    print(
-        f"{args.output}: {animation.n_frames} frames ({animation.duration_s:.2f} s)",
-        file=sys.stderr,
-    )
+    if not args.quiet:
+        print(
+            f"{args.output}: {animation.n_frames} frames ({animation.duration_s:.2f} s)",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "output": str(Path(args.output).resolve()),
+                    "format": fmt,
+                    "frames": animation.n_frames,
+                    "duration_s": round(animation.duration_s, 6),
+                    "engine": animation.metadata.get("engine", {}).get("name"),
+                }
+            )
+        )
     return 0
 
 
@@ -267,7 +286,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         allow_truncated=args.allow_truncated,
     )
     lines = collect_lines(args.inputs, emotion=args.emotion, seed=args.seed)
-    progress = _Progress(enabled=not args.no_progress)
+    progress = _Progress(enabled=not (args.no_progress or args.quiet))
     try:
         report = run_batch(
             lines,
@@ -284,7 +303,10 @@ def _run_batch(args: argparse.Namespace) -> int:
         from emoface_core.formats import atomic_write
 
         atomic_write(args.report, json.dumps(report.to_json(), indent=1) + "\n")
-    _print_summary(report, args)
+    if not args.quiet:
+        _print_summary(report, args)
+    if args.json:
+        print(json.dumps(report.to_json()))
     if report.interrupted:
         return 130
     return 0 if report.ok else 1

@@ -162,9 +162,11 @@ def build_engine(
                 precision = "exact"
         engine = engine.with_precision(precision)
         path = f" ({engine.precision_note})" if engine.precision_note else ""
-        print(f"emoface: engine emoface, precision {precision}{path}", file=sys.stderr)
+        if not getattr(args, "quiet", False):
+            print(f"emoface: engine emoface, precision {precision}{path}", file=sys.stderr)
     else:
-        print(f"emoface: engine {engine.name}", file=sys.stderr)
+        if not getattr(args, "quiet", False):
+            print(f"emoface: engine {engine.name}", file=sys.stderr)
         if args.precision is not None:
             print(
                 "emoface: note: --precision applies to the network only; ignored",
@@ -341,3 +343,17 @@ def source_audio_for(baked: str | Path, metadata: dict) -> tuple[Path | None, li
         if candidate.is_file():
             return candidate, [str(c) for c in candidates]
     return None, [str(c) for c in candidates[:3]]
+
+
+def add_output_arguments(p: argparse.ArgumentParser, quiet: str) -> None:
+    """``--json`` (a machine-readable summary on stdout; exit codes unchanged) and ``-q``."""
+    group = p.add_argument_group("output")
+    group.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    group.add_argument("-q", "--quiet", action="store_true", help=quiet)
+
+
+def finite_or_none(x: float) -> float | None:
+    """A number for JSON: NaN (nothing measured) becomes null."""
+    import math
+
+    return None if math.isnan(x) else x

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -69,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o", "--out", default=None, metavar="FILE", help="record frames to FILE (.jsonl or .json)"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no live stats, only the summary")
+    p.add_argument("--json", action="store_true", help="also print the summary as JSON on stdout")
     p.set_defaults(func=run)
 
 
@@ -112,6 +114,21 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         path = receiver.write(args.out)
         print(f"{path}: {len(receiver.frames)} frames recorded", file=sys.stderr)
+    if args.json:
+        from dataclasses import asdict
+
+        from bridge.commands.options import finite_or_none
+
+        print(
+            json.dumps(
+                {
+                    "subjects": sorted(receiver.schemas),
+                    "stats": asdict(stats),
+                    "timing": {k: finite_or_none(v) for k, v in timing.items()},
+                    "interrupted": interrupted,
+                }
+            )
+        )
     if args.count is not None and stats.n_frames < args.count and not interrupted:
         print(
             f"emoface: error: received {stats.n_frames} of {args.count} frames before the timeout",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from bridge.commands.options import (
     DEFAULT_SUBJECT,
     HelpFormatter,
     add_engine_arguments,
+    add_output_arguments,
     add_transport_arguments,
     build_engine,
     build_outputs,
@@ -66,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_transport_arguments(p)
     p.add_argument("--no-realtime", action="store_true", help="send as fast as possible")
+    add_output_arguments(p, "no announcement and no summary on stderr (errors only)")
     p.add_argument(
         "--loop",
         nargs="?",
@@ -112,11 +115,12 @@ def run(args: argparse.Namespace) -> int:
         ]
         where = ", ".join(f"{s.kind} {s.address}" for s in senders)
         loops = "forever (Ctrl-C stops)" if args.loop == 0 else f"x{args.loop}"
-        print(
-            f"emoface: streaming {animation.n_frames} frames ({animation.duration_s:.2f} s, "
-            f"{loops}) as {', '.join(subjects)} to {where}",
-            file=sys.stderr,
-        )
+        if not args.quiet:
+            print(
+                f"emoface: streaming {animation.n_frames} frames ({animation.duration_s:.2f} "
+                f"s, {loops}) as {', '.join(subjects)} to {where}",
+                file=sys.stderr,
+            )
         if args.start_delay_s:
             time.sleep(args.start_delay_s)
         player = ClipPlayer(
@@ -133,7 +137,10 @@ def run(args: argparse.Namespace) -> int:
             player.run()
         except KeyboardInterrupt:
             interrupted = True
-        _print_summary(player, senders, len(subjects), interrupted)
+        if not args.quiet:
+            _print_summary(player, senders, len(subjects), interrupted)
+        if args.json:
+            print(json.dumps(_summary_json(player, senders, len(subjects), interrupted)))
     return 130 if interrupted and args.loop != 0 else 0
 
 
@@ -178,6 +185,33 @@ def _line_info(path: Path, metadata: dict) -> dict:
     if isinstance(engine, dict) and "name" in engine:
         info["engine"] = engine["name"]
     return info
+
+
+def _summary_json(
+    player: ClipPlayer, senders: list[Sender], n_subjects: int, interrupted: bool
+) -> dict:
+    stats = player.stats
+    return {
+        "interrupted": interrupted,
+        "frames": stats.n_frames,
+        "subjects": n_subjects,
+        "lines": stats.n_lines,
+        "duration_s": round(stats.duration_s, 3),
+        "skipped_late": stats.n_skipped,
+        "late": stats.pacing.n_late,
+        "max_late_ms": round(1e3 * stats.pacing.max_late_s, 3),
+        "senders": [
+            {
+                "kind": s.kind,
+                "address": s.address,
+                "frames": s.stats.n_frames,
+                "dropped": s.stats.n_dropped,
+                "errors": s.stats.n_errors,
+                "bytes": s.stats.n_bytes,
+            }
+            for s in senders
+        ],
+    }
 
 
 def _print_summary(
