@@ -301,7 +301,9 @@ def batch_bake(folder: Path, checkpoint: Path, device: str, sizes: Sizes) -> dic
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    parser.add_argument("--out", default="gpu_check.json", help="JSON report to write")
+    parser.add_argument(
+        "-o", "--output", "--out", dest="out", default="gpu_check.json", help="JSON report"
+    )
     parser.add_argument(
         "--sections",
         nargs="+",

@@ -67,7 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stop after S seconds without a frame (default: wait until Ctrl-C)",
     )
     p.add_argument(
-        "-o", "--out", default=None, metavar="FILE", help="record frames to FILE (.jsonl or .json)"
+        "-o",
+        "--output",
+        "--out",  # the earlier spelling, kept working
+        dest="out",
+        default=None,
+        metavar="FILE",
+        help="record frames to FILE (.jsonl or .json)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no live stats, only the summary")
     p.add_argument("--json", action="store_true", help="also print the summary as JSON on stdout")
