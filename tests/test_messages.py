@@ -100,3 +100,13 @@ def test_stream_and_receive_json(sine_wav, capsys):
     got = next(x for x in lines if "stats" in x)
     assert sent["frames"] == 90 and sent["senders"][0]["kind"] == "osc"
     assert results["code"] == 0 and got["stats"]["n_frames"] == 90
+
+
+@pytest.mark.parametrize("command", ["bake", "stream", "live", "serve"])
+def test_help_has_the_sections_it_points_to(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "(see below)" in text and "emotion spec (--emotion):" in text
+    assert "happy@0,sad@2.5" in text

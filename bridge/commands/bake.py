@@ -31,12 +31,6 @@ if TYPE_CHECKING:
     from bridge.mapping import Mapping
 
 EPILOG = """\
-emotion spec:
-  happy             one emotion for the whole clip (names, 3-letter prefixes or ids 0-6:
-                    angry 0, disgust 1, fear 2, happy 3, neutral 4, sad 5, surprise 6)
-  happy:0.6         60 % happy blended with neutral
-  happy@0,sad@2.5   switch to sad at 2.5 s, cross-fading over 0.3 s
-
 weights:
   The 'emoface' engine needs the authors' released checkpoint (SJTU-Lucy/EmoFace, a *_model.pth
   file that already contains wav2vec2). Pass --checkpoint PATH, or set EMOFACE_CHECKPOINT, or save

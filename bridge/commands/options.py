@@ -110,8 +110,21 @@ def check_output_location(path: str) -> None:
         raise ValueError(f"{path}: cannot write there (no permission in {folder})")
 
 
+EMOTION_EPILOG = """
+emotion spec (--emotion):
+  happy             one emotion for the whole clip (names, 3-letter prefixes or ids 0-6:
+                    angry 0, disgust 1, fear 2, happy 3, neutral 4, sad 5, surprise 6)
+  happy:0.6         60 % happy blended with neutral
+  happy@0,sad@2.5   switch to sad at 2.5 s, cross-fading over 0.3 s
+"""
+
+
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
-    """Engine, emotion and device flags shared by bake, stream, serve and live."""
+    """Engine, emotion and device flags shared by bake, stream, serve and live.
+
+    The help's epilog gets the emotion spec section that ``--emotion`` points to.
+    """
+    p.epilog = (p.epilog or "").rstrip("\n") + "\n" + EMOTION_EPILOG
     p.add_argument("--emotion", default="neutral", help="emotion spec (see below); default neutral")
     p.add_argument(
         "--engine",
