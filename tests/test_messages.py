@@ -76,30 +76,28 @@ def test_stream_and_receive_json(sine_wav, capsys):
     import json
     import socket
     import threading
+    import time
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     results = {}
     receiver = threading.Thread(
         target=lambda: results.setdefault(
-            "code",
-            main(["receive", "--osc", f"127.0.0.1:{port}", "--count", "90", "--timeout", "10",
-                  "--json", "-q"]),
+            "code", main(["receive", "--zmq", endpoint, "--timeout", "3", "--json", "-q"])
         )
-    )  # fmt: skip
+    )
     receiver.start()
-    import time
-
-    time.sleep(1.0)  # the receiver binds first (UDP: frames sent before are lost)
-    assert main(["stream", str(sine_wav), "--osc", f"127.0.0.1:{port}", "--start-delay-s", "0.5",
+    time.sleep(0.5)
+    assert main(["stream", str(sine_wav), "--zmq", endpoint, "--start-delay-s", "0.8",
                  "--json", "-q"]) == 0  # fmt: skip
-    receiver.join(15)
+    receiver.join(20)
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     sent = next(x for x in lines if "senders" in x)
     got = next(x for x in lines if "stats" in x)
-    assert sent["frames"] == 90 and sent["senders"][0]["kind"] == "osc"
-    assert results["code"] == 0 and got["stats"]["n_frames"] == 90
+    # A loaded machine may skip a hopelessly late frame; whatever was sent arrives.
+    assert sent["frames"] >= 80 and sent["senders"][0]["kind"] == "zmq"
+    assert results["code"] == 0 and got["stats"]["n_frames"] == sent["frames"]
 
 
 @pytest.mark.parametrize("command", ["bake", "stream", "live", "serve"])
