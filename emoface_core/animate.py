@@ -31,6 +31,7 @@ def animate_audio(
     raw: bool = False,
     seed: int | None = None,
     postprocess_config: PostprocessConfig | None = None,
+    head: float = 1.0,
 ) -> Animation:
     """Run an engine on one clip and post-process it.
 
@@ -43,6 +44,8 @@ def animate_audio(
             (procedural idle motion); ``None`` draws fresh blinks and gaze and leaves the
             engine at its default.
         postprocess_config: smoothing/blink/gaze parameters.
+        head: head motion scale (``emoface_core.head``; 0 = none, 1 = as its parameters
+            say); raw output has none.
 
     Returns:
         The animation with metadata.
@@ -59,6 +62,13 @@ def animate_audio(
         if not engine.wants_smoothing:
             config = _without_smoothing(config)
         values = postprocess(values, config, seed=seed)
+    head_rotations = None
+    if not raw and head > 0.0:
+        from emoface_core.head import HEAD_CONVENTION, HEAD_UNITS, head_motion
+
+        head_rotations = head_motion(
+            audio.samples, audio.n_frames, timeline.weights(audio.n_frames), seed=seed, scale=head
+        )
     metadata = {
         "generator": ANIMATION_VERSION,
         "engine": {**engine.describe(), "seed": seed} if seeded else engine.describe(),
@@ -69,7 +79,11 @@ def animate_audio(
         "source_audio": audio.path,
         "duration_s": round(audio.duration_s, 6),
     }
-    return Animation(values.astype(np.float32, copy=False), fps=FPS, metadata=metadata)
+    if head_rotations is not None:
+        metadata["head"] = {"scale": head, "units": HEAD_UNITS, "convention": HEAD_CONVENTION}
+    return Animation(
+        values.astype(np.float32, copy=False), fps=FPS, metadata=metadata, head=head_rotations
+    )
 
 
 def check_finite_output(values: np.ndarray, engine: Engine) -> None:

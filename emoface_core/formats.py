@@ -6,8 +6,12 @@ Every writer goes through ``atomic_write`` (a temporary file in the same folder,
 JSON layout (``format_version`` 1)::
 
     {"format": "emoface-animation", "format_version": 1, "fps": 60, "n_frames": T,
-     "metadata": {...engine, emotion, seed, source_audio...},
-     "channels": {"CTRL_C_eye-translateX": [T floats], ...}}   # dataset order
+     "metadata": {...engine, emotion, seed, source_audio, head: {units, convention}...},
+     "channels": {"CTRL_C_eye-translateX": [T floats], ...,   # dataset order, then
+                  "head_yaw": [...], "head_pitch": [...], "head_roll": [...]}}  # degrees
+
+The head channels are there when the animation has head motion (``emoface_core.head``); readers
+that know only the 174 channels ignore them. ``.txt`` stays the authors' 174 columns.
 """
 
 from __future__ import annotations
@@ -147,10 +151,10 @@ class JsonWriter(Writer):
         text = json.dumps(head, indent=1)
         cut = text.rindex('"channels": null')
         f.write(text[:cut].encode("utf-8") + b'"channels": {')
-        names = animation.controller_names
-        for i, name in enumerate(names):
+        columns = _named_columns(animation)
+        names = [name for name, _ in columns]
+        for i, (name, column) in enumerate(columns):
             f.write(b"\n  " + json.dumps(name).encode("utf-8") + b": [")
-            column = animation.values[:, i]
             for start in range(0, len(column), WRITE_BLOCK_FRAMES):
                 block = np.round(column[start : start + WRITE_BLOCK_FRAMES].astype(np.float64), 6)
                 items = ",\n   ".join(map(float.__repr__, block.tolist()))
@@ -161,20 +165,38 @@ class JsonWriter(Writer):
         f.write(b"\n }\n}\n" if names else b"}\n}\n")
 
 
+def _named_columns(animation: Animation) -> list[tuple[str, np.ndarray]]:
+    """The channels, then the head rotations when the animation has them (``HEAD_CHANNELS``)."""
+    from emoface_core.head import HEAD_CHANNELS
+
+    columns = [(name, animation.values[:, i]) for i, name in enumerate(animation.controller_names)]
+    if animation.head is not None:
+        columns += [(name, animation.head[:, i]) for i, name in enumerate(HEAD_CHANNELS)]
+    return columns
+
+
 class CsvWriter(Writer):
-    """``time_s`` then one column per channel, with a header row (imports as a DataTable)."""
+    """``time_s`` then one column per channel, with a header row (imports as a DataTable).
+
+    The head rotations (``head_yaw``, ``head_pitch``, ``head_roll``) follow when there.
+    """
 
     extension = "csv"
 
     def write_to(self, animation: Animation, f: BinaryIO) -> None:
         """A header row and one row per frame."""
-        header = ",".join(("time_s", *animation.controller_names))
-        f.write((header + "\n").encode("utf-8"))
+        from emoface_core.head import HEAD_CHANNELS
+
+        head = animation.head
+        names = (*animation.controller_names, *(HEAD_CHANNELS if head is not None else ()))
+        f.write((",".join(("time_s", *names)) + "\n").encode("utf-8"))
         for start in range(0, animation.n_frames, WRITE_BLOCK_FRAMES):
             stop = min(animation.n_frames, start + WRITE_BLOCK_FRAMES)
             t = np.arange(start, stop, dtype=np.float64)[:, None] / animation.fps
-            table = np.hstack([t, animation.values[start:stop].astype(np.float64)])
-            _write_rows(f, table)
+            parts = [t, animation.values[start:stop].astype(np.float64)]
+            if head is not None:
+                parts.append(head[start:stop].astype(np.float64))
+            _write_rows(f, np.hstack(parts))
 
 
 class CurveTableWriter(Writer):
@@ -208,7 +230,13 @@ class CurveTableWriter(Writer):
         t = np.arange(animation.n_frames, dtype=np.float64) / animation.fps
         values = animation.values
         table = values if self.transform is None else np.asarray(self.transform(values))
-        for name, row in (("Name", t), *((n, table[:, i]) for i, n in enumerate(names))):
+        rows: list[tuple[str, np.ndarray]] = [("Name", t)]
+        rows += [(n, table[:, i]) for i, n in enumerate(names)]
+        if animation.head is not None:
+            from emoface_core.head import HEAD_CHANNELS
+
+            rows += [(n, animation.head[:, i]) for i, n in enumerate(HEAD_CHANNELS)]
+        for name, row in rows:
             f.write(name.encode("utf-8"))
             for start in range(0, len(row), WRITE_BLOCK_FRAMES):
                 buf = io.BytesIO()
@@ -285,7 +313,15 @@ def load_animation(path: str | Path) -> Animation:
             values = np.array([channels[n] for n in CONTROLLER_NAMES], dtype=np.float32).T
             if values.shape[0] == 0:
                 raise BakedFileError(f"{path}: the file holds no frames")
-            return Animation(values, fps=float(doc["fps"]), metadata=dict(doc.get("metadata", {})))
+            from emoface_core.head import HEAD_CHANNELS
+
+            head = None
+            if all(n in channels for n in HEAD_CHANNELS):
+                head = np.array([channels[n] for n in HEAD_CHANNELS], dtype=np.float32).T
+                if head.shape != (values.shape[0], 3):
+                    raise BakedFileError(f"{path}: head channels differ in length from the rest")
+            metadata = dict(doc.get("metadata", {}))
+            return Animation(values, fps=float(doc["fps"]), metadata=metadata, head=head)
     except BakedFileError:
         raise
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:

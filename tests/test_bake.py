@@ -435,7 +435,9 @@ def _assert_complete_outputs(out):
     for p in out.glob("*.txt"):
         assert np.loadtxt(p, delimiter=",").shape == (60, N_CONTROLLERS), p
     for p in out.glob("*.csv"):
-        assert np.loadtxt(p, delimiter=",", skiprows=1).shape == (60, N_CONTROLLERS + 1), p
+        assert np.loadtxt(p, delimiter=",", skiprows=1).shape == (60, N_CONTROLLERS + 4), (
+            p
+        )  # + head
     return names
 
 

@@ -14,6 +14,7 @@ from bridge.mapping import load_mapping
 from emoface_core.animation import Animation
 from emoface_core.controllers import CONTROLLER_NAMES
 from emoface_core.formats import CurveTableWriter
+from emoface_core.head import HEAD_CHANNELS
 
 
 def unreal_curve_table(text: str) -> dict[str, list[tuple[float, float]]]:
@@ -52,7 +53,8 @@ def test_bake_writes_a_mapped_curve_table_and_refuses_a_mapping_it_would_ignore(
     assert main(["bake", str(sine_wav), "-o", str(out), "--format", "curvetable",
                  "--mapping", "metahuman_curves", "--seed", "1"]) == 0  # fmt: skip
     table = unreal_curve_table(out.read_text())
-    assert list(table) == list(load_mapping("metahuman_curves").names)
+    # The mapping's curves, then the head rotations (degrees) a bake carries by default.
+    assert list(table) == [*load_mapping("metahuman_curves").names, *HEAD_CHANNELS]
     assert len(table["CTRL_expressions_jawOpen"]) == 90  # 1.5 s at 60 fps
     capsys.readouterr()
     assert main(["bake", str(sine_wav), "-o", str(tmp_path / "a.json"),

@@ -72,6 +72,7 @@ def settings_fingerprint(settings: BatchSettings) -> dict[str, Any]:
         "checkpoint": checkpoint,
         "procedural_data": procedural_data,
         "raw": settings.raw,
+        "head": settings.head,
         "allow_truncated": settings.allow_truncated,
         "postprocess": asdict(settings.postprocess),
         "mapping": mapping,

@@ -34,6 +34,7 @@ class BatchSettings:
         checkpoint: EmoFace weights for the "emoface" engine.
         device: "cpu", "cuda" or None (CUDA when available).
         precision: the network's "exact" or "fast" arithmetic (``NeuralEngine``).
+        head: head motion scale (``emoface_core.head``; 0 = none); ``.txt`` never carries it.
         raw: write the engine output without smoothing, blinks or gaze.
         mapping: rig mapping for the CSV columns; None writes the 174 channels.
         postprocess: smoothing, blink and gaze parameters.
@@ -47,6 +48,7 @@ class BatchSettings:
     checkpoint: str | None = None
     device: str | None = None
     precision: str = "exact"
+    head: float = 1.0
     raw: bool = False
     mapping: Mapping | None = None
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
@@ -196,6 +198,7 @@ def bake_line(
         timeline,
         raw=settings.raw,
         seed=line.seed,
+        head=settings.head,
         postprocess_config=settings.postprocess,
     )
     # Absolute: the Unreal plugin and `emoface stream` open it from other working directories.

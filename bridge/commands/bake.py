@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from bridge.commands.options import (
     HelpFormatter,
     add_engine_arguments,
+    add_head_argument,
     add_output_arguments,
     build_engine,
 )
@@ -85,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="output file (.txt, .json or .csv) for one audio file, else an output folder",
     )
     add_engine_arguments(p)
+    add_head_argument(p)
     p.add_argument(
         "--raw", action="store_true", help="network output only: no smoothing, blinks or gaze"
     )
@@ -225,7 +227,7 @@ def _run_single(args: argparse.Namespace) -> int:
     mapping = _load_mapping(args.mapping) if args.mapping else None
     audio = load_audio(args.inputs[0], allow_truncated=args.allow_truncated)
     engine = build_engine(args)
-    animation = animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed)
+    animation = animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed, head=args.head)
     write_file(args.output, animation, fmt, mapping)
     if not args.quiet:
         print(
@@ -275,6 +277,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         device=args.device,
         precision=args.precision or "exact",
+        head=args.head,
         raw=args.raw,
         mapping=_load_mapping(args.mapping) if args.mapping else None,
         allow_truncated=args.allow_truncated,

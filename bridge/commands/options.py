@@ -370,3 +370,26 @@ def finite_or_none(x: float) -> float | None:
     import math
 
     return None if math.isnan(x) else x
+
+
+def head_scale(text: str) -> float:
+    """``--head``: a number within 0..2."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number within 0..2, got {text!r}") from None
+    if not 0.0 <= value <= 2.0:
+        raise argparse.ArgumentTypeError(f"must be within 0..2, got {text}")
+    return value
+
+
+def add_head_argument(p: argparse.ArgumentParser) -> None:
+    """``--head``: the head motion layer's scale (``emoface_core.head``)."""
+    p.add_argument(
+        "--head",
+        type=head_scale,
+        default=1.0,
+        metavar="0..2",
+        help="head motion from the speech (nods, turns, tilts): 1 as designed, 0 none; .txt "
+        "outputs never carry it (the authors' 174 columns)",
+    )

@@ -13,6 +13,7 @@ from bridge.commands.options import (
     DEFAULT_SUBJECT,
     HelpFormatter,
     add_engine_arguments,
+    add_head_argument,
     add_output_arguments,
     add_transport_arguments,
     build_engine,
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", help="audio file, or a baked .json/.txt to stream without recomputing")
     add_engine_arguments(p)
+    add_head_argument(p)
     p.add_argument(
         "--raw", action="store_true", help="network output only: no smoothing, blinks or gaze"
     )
@@ -162,7 +164,7 @@ def _load_or_animate(args: argparse.Namespace) -> Animation:
     timeline = parse_emotion_spec(args.emotion)
     audio = load_audio(path)
     engine = build_engine(args)
-    return animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed)
+    return animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed, head=args.head)
 
 
 def _line_info(path: Path, metadata: dict) -> dict:
