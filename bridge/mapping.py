@@ -39,7 +39,14 @@ import numpy as np
 from bridge.arkit import LIVELINK_FACE_NAMES
 from bridge.errors import MappingError, MappingProblem
 from bridge.protocol import Schema
-from emoface_core.controllers import CONTROLLER_INDEX, CONTROLLER_NAMES, N_CONTROLLERS
+from emoface_core.controllers import CONTROLLER_NAMES, N_CONTROLLERS
+from emoface_core.head import HEAD_CHANNELS
+
+# What a mapping's sources may name: the 174 channels, then the head rotations in degrees
+# (emoface_core.head), which frames carry when the animation has head motion (at rest: zeros).
+SOURCE_NAMES = (*CONTROLLER_NAMES, *HEAD_CHANNELS)
+SOURCE_INDEX = {name: i for i, name in enumerate(SOURCE_NAMES)}
+N_SOURCES = len(SOURCE_NAMES)  # 177
 
 MAPPING_VERSION = 1  # the only file version this code reads
 SOURCE_SET = "emoface174"  # the 174 channels of emoface_core.controllers, in dataset order
@@ -221,16 +228,14 @@ class CompiledMapping:
 
     def __init__(self, targets: tuple[Target, ...]) -> None:
         self.names = tuple(t.name for t in targets)
-        self.index = np.array([CONTROLLER_INDEX[t.sources[0]] for t in targets], dtype=np.intp)
+        self.index = np.array([SOURCE_INDEX[t.sources[0]] for t in targets], dtype=np.intp)
         # Extra sources in layers: layer k holds every target's (k+2)-th source, so positions
         # within a layer are unique and a fancy "+=" adds each once (np.add.at is 3x slower).
         n_layers = max((len(t.sources) - 1 for t in targets), default=0)
         self.extra_layers: list[tuple[np.ndarray, np.ndarray]] = []
         for k in range(1, n_layers + 1):
             layer = [
-                (i, CONTROLLER_INDEX[t.sources[k]])
-                for i, t in enumerate(targets)
-                if len(t.sources) > k
+                (i, SOURCE_INDEX[t.sources[k]]) for i, t in enumerate(targets) if len(t.sources) > k
             ]
             self.extra_layers.append(
                 (
@@ -246,6 +251,8 @@ class CompiledMapping:
         self._needs_offset = bool(np.any(self.offset != 0))
         self._needs_lo = bool(np.any(np.isfinite(self.lo)))
         self._needs_hi = bool(np.any(np.isfinite(self.hi)))
+        sources = [self.index, *(s for _, s in self.extra_layers)]
+        self.uses_head = any(bool(np.any(s >= N_CONTROLLERS)) for s in sources)
 
     @property
     def n_targets(self) -> int:
@@ -253,10 +260,19 @@ class CompiledMapping:
         return len(self.names)
 
     def apply(self, values: np.ndarray) -> np.ndarray:
-        """Map ``[..., 174]`` channel values to ``[..., n_targets]`` float32."""
+        """Map ``[..., 174]`` channel values to ``[..., n_targets]`` float32.
+
+        ``[..., 177]`` carries the head rotations too; without them the head is at rest.
+        """
         values = np.asarray(values, dtype=np.float32)
-        if values.shape[-1:] != (N_CONTROLLERS,):
-            raise ValueError(f"expected [..., {N_CONTROLLERS}] channel values, got {values.shape}")
+        if values.shape[-1:] not in ((N_CONTROLLERS,), (N_SOURCES,)):
+            raise ValueError(
+                f"expected [..., {N_CONTROLLERS}] channel values (or {N_SOURCES} with the head), "
+                f"got {values.shape}"
+            )
+        if self.uses_head and values.shape[-1] == N_CONTROLLERS:
+            pad = np.zeros(values.shape[:-1] + (N_SOURCES - N_CONTROLLERS,), dtype=np.float32)
+            values = np.concatenate([values, pad], axis=-1)
         out = np.empty(values.shape[:-1] + (self.n_targets,), dtype=np.float32)
         return self.apply_into(values, out)
 
@@ -366,7 +382,7 @@ def mapping_table(mapping: Mapping) -> list[dict[str, Any]]:
 
 def json_schema() -> dict[str, Any]:
     """A JSON Schema (draft 2020-12) for mapping files, for editors' completion and checks."""
-    channel = {"enum": list(CONTROLLER_NAMES)}
+    channel = {"enum": list(SOURCE_NAMES)}
     target = {
         "type": "string",
         "minLength": 1,
@@ -757,11 +773,11 @@ class _Checker:
         for sub in items:
             if not isinstance(sub.value, str):
                 self.add(sub.line, f"{where}.source", f"channel names are text, got {sub.value!r}")
-            elif sub.value not in CONTROLLER_INDEX:
+            elif sub.value not in SOURCE_INDEX:
                 self.add(
                     sub.line,
                     f"{where}.source",
-                    f"unknown channel {sub.value!r}{_suggest(sub.value, CONTROLLER_NAMES)}",
+                    f"unknown channel {sub.value!r}{_suggest(sub.value, SOURCE_NAMES)}",
                 )
             elif sub.value in out:
                 self.add(sub.line, f"{where}.source", f"channel {sub.value!r} listed twice")

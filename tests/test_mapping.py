@@ -22,6 +22,7 @@ from bridge.mapping import (
     parse_mapping,
 )
 from emoface_core.controllers import CONTROLLER_INDEX, CONTROLLER_NAMES, TWO_D_CONTROLS
+from emoface_core.head import HEAD_CHANNELS
 
 BROKEN = Path(__file__).parent / "data" / "mappings"
 
@@ -37,7 +38,9 @@ def _reference_apply(mapping, frame: np.ndarray) -> np.ndarray:
     """The mapping rule written as a plain loop, to check the vectorised form against."""
     out = []
     for t in mapping.targets:
-        x = sum(float(frame[CONTROLLER_INDEX[s]]) for s in t.sources)
+        x = sum(
+            float(frame[CONTROLLER_INDEX[s]]) if s in CONTROLLER_INDEX else 0.0 for s in t.sources
+        )
         out.append(min(max(t.scale * x + t.offset, t.lo), t.hi))
     return np.array(out, dtype=np.float32)
 
@@ -47,7 +50,7 @@ def test_shipped_mappings_validate_and_account_for_every_channel(name):
     mapping = load_mapping(name)
     assert mapping.name == name and mapping.version == 1
     assert check_mapping(MAPPINGS_DIR / f"{name}.yaml") == []
-    used = {s for t in mapping.targets for s in t.sources}
+    used = {s for t in mapping.targets for s in t.sources} - set(HEAD_CHANNELS)  # optional
     assert used | set(mapping.dropped) == set(CONTROLLER_NAMES)
     assert not used & set(mapping.dropped)
     assert all(reason and "unlisted" not in reason for reason in mapping.dropped.values())
@@ -126,7 +129,12 @@ def test_curves_follow_the_sign_rule_eye_sum_and_phases():
 
 def test_arkit52_targets_are_exactly_the_52_live_link_blendshapes():
     mapping = load_mapping("arkit52")
-    assert sorted(mapping.names) == sorted(LIVELINK_FACE_NAMES[:N_BLENDSHAPES])
+    head = ("HeadYaw", "HeadPitch", "HeadRoll")  # from the head motion layer, degrees / 180
+    assert sorted(mapping.names) == sorted((*LIVELINK_FACE_NAMES[:N_BLENDSHAPES], *head))
+    rotated = np.zeros(177, np.float32)
+    rotated[174:] = (18.0, -9.0, 36.0)  # head_yaw, head_pitch, head_roll in degrees
+    turned = mapping.apply(rotated)
+    assert [turned[n] for n in head] == pytest.approx([0.1, -0.05, 0.2], abs=1e-4)
     out = mapping.apply(
         _frame(
             CTRL_C_jaw__translateY=0.8,

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bridge.runtime.clips import ClipPlayer
     from bridge.runtime.clock import FrameClock
-    from bridge.runtime.subject import SubjectStream, check_subject
+    from bridge.runtime.subject import SubjectStream, check_subject, frames_with_head
 
     subjects = [check_subject(s) for s in (args.subject or [DEFAULT_SUBJECT])]
     senders, outputs = build_outputs(args)  # a bad mapping fails before the engine runs
@@ -125,8 +125,9 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.start_delay_s:
             time.sleep(args.start_delay_s)
+        frames = frames_with_head(animation.values, animation.head)
         player = ClipPlayer(
-            [(stream, animation.values) for stream in streams],
+            [(stream, frames) for stream in streams],
             fps=animation.fps,
             realtime=not args.no_realtime,
             loops=args.loop,

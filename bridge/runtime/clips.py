@@ -69,9 +69,11 @@ class ClipPlayer:
         if loops < 0:
             raise ValueError(f"loops must be 0 (forever) or more, but {loops} is provided")
         for stream, values in clips:
-            if values.ndim != 2 or values.shape[1] != N_CONTROLLERS or len(values) == 0:
+            widths = (N_CONTROLLERS, N_CONTROLLERS + 3)  # + the head's yaw, pitch, roll
+            if values.ndim != 2 or values.shape[1] not in widths or len(values) == 0:
                 raise ValueError(
-                    f"{stream.subject}: clip must be [T>0, {N_CONTROLLERS}], got {values.shape}"
+                    f"{stream.subject}: clip must be [T>0, {N_CONTROLLERS}] (or "
+                    f"{N_CONTROLLERS + 3} with the head), got {values.shape}"
                 )
         self.clips = [(s, np.asarray(v, dtype=np.float32)) for s, v in clips]
         self.fps = float(fps)

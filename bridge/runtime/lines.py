@@ -100,7 +100,8 @@ class Playback:
 
     Attributes:
         record: the line's status record (updated as it plays).
-        values: the frames ``[T, 174]``.
+        values: the frames ``[T, 177]``: the 174 channels and the head rotations
+            (``subject.frames_with_head``).
         t0: when the line's audio time 0 plays, on the player's monotonic clock.
         info: JSON facts for the START message.
         outputs: senders and mappings for this line.
@@ -108,7 +109,7 @@ class Playback:
     """
 
     record: LineRecord
-    values: np.ndarray  # [T, 174]
+    values: np.ndarray  # [T, 177]
     t0: float  # monotonic time at which the line's audio time 0 plays
     info: dict[str, Any]
     outputs: list[Output]

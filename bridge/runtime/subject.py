@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.mapping import Mapping, load_mapping
+from bridge.mapping import N_SOURCES, Mapping, load_mapping
 from bridge.protocol import EndReason, Frame, Schema, StreamEnd, StreamStart
 from bridge.transports.base import Sender
 from emoface_core.audio import FPS
@@ -98,6 +98,18 @@ class SubjectStats:
     n_refused: int = 0
 
 
+def frames_with_head(values: np.ndarray, head: np.ndarray | None) -> np.ndarray:
+    """``[T, 177]`` frames as ``push`` takes them: the 174 channels, then the head's rotations.
+
+    Yaw, pitch and roll in degrees; zeros (the rest pose) when the animation has no head motion.
+    """
+    out = np.zeros((len(values), N_SOURCES), dtype=np.float32)
+    out[:, :N_CONTROLLERS] = values
+    if head is not None:
+        out[:, N_CONTROLLERS:] = head
+    return out
+
+
 class SubjectStream:
     """One subject's stream to any number of outputs, fed one frame at a time.
 
@@ -136,7 +148,7 @@ class SubjectStream:
         self.line_active = False
         self._groups: list[_Group] = []
         self._last_schema_s = -np.inf
-        self._raw = np.zeros(N_CONTROLLERS, dtype=np.float32)  # the frame being sent
+        self._raw = np.zeros(N_SOURCES, dtype=np.float32)  # the frame being sent (+ head)
         self.set_outputs(outputs)
 
     @property
@@ -215,7 +227,8 @@ class SubjectStream:
         """Map one frame ``[174]`` and send it to every output (starting a line if none is active).
 
         Args:
-            values: the 174 channel values of the frame.
+            values: the 174 channel values of the frame, optionally followed by the head's
+                yaw, pitch and roll in degrees (``[177]``, ``mapping.SOURCE_NAMES``).
             t_s: its time relative to the line's audio start (default ``frames_in_line / fps``).
 
         Returns:
@@ -225,14 +238,16 @@ class SubjectStream:
             self.start_line()
         elif self.clock() - self._last_schema_s >= self.schema_interval_s:
             self.send_schema()
-        if getattr(values, "shape", None) != (N_CONTROLLERS,) and np.shape(values) != (
-            N_CONTROLLERS,
-        ):
+        n = np.shape(values)
+        if n not in ((N_CONTROLLERS,), (N_SOURCES,)):
             raise ValueError(
-                f"a frame must be [{N_CONTROLLERS}] values, got shape {np.shape(values)}"
+                f"a frame must be [{N_CONTROLLERS}] values (or [{N_SOURCES}] with the head "
+                f"rotations), got shape {n}"
             )
         raw = self._raw
-        raw[:] = values  # a copy, so the caller may reuse its array
+        raw[: n[0]] = values  # a copy, so the caller may reuse its array
+        if n[0] == N_CONTROLLERS:
+            raw[N_CONTROLLERS:] = 0.0  # no head motion: at rest
         if t_s is None:
             t_s = self.frames_in_line / self.fps
         t_capture = self.wall_clock()

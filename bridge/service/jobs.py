@@ -17,7 +17,7 @@ from typing import Any
 
 from bridge.bake.render import render
 from bridge.runtime.lines import LineRecord, Playback
-from bridge.runtime.subject import Output
+from bridge.runtime.subject import Output, frames_with_head
 from bridge.service.requests import AudioRef, RequestError, error_reply
 from emoface_core.animate import animate_audio
 from emoface_core.emotion import EmotionTimeline
@@ -80,7 +80,8 @@ def run_line(
         else:
             t0 = time.monotonic()
         outputs = list(job.outputs if job.outputs is not None else default_outputs)
-        submit(Playback(record, animation.values, t0, job.info, outputs, job.blend_frames))
+        frames = frames_with_head(animation.values, animation.head)
+        submit(Playback(record, frames, t0, job.info, outputs, job.blend_frames))
     except Exception as e:
         log.warning("emoface serve: line %s failed: %s", record.id, e, exc_info=True)
         record.end(
