@@ -85,23 +85,7 @@ class HeadParams:
         accent = doc.get("accent") or {}
         phrase = doc.get("phrase_end") or {}
         drift = doc.get("drift") or {}
-        table = doc.get("emotions") or {}
-        rows = []
-        for emotion in EMOTIONS:
-            row = table.get(emotion)
-            if not isinstance(row, dict):
-                raise ConfigError(f"{source}: emotions.{emotion} is missing")
-            rows.append(
-                [
-                    num(f"emotions.{emotion}.amplitude", row.get("amplitude"), 0.0, 5.0),
-                    num(f"emotions.{emotion}.sharpness", row.get("sharpness"), 0.1, 5.0),
-                    num(f"emotions.{emotion}.drift", row.get("drift"), 0.0, 5.0),
-                    num(
-                        f"emotions.{emotion}.pitch_offset_deg", row.get("pitch_offset_deg"), -20, 20
-                    ),
-                ]
-            )
-        return cls(
+        fields: dict[str, Any] = dict(
             limits_deg=axes("limits_deg", doc.get("limits_deg"), 90.0),
             smoothing_hz=num("smoothing_hz", doc.get("smoothing_hz"), 0.5, 20.0),
             accent={
@@ -120,8 +104,24 @@ class HeadParams:
             drift_tau_s=num("drift.tau_s", drift.get("tau_s"), 0.1, 30.0),
             speech_deg=axes("drift.speech_deg", drift.get("speech_deg"), 30.0),
             idle_deg=axes("drift.idle_deg", drift.get("idle_deg"), 30.0),
-            emotions=np.array(rows),
         )
+        table = doc.get("emotions") or {}
+        rows = []
+        for emotion in EMOTIONS:
+            row = table.get(emotion)
+            if not isinstance(row, dict):
+                raise ConfigError(f"{source}: emotions.{emotion} is missing")
+            rows.append(
+                [
+                    num(f"emotions.{emotion}.amplitude", row.get("amplitude"), 0.0, 5.0),
+                    num(f"emotions.{emotion}.sharpness", row.get("sharpness"), 0.1, 5.0),
+                    num(f"emotions.{emotion}.drift", row.get("drift"), 0.0, 5.0),
+                    num(
+                        f"emotions.{emotion}.pitch_offset_deg", row.get("pitch_offset_deg"), -20, 20
+                    ),
+                ]
+            )
+        return cls(**fields, emotions=np.array(rows))
 
 
 @lru_cache(maxsize=8)
