@@ -154,13 +154,28 @@ def prosody(samples: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray,
         spectrum = np.abs(np.fft.rfft(frames * window, 2 * WINDOW)) ** 2
         r = np.fft.irfft(spectrum, 2 * WINDOW)[:, : MAX_LAG + 1]
         r = r / (r[:, :1] + 1e-12)
-        best = np.argmax(r[:, MIN_LAG:], axis=1) + MIN_LAG
-        peak[start : start + len(idx)] = r[np.arange(len(idx)), best]
+        # Only true peaks count: at a window's edge r falls from lag 0, and its largest value
+        # in the range is then the range's first lag (a spurious 400 Hz).
+        inner = r[:, MIN_LAG:MAX_LAG]
+        is_peak = (inner > r[:, MIN_LAG - 1 : MAX_LAG - 1]) & (
+            inner >= r[:, MIN_LAG + 1 : MAX_LAG + 1]
+        )
+        best = np.argmax(np.where(is_peak, inner, -1.0), axis=1) + MIN_LAG
+        peak[start : start + len(idx)] = np.where(
+            is_peak.any(axis=1), r[np.arange(len(idx)), best], 0.0
+        )
         lag[start : start + len(idx)] = best
     loud = energy > max(float(energy.max(initial=-120.0)) - 35.0, -60.0)
     voiced = loud & (peak > 0.45)
-    pitch = np.where(voiced, SAMPLE_RATE / np.maximum(lag, 1), np.nan)
-    return energy, voiced, pitch
+    pitch = SAMPLE_RATE / np.maximum(lag, 1)
+    if n_frames >= 5:  # a median over 5 frames removes single-frame octave jumps
+        from scipy.signal import medfilt
+
+        pitch = medfilt(pitch, 5)
+    if voiced.any():  # beyond an octave from the speaker's median: a tracking error, not speech
+        median = float(np.median(pitch[voiced]))
+        voiced = voiced & (pitch < 1.9 * median) & (pitch > 0.5 * median)
+    return energy, voiced, np.where(voiced, pitch, np.nan)
 
 
 def _smooth(x: np.ndarray, frames: int) -> np.ndarray:

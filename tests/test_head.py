@@ -136,3 +136,21 @@ def test_live_link_face_packets_carry_the_head_in_its_units(tmp_path):
     from bridge.arkit import LIVELINK_INDEX
 
     assert [LIVELINK_INDEX[n] for n in ("HeadYaw", "HeadPitch", "HeadRoll")] == [52, 53, 54]
+
+
+def test_the_preview_turns_and_tilts_the_head():
+    from emoface_core.viz.preview import FaceRenderer
+
+    renderer = FaceRenderer(192)
+    face = np.zeros(174, np.float32)
+    still = np.asarray(renderer.render(face).convert("L"), np.float32)
+    turned = np.asarray(renderer.render(face, head=np.array([12.0, 0, 0])).convert("L"), np.float32)
+    nodded = np.asarray(renderer.render(face, head=np.array([0, -8.0, 0])).convert("L"), np.float32)
+
+    def centre(img: np.ndarray) -> tuple[float, float]:
+        skin = img > 100  # the face is brighter than the background
+        ys, xs = np.nonzero(skin)
+        return float(xs.mean()), float(ys.mean())
+
+    assert centre(turned)[0] > centre(still)[0] + 3  # yaw +: towards the viewer's right
+    assert centre(nodded)[1] > centre(still)[1] + 3  # pitch -: the face goes down

@@ -23,6 +23,7 @@ channels is most of the file.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -308,8 +309,11 @@ class FaceRenderer:
         half = self._s / 2
         return half + x * self._s * 0.36, half * 1.06 - y * self._s * 0.36
 
-    def render(self, values: np.ndarray, caption: str = "") -> Any:
-        """One frame ``[174]`` -> a PIL RGB image."""
+    def render(self, values: np.ndarray, caption: str = "", head: np.ndarray | None = None) -> Any:
+        """One frame ``[174]`` -> a PIL RGB image.
+
+        ``head`` (yaw, pitch, roll in degrees) turns, nods and tilts the drawn face.
+        """
         from PIL import ImageDraw
 
         shape = face_shape(values)
@@ -325,10 +329,32 @@ class FaceRenderer:
         self._brow(draw, -0.45, -1.0, shape.brow_left)
         self._brow(draw, 0.45, 1.0, shape.brow_right)
         self._mouth(draw, shape.mouth)
+        if head is not None and np.any(np.abs(head) > 0.05):
+            img = self._pose(img, head)
         out = img.reduce(SUPERSAMPLE)  # box filter: as smooth as LANCZOS here, several times faster
         if caption:
             ImageDraw.Draw(out).text((8, self.size_px - 18), caption, fill=TEXT)
         return out
+
+    def _pose(self, img: Any, head: np.ndarray) -> Any:
+        """The head's rotation, as a 2D picture can show it.
+
+        Roll tilts the image, yaw slides the face sideways (and narrows it a little), pitch
+        slides it up or down.
+        """
+        yaw, pitch, roll = (float(v) for v in head)
+        size = self._s
+        # Roll + tilts the top of the head to the character's left: the viewer's right.
+        img = img.rotate(-roll, resample=self._image.Resampling.BICUBIC, fillcolor=BACKGROUND)
+        squeeze = math.cos(math.radians(yaw))
+        width = max(2, int(round(size * squeeze)))
+        img = img.resize((width, size), resample=self._image.Resampling.BILINEAR)
+        canvas = self._image.new("RGB", (size, size), BACKGROUND)
+        # Yaw + turns the face to the character's left: the viewer's right.
+        dx = int(round((size - width) / 2 + 0.6 * size * math.sin(math.radians(yaw)) * 0.5))
+        dy = int(round(-0.6 * size * math.sin(math.radians(pitch)) * 0.5))
+        canvas.paste(img, (dx, dy))
+        return canvas
 
     def _head(self, draw: Any, mouth: MouthShape) -> None:
         # Upper head: a fixed half ellipse; the jaw half follows the chin (drop and sideways).
@@ -511,8 +537,10 @@ def render_frames(
     """PIL images of the animation resampled to ``out_fps``."""
     renderer = FaceRenderer(size_px)
     times = frame_times(animation.n_frames, animation.fps, out_fps)
+    head = animation.head
     for k, i in enumerate(times):
-        yield renderer.render(animation.values[i], _caption_at(caption, k / out_fps))
+        pose = None if head is None else head[i]
+        yield renderer.render(animation.values[i], _caption_at(caption, k / out_fps), pose)
         if progress is not None:
             progress(k + 1, len(times))
 
@@ -540,7 +568,8 @@ def write_sheet(
         values = animation.values[min(i, animation.n_frames - 1)] if animation.n_frames else None
         if values is None:
             break
-        tile = renderer.render(values, _caption_at(caption, i / animation.fps))
+        pose = None if animation.head is None else animation.head[min(i, animation.n_frames - 1)]
+        tile = renderer.render(values, _caption_at(caption, i / animation.fps), pose)
         sheet.paste(tile, ((k % columns) * size_px, (k // columns) * size_px))
     path = Path(path)
     tmp = _temp_sibling(path)
