@@ -137,6 +137,14 @@ def load_head_params(path: str | Path | None = None) -> HeadParams:
     return HeadParams.from_dict(load_yaml(text, str(source)), str(source))
 
 
+def params_fingerprint(path: str | Path | None = None) -> str:
+    """SHA-256 of the parameter file's bytes: bakes record it, so an edit makes them stale."""
+    import hashlib
+
+    source = Path(path) if path is not None else DEFAULT_PARAMS
+    return hashlib.sha256(source.read_bytes()).hexdigest()
+
+
 def prosody(samples: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per 60 fps frame: loudness (dB), voicing (bool) and pitch (Hz, NaN where unvoiced)."""
     x = np.asarray(samples, dtype=np.float32).reshape(-1)

@@ -36,6 +36,12 @@ JOURNAL_NAME = ".emoface-bake.jsonl"  # fingerprints of the files written into t
 LOCK_NAME = ".emoface-bake.lock"
 
 
+def _head_fingerprint() -> str:
+    from emoface_core.head import params_fingerprint
+
+    return params_fingerprint()
+
+
 def settings_fingerprint(settings: BatchSettings) -> dict[str, Any]:
     """Facts about resolved settings that change the outputs (hashed into line fingerprints)."""
     checkpoint: dict[str, Any] | None = None
@@ -73,6 +79,7 @@ def settings_fingerprint(settings: BatchSettings) -> dict[str, Any]:
         "procedural_data": procedural_data,
         "raw": settings.raw,
         "head": settings.head,
+        "head_data": _head_fingerprint() if settings.head > 0 and not settings.raw else None,
         "allow_truncated": settings.allow_truncated,
         "postprocess": asdict(settings.postprocess),
         "mapping": mapping,
