@@ -8,6 +8,7 @@ for audio that arrives in pieces.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import cast
 
@@ -19,7 +20,9 @@ from emoface_core.emotion import EmotionTimeline
 from emoface_core.engines.base import Engine, SeededEngine
 from emoface_core.errors import EngineError
 from emoface_core.postprocess import PostprocessConfig, postprocess
+from emoface_core.transcript.phonemes import Template
 
+log = logging.getLogger(__name__)
 ANIMATION_VERSION = "emoface-0.1"
 
 
@@ -32,6 +35,8 @@ def animate_audio(
     seed: int | None = None,
     postprocess_config: PostprocessConfig | None = None,
     head: float = 1.0,
+    transcript: Template | None = None,
+    lip_layer: str = "full",
 ) -> Animation:
     """Run an engine on one clip and post-process it.
 
@@ -46,6 +51,11 @@ def animate_audio(
         postprocess_config: smoothing/blink/gaze parameters.
         head: head motion scale (``emoface_core.head``; 0 = none, 1 = as its parameters
             say); raw output has none.
+        transcript: the line's text spoken by a synthesiser (``emoface_core.transcript``):
+            aligned to the audio, its phonemes drive the jaw and lips (``lip_layer``); where
+            it does not match the audio, or cannot be aligned, the engine's frames stay.
+        lip_layer: ``full`` (jaw and every lip action: the procedural engine) or ``lips``
+            (closures and f/v only: the network keeps the rest).
 
     Returns:
         The animation with metadata.
@@ -62,6 +72,9 @@ def animate_audio(
         if not engine.wants_smoothing:
             config = _without_smoothing(config)
         values = postprocess(values, config, seed=seed)
+    transcript_facts: dict[str, object] | None = None
+    if transcript is not None and not raw:
+        values, transcript_facts = _apply_transcript(values, audio, transcript, lip_layer)
     head_rotations = None
     if not raw and head > 0.0:
         from emoface_core.head import HEAD_CONVENTION, HEAD_UNITS, head_motion
@@ -79,11 +92,40 @@ def animate_audio(
         "source_audio": audio.path,
         "duration_s": round(audio.duration_s, 6),
     }
+    if transcript_facts is not None:
+        metadata["transcript"] = transcript_facts
     if head_rotations is not None:
         metadata["head"] = {"scale": head, "units": HEAD_UNITS, "convention": HEAD_CONVENTION}
     return Animation(
         values.astype(np.float32, copy=False), fps=FPS, metadata=metadata, head=head_rotations
     )
+
+
+def _apply_transcript(
+    values: np.ndarray, audio: Audio, transcript: Template, lip_layer: str
+) -> tuple[np.ndarray, dict[str, object]]:
+    """Align the transcript and apply its lip layer; say what happened for the metadata."""
+    from emoface_core.transcript.align import align
+    from emoface_core.transcript.lips import apply_lip_layer
+
+    try:
+        alignment = align(audio.samples, transcript)
+    except ValueError as error:
+        log.warning("%s: transcript not used: %s", audio.path or "audio", error)
+        return values, {
+            "text": transcript.text,
+            "language": transcript.language,
+            "used": False,
+            "reason": str(error),
+        }
+    facts = {**alignment.summary(), "used": True, "lip_layer": lip_layer}
+    if facts["fallback_s"]:
+        log.info(
+            "%s: the audio does not match its text in %d stretch(es); audio-only lips there",
+            audio.path or "audio",
+            len(facts["fallback_s"]),  # type: ignore[arg-type]
+        )
+    return apply_lip_layer(values, alignment, audio.samples, lip_layer), facts
 
 
 def check_finite_output(values: np.ndarray, engine: Engine) -> None:

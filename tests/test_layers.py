@@ -185,7 +185,8 @@ _BRIDGE_LAYERS = {
         "bridge.sources",
         "bridge.controls",
     ),
-    "bridge.bake": ("bridge.errors", "bridge.mapping"),
+    "bridge.transcript": ("bridge.errors",),
+    "bridge.bake": ("bridge.errors", "bridge.mapping", "bridge.transcript"),
     "bridge.service": (
         "bridge.protocol",
         "bridge.errors",
@@ -194,6 +195,7 @@ _BRIDGE_LAYERS = {
         "bridge.runtime",
         "bridge.bake.render",
         "bridge.bake.lines",
+        "bridge.transcript",
     ),
     "bridge.unreal_install": ("bridge.errors", "bridge.mapping", "bridge.protocol"),
 }

@@ -21,12 +21,25 @@ from emoface_core.engines.procedural.data import N_TRACKS, TRACKS
 from emoface_core.engines.procedural.speech import HALF_WINDOW, FrameFeatures
 
 # Per-frame values before context: activity, the five raw tracks, and loudness re the speaker.
-_RAW = ("activity", "open", "round", "spread", "fricative", "emphasis", "relative_db")
-_A, _O, _RO, _SP, _FR, _EM, _REL = range(len(_RAW))
+_RAW = (
+    "activity",
+    "open",
+    "round",
+    "spread",
+    "fricative",
+    "emphasis",
+    "relative_db",
+    "labiodental",
+    "hf_ratio",
+    "relative_mid_db",
+    "voiced",
+)
+_A, _O, _RO, _SP, _FR, _EM, _REL, _LAB, _HF, _MID, _VO = range(len(_RAW))
 
 LOOKAHEAD_FRAMES = 6  # 100 ms: the future a frame may look at (the stream's latency, plus 16 ms)
 LOW_LATENCY_LOOKAHEAD_FRAMES = 0  # live use: no future frames, only the analysis window's 16 ms
-ANTICIPATION_FRAMES = 2  # 33 ms: the jaw kernel is centred this far ahead of the frame
+ANTICIPATION_FRAMES = 2  # 33 ms: onsets of the jaw start this far ahead of their sound
+LIP_ANTICIPATION_FRAMES = 3  # 50 ms: rounding and spreading start earlier still
 CLOSE_HOLD_FRAMES = 20  # 333 ms: how long lips stay "near speech" after it stops
 # A closure is a dip of loudness between louder sounds on both sides (a stop's silence, a nasal's
 # murmur, a short pause). The neighbours' loudness is remembered with these fades, so that the
@@ -38,6 +51,16 @@ PEAK_AHEAD_FRAMES = 3
 # only. The faster fade ends the press within ~12 frames of that sound, so lips press through a
 # stop's closure but not through the pause after a phrase (where "close" takes over).
 ONE_SIDED_PEAK_FADE_DB = 2.0
+ONE_SIDED_PRESS_EXTRA_PAST = 3
+ONE_SIDED_PRESS_GAIN = 0.8
+DIP_MIN_DB, DIP_FULL_DB = 4.0, 10.0  # a dip this deep starts / fully is a closure
+# A dip with a burst brighter than this (share of power above 3.5 kHz, within a frame before and
+# BURST_AHEAD_FRAMES after) is a tongue stop or a sibilant: t/d release ~0.8, p/b ~0.05.
+ALVEOLAR_HF_LO, ALVEOLAR_HF_HI = 0.2, 0.45
+BURST_AHEAD_FRAMES = 3
+MURMUR_MIN_DB, MURMUR_FULL_DB = 6.0, 12.0  # drop of the 1-4 kHz band into a nasal murmur
+MURMUR_MIN_DIP_DB, MURMUR_FULL_DIP_DB = 2.5, 6.0  # ... with at least this much less loudness
+PRESS_GAIN = 1.6  # a closure of 2-3 frames still presses fully after the easing kernel
 CUT_PAST_SHARE = 3  # a kernel whose future is cut by c frames gains ceil(c / 3) frames of past
 HISTORY_FRAMES = CLOSE_HOLD_FRAMES + 4  # 24: the past a frame may look at
 
@@ -45,10 +68,16 @@ HISTORY_FRAMES = CLOSE_HOLD_FRAMES + 4  # 24: the past a frame may look at
 _KERNELS: dict[str, tuple[int, int]] = {
     "activity": (-1, 3),  # fast: closures must stay crisp
     "level": (-1, 1),
-    "press": (-3, 2),  # eases the closure in and out (a dip can start or end within one frame)
-    "open": (ANTICIPATION_FRAMES - 4, ANTICIPATION_FRAMES + 4),  # -2..6, centred 33 ms ahead
-    "lips": (-4, 6),  # rounding/spreading spread further over neighbouring sounds
+    "press": (-2, 2),  # eases the closure in and out (a dip can start or end within one frame)
+    # Each shape follows its sound with a centred kernel and, at onsets only, with one centred
+    # ahead of it (the larger of the two wins: the mouth moves early into a sound, but does not
+    # leave it early).
+    "open": (-3, 3),
+    "open_onset": (ANTICIPATION_FRAMES - 3, ANTICIPATION_FRAMES + 3),  # -1..5
+    "lips": (-4, 4),  # rounding/spreading spread further over neighbouring sounds
+    "lips_onset": (LIP_ANTICIPATION_FRAMES - 3, LIP_ANTICIPATION_FRAMES + 3),  # 0..6
     "fricative": (-2, 4),
+    "labiodental": (-2, 3),
     "emphasis": (-10, 6),  # brows move slower than lips
 }
 _ACTIVITY_AHEAD = 3  # frames of smoothed activity used to anticipate the next sound's onset
@@ -132,7 +161,13 @@ def coarticulation(lookahead_frames: int) -> Coarticulation:
     if n >= LOOKAHEAD_FRAMES:
         return Coarticulation(n, dict(_KERNELS), _ACTIVITY_AHEAD, PEAK_AHEAD_FRAMES, PEAK_FADE_DB)
     kernels = {name: _cut_kernel(span, n) for name, span in _KERNELS.items()}
-    kernels["press"] = _cut_kernel(_KERNELS["press"], n - kernels["level"][1])
+    # Cut to the budget an onset kernel would anticipate nothing, only smooth less: use the
+    # centred one's.
+    kernels["open_onset"], kernels["lips_onset"] = kernels["open"], kernels["lips"]
+    first, last = _cut_kernel(_KERNELS["press"], n - kernels["level"][1])
+    # Two more frames of past: a press judged from one side eases in slower (no pop of the lips
+    # at the end of a phrase, where "close" follows anyway).
+    kernels["press"] = (first - ONE_SIDED_PRESS_EXTRA_PAST, last)
     activity_ahead = min(_ACTIVITY_AHEAD, n - kernels["activity"][1])
     return Coarticulation(n, kernels, activity_ahead, 0, ONE_SIDED_PEAK_FADE_DB)
 
@@ -236,13 +271,27 @@ class SpeechTracker:
         close = np.clip((720.0 - f.f1_hz) / 250.0, 0.0, 1.0)
         raw[:, _RO] = activity * voiced * back * close
         raw[:, _SP] = activity * voiced * np.clip((f.f2_hz - 1650.0) / 550.0, 0.0, 1.0)
-        # Frication: unvoiced energy concentrated above 3.5 kHz (s, sh, f), quieter than vowels.
+        # Labiodental frication (f, v): weak (15-45 dB below the vowels: the lip-teeth slit is a
+        # poor noise source) and only moderately bright. s and sh are louder and brighter.
+        raw[:, _LAB] = (
+            snr_gate
+            * smoothstep(rel, -48.0, -34.0)
+            * (1.0 - smoothstep(rel, -16.0, -8.0))
+            * smoothstep(f.hf_ratio, 0.12, 0.25)
+            * (1.0 - smoothstep(f.hf_ratio, 0.6, 0.78))
+        )
+        # Sibilant frication: unvoiced energy concentrated above 3.5 kHz (s, sh), quieter than
+        # vowels; what reads as labiodental does not count twice.
         raw[:, _FR] = (
             snr_gate
             * smoothstep(rel, -45.0, -25.0)
             * (1.0 - voiced)
-            * smoothstep(f.hf_ratio, 0.25, 0.6)
+            * smoothstep(f.hf_ratio, 0.35, 0.7)
+            * (1.0 - raw[:, _LAB])
         )
+        raw[:, _HF] = f.hf_ratio * snr_gate
+        raw[:, _MID] = np.clip(f.mid_db - level, -60.0, 10.0) * snr_gate + (1.0 - snr_gate) * -60.0
+        raw[:, _VO] = voiced * snr_gate
         # Emphasis: pitch 1-5 semitones above the speaker's running baseline on a loud syllable.
         rise = np.clip((semitones - base - 1.0) / 4.0, 0.0, 1.0)
         raw[:, _EM] = activity * loud * smoothstep(f.voicing, 0.7, 0.9) * rise
@@ -251,7 +300,8 @@ class SpeechTracker:
 
 
 SILENT_RAW = np.zeros(len(_RAW))
-SILENT_RAW[_REL] = -60.0  # what the tracker gives for silence: the context before a stream
+# What the tracker gives for silence: the context before a stream.
+SILENT_RAW[_REL] = SILENT_RAW[_MID] = -60.0
 
 
 def _fir(x: np.ndarray, start: int, n: int, taps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -301,7 +351,10 @@ def _lip_press(raw: np.ndarray, start: int, n: int, co: Coarticulation) -> np.nd
 
     That is a stop's closure, a nasal's murmur or a short pause inside speech. The neighbours'
     loudness counts ``co.peak_fade_db`` less per frame of distance. Without lookahead for the
-    sound after the dip (``co.peak_ahead == 0``) only the sound before it counts.
+    sound after the dip (``co.peak_ahead == 0``) only the sound before it counts. A dip whose
+    frames or release carry a bright burst (``hf_ratio`` near it above ~0.3: t, d, s, and the
+    alveolar flaps) is the tongue's, not the lips': it does not press. Bilabial releases (p, b)
+    and nasal murmurs are dark.
     """
     first, last = co.kernels["press"]
     m = n + last - first  # the dip is needed over the press kernel's span: start + first ..
@@ -312,8 +365,39 @@ def _lip_press(raw: np.ndarray, start: int, n: int, co: Coarticulation) -> np.nd
         after = _fading_max(level, back, m, range(1, ahead + 1), lambda j, x: x - fade_db * j)
         walls = np.minimum(walls, after)
     depth_db = walls - level[back : back + m]
-    dip = smoothstep(depth_db, 5.0, 15.0) * smoothstep(walls, -24.0, -10.0)
-    return _fir(dip, -first, n, co.taps["press"])
+    dip = smoothstep(depth_db, DIP_MIN_DB, DIP_FULL_DB) * smoothstep(walls, -24.0, -10.0)
+    # A murmur: voiced, only a little quieter overall, but dark where the louder sound before it
+    # had its formants (the 1-4 kHz band drops by 12-20 dB and more): m, and the voiced part of b.
+    mid = _fir(raw[:, _MID], start + first - back, m + back, co.taps["level"])
+    mid_walls = _fading_max(mid, back, m, range(-1, -back - 1, -1), lambda j, x: x + fade_db * j)
+    voiced = raw[start + first : start + first + m, _VO]
+    murmur = (
+        voiced
+        * smoothstep(mid_walls - mid[back : back + m], MURMUR_MIN_DB, MURMUR_FULL_DB)
+        * smoothstep(depth_db, MURMUR_MIN_DIP_DB, MURMUR_FULL_DIP_DB)
+        * smoothstep(mid_walls, -30.0, -16.0)
+    )
+    dip = np.maximum(dip, murmur)
+    burst_ahead = min(BURST_AHEAD_FRAMES, co.lookahead_frames - last)
+    hf = raw[:, _HF]
+    o = start + first  # row of dip[0]
+    bright = _fading_max(hf, o, m, range(-1, burst_ahead + 1), lambda j, x: x)
+    dip *= 1.0 - smoothstep(bright, ALVEOLAR_HF_LO, ALVEOLAR_HF_HI)
+    # Two-sided dips are closures: full strength. One-sided ones (live) may be a phrase's end,
+    # where "close" takes over: they press less.
+    gain = PRESS_GAIN if ahead else ONE_SIDED_PRESS_GAIN
+    return np.minimum(1.0, gain * _fir(dip, -first, n, co.taps["press"]))
+
+
+def _with_onsets(
+    x: np.ndarray,
+    start: int,
+    n: int,
+    centred: tuple[np.ndarray, np.ndarray],
+    ahead: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """The larger of a centred and an anticipating smoothing: early onsets, on-time offsets."""
+    return np.maximum(_fir(x, start, n, centred), _fir(x, start, n, ahead))
 
 
 def shape_tracks(raw: np.ndarray, start: int, n: int, co: Coarticulation) -> np.ndarray:
@@ -330,10 +414,18 @@ def shape_tracks(raw: np.ndarray, start: int, n: int, co: Coarticulation) -> np.
     tracks = np.empty((n, N_TRACKS))
     tracks[:, TRACKS.index("press")] = press
     tracks[:, TRACKS.index("close")] = silence * near
-    tracks[:, TRACKS.index("open")] = _fir(raw[:, _O], start, n, taps["open"]) * (1.0 - 0.7 * press)
-    tracks[:, TRACKS.index("round")] = _fir(raw[:, _RO], start, n, taps["lips"])
-    tracks[:, TRACKS.index("spread")] = _fir(raw[:, _SP], start, n, taps["lips"])
+    labiodental = _fir(raw[:, _LAB], start, n, taps["labiodental"])
+    opening = _with_onsets(raw[:, _O], start, n, taps["open"], taps["open_onset"])
+    # Lips that meet or touch the teeth take the jaw (almost) with them.
+    tracks[:, TRACKS.index("open")] = opening * (1.0 - press) * (1.0 - 0.6 * labiodental)
+    tracks[:, TRACKS.index("round")] = _with_onsets(
+        raw[:, _RO], start, n, taps["lips"], taps["lips_onset"]
+    )
+    tracks[:, TRACKS.index("spread")] = _with_onsets(
+        raw[:, _SP], start, n, taps["lips"], taps["lips_onset"]
+    ) * (1.0 - press)
     tracks[:, TRACKS.index("fricative")] = _fir(raw[:, _FR], start, n, taps["fricative"])
+    tracks[:, TRACKS.index("labiodental")] = labiodental * (1.0 - press)
     tracks[:, TRACKS.index("emphasis")] = _fir(raw[:, _EM], start, n, taps["emphasis"])
     # Speech nearby, held over the gaps between words, so the pose's speech_yields do not pump.
     tracks[:, TRACKS.index("speaking")] = near

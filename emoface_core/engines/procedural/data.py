@@ -41,10 +41,11 @@ TRACKS: tuple[str, ...] = (
     "close",
     "press",
     "fricative",
+    "labiodental",
     "emphasis",
     "speaking",
 )
-N_TRACKS = len(TRACKS)  # 8
+N_TRACKS = len(TRACKS)  # 9
 
 
 @dataclass(frozen=True)

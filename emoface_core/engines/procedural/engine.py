@@ -61,7 +61,7 @@ from emoface_core.engines.procedural.speech import FeatureStream, FrameFeatures
 from emoface_core.errors import ConfigError
 
 INFER_BLOCK_SAMPLES = 10 * SAMPLE_RATE  # whole clips are fed to the stream 10 s at a time
-PROCEDURAL_VERSION = "2"  # bump when the same audio gives other frames (batch re-bakes)
+PROCEDURAL_VERSION = "3"  # bump when the same audio gives other frames (batch re-bakes)
 POSES_ENV = "EMOFACE_POSES"  # path of an edited emotion_poses.yaml (used when none is passed)
 ARTICULATION_ENV = "EMOFACE_ARTICULATION"  # path of an edited articulation.yaml
 

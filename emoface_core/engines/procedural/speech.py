@@ -73,6 +73,9 @@ class FrameFeatures:
             where the two merge, see ``_formants``).
         centroid_hz: centre of gravity of the envelope power between 150 and 4000 Hz.
         hf_ratio: share of the power above 3.5 kHz (frication: s, sh, f, breath).
+        mid_db: level of the 1-4 kHz band in dB re full scale, where vowels carry F2 and F3 and
+            a nasal murmur or a voiced closure (lips shut, sound through the nose or the
+            cheeks) has almost nothing.
     """
 
     energy_db: np.ndarray
@@ -82,6 +85,7 @@ class FrameFeatures:
     f2_hz: np.ndarray
     centroid_hz: np.ndarray
     hf_ratio: np.ndarray
+    mid_db: np.ndarray
 
     def __len__(self) -> int:
         return int(self.energy_db.shape[0])
@@ -119,7 +123,9 @@ def analyze_windows(windows: np.ndarray) -> FrameFeatures:
 
     total = spectrum[:, _FREQS_HZ >= 100.0].sum(axis=1) + 1e-12
     hf_ratio = spectrum[:, _FREQS_HZ >= 3500.0].sum(axis=1) / total
-    return FrameFeatures(energy_db, voicing, pitch_hz, f1_hz, f2_hz, centroid_hz, hf_ratio)
+    mid = spectrum[:, (_FREQS_HZ >= 1000.0) & (_FREQS_HZ < 4000.0)].sum(axis=1) / total
+    mid_db = np.maximum(energy_db + 10.0 * np.log10(mid + 1e-12), FLOOR_DB)
+    return FrameFeatures(energy_db, voicing, pitch_hz, f1_hz, f2_hz, centroid_hz, hf_ratio, mid_db)
 
 
 def _voicing(spectrum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

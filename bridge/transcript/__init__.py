@@ -1,0 +1,1 @@
+"""Transcripts for lip sync: the text spoken by espeak-ng (``espeak``), prepared per line."""
