@@ -28,6 +28,7 @@ from emoface_core import __version__
 from emoface_core.emotion import parse_emotion_spec
 from emoface_core.errors import EmotionSpecError
 from emoface_core.formats import JSON_FORMAT_VERSION, atomic_write
+from emoface_core.transcript.lips import LIP_LAYER_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,12 @@ def settings_fingerprint(settings: BatchSettings) -> dict[str, Any]:
         "allow_truncated": settings.allow_truncated,
         "postprocess": asdict(settings.postprocess),
         "mapping": mapping,
+        "transcript": {
+            "version": LIP_LAYER_VERSION,
+            "language": settings.language,
+            "text_mode": settings.text_mode,
+            "network_lips": settings.network_lips,
+        },
     }
 
 
@@ -102,6 +109,8 @@ def line_fingerprint(settings_facts: dict[str, Any], line: BakeLine, emotion: st
         "subject": line.subject,
         "seed": line.seed,
     }
+    if line.text:  # only then: lines without a text keep their fingerprints
+        doc["text"] = f"{line.language}:{line.text}"
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 

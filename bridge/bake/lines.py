@@ -10,6 +10,7 @@ import csv
 import glob
 import io
 import os
+import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import BatchError
+from bridge.transcript.prepare import check_text
 from emoface_core.bounded import BoundsError, load_json
 from emoface_core.formats import WRITERS
 
@@ -24,6 +26,7 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", "
 
 MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # a million lines of 250 characters
+_LANGUAGE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,15}")  # en, en-us, cmn, pt-br
 MAX_ROW_DEPTH = 8  # a JSONL row is a flat object; a little nesting in ignored columns is fine
 
 # Manifest column names (case-insensitive) and the aliases studios tend to use for them.
@@ -33,6 +36,8 @@ _COLUMN_ALIASES = {
     "subject": ("subject", "character", "npc", "speaker"),
     "output": ("output", "name", "out"),
     "seed": ("seed",),
+    "text": ("text", "transcript", "dialogue", "line_text"),
+    "language": ("language", "lang"),
 }
 
 
@@ -46,6 +51,8 @@ class BakeLine:
         emotion: emotion spec (``happy``, ``sad:0.5``, ``happy@0,sad@2``).
         subject: the character speaking; kept in the JSON metadata.
         seed: seeds blinks and gaze; None draws fresh randomness.
+        text: what the line says ("" when not known): its phonemes drive the lips.
+        language: the text's espeak-ng language code ("" for the batch's default).
         origin: where the line came from (``lines.csv:7`` or the input path), for messages.
         problem: why the line cannot be baked as planned; such a line fails without baking.
     """
@@ -57,6 +64,8 @@ class BakeLine:
     seed: int | None = None
     origin: str = ""
     problem: str = ""
+    text: str = ""
+    language: str = ""
 
     @property
     def label(self) -> str:
@@ -131,9 +140,11 @@ def load_manifest(path: str | Path, *, emotion: str = "neutral") -> list[BakeLin
     """Read a manifest: CSV with a header row, or JSON Lines (one object per line).
 
     Columns (case-insensitive; aliases in parentheses): ``audio`` (file, path, wav) is required;
-    ``emotion``, ``subject`` (character, npc, speaker), ``output`` (name, out) and ``seed`` are
-    optional; other columns (e.g. the line's text) are ignored. Relative audio paths are relative
-    to the manifest's folder. Blank lines and JSONL lines starting with ``#`` are skipped.
+    ``emotion``, ``subject`` (character, npc, speaker), ``output`` (name, out), ``seed``,
+    ``text`` (transcript, dialogue, line_text: what the line says, for its lips) and ``language``
+    (lang: the text's espeak-ng code) are optional; other columns are ignored. Relative audio
+    paths are relative to the manifest's folder. Blank lines and JSONL lines starting with ``#``
+    are skipped.
 
     Args:
         path: the manifest.
@@ -236,7 +247,14 @@ def _line_from_row(path: Path, number: int, row: dict[str, Any] | str, emotion: 
         emotion=str(row.get("emotion") or "").strip() or emotion,
         subject=str(row.get("subject") or "").strip(),
         origin=origin,
+        language=str(row.get("language") or "").strip(),
     )
+    try:
+        line = replace(line, text=check_text(str(row.get("text") or ""), origin))
+    except ValueError as e:
+        return replace(line, problem=str(e).split(": ", 1)[-1])
+    if line.language and not _LANGUAGE.fullmatch(line.language):
+        return replace(line, problem=f"language {line.language!r} is not an espeak-ng code")
     output = str(row.get("output") or "").strip()
     if output:
         clean = _clean_output_name(output)

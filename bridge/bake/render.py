@@ -40,6 +40,11 @@ class BatchSettings:
         postprocess: smoothing, blink and gaze parameters.
         allow_truncated: bake what a truncated audio file holds (a warning) instead of failing
             its line.
+        language: espeak-ng language of lines' texts that name none.
+        text_mode: ``require`` (a line with a text fails without espeak-ng), ``prefer``
+            (audio-only lips then, with a warning) or ``off`` (texts ignored).
+        network_lips: the network engine gets the texts' closures and f/v too (off: it
+            ignores texts; the procedural engine always uses them).
     """
 
     output_dir: Path
@@ -53,6 +58,9 @@ class BatchSettings:
     mapping: Mapping | None = None
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     allow_truncated: bool = False
+    language: str = "en"
+    text_mode: str = "require"
+    network_lips: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
@@ -67,6 +75,8 @@ class BatchSettings:
             raise ConfigError(f"engine must be auto, emoface or procedural, got {self.engine!r}")
         if self.precision not in ("exact", "fast"):
             raise ConfigError(f"precision must be exact or fast, got {self.precision!r}")
+        if self.text_mode not in ("require", "prefer", "off"):
+            raise ConfigError(f"text_mode must be require, prefer or off, got {self.text_mode!r}")
 
     def output_files(self, line: BakeLine) -> list[str]:
         """The output paths of a line, relative to ``output_dir`` (one per format)."""
@@ -190,8 +200,15 @@ def bake_line(
     from emoface_core.emotion import parse_emotion_spec
 
     start = time.perf_counter()
+    from bridge.transcript.prepare import lip_layer_for, prepare_template
+
     timeline = parse_emotion_spec(line.emotion)
     audio = load_audio(audio_file or line.audio, allow_truncated=settings.allow_truncated)
+    layer = lip_layer_for(engine.name, settings.network_lips)
+    template = None
+    if layer and line.text:
+        language = line.language or settings.language
+        template = prepare_template(line.text, language, settings.text_mode)
     animation = animate_audio(
         engine,
         audio,
@@ -200,6 +217,8 @@ def bake_line(
         seed=line.seed,
         head=settings.head,
         postprocess_config=settings.postprocess,
+        transcript=template,
+        lip_layer=layer or "full",
     )
     # Absolute: the Unreal plugin and `emoface stream` open it from other working directories.
     animation.metadata["source_audio"] = str(Path(line.audio).resolve())

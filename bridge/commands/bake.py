@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -23,7 +24,9 @@ from bridge.commands.options import (
     add_engine_arguments,
     add_head_argument,
     add_output_arguments,
+    add_transcript_arguments,
     build_engine,
+    read_text_argument,
 )
 
 if TYPE_CHECKING:
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from bridge.bake.run import BatchReport, LineResult
     from bridge.mapping import Mapping
 
+log = logging.getLogger(__name__)
 EPILOG = """\
 weights:
   The 'emoface' engine needs the authors' released checkpoint (SJTU-Lucy/EmoFace, a *_model.pth
@@ -87,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_engine_arguments(p)
     add_head_argument(p)
+    add_transcript_arguments(p, single_text=True)
     p.add_argument(
         "--raw", action="store_true", help="network output only: no smoothing, blinks or gaze"
     )
@@ -225,13 +230,34 @@ def _run_single(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.output}: is the input audio file; refusing to overwrite it")
     timeline = parse_emotion_spec(args.emotion)
     mapping = _load_mapping(args.mapping) if args.mapping else None
+    from bridge.transcript.prepare import lip_layer_for, prepare_template
+
+    text = read_text_argument(args)
     audio = load_audio(args.inputs[0], allow_truncated=args.allow_truncated)
     engine = build_engine(args)
-    animation = animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed, head=args.head)
+    layer = lip_layer_for(engine.name, args.network_lips)
+    if text and layer is None and args.text_mode != "off":
+        log.warning(
+            "the emoface engine ignores the text unless --network-lips is given "
+            "(then it enforces the text's closures and f/v)"
+        )
+    template = prepare_template(text, args.language, args.text_mode) if layer and text else None
+    animation = animate_audio(
+        engine,
+        audio,
+        timeline,
+        raw=args.raw,
+        seed=args.seed,
+        head=args.head,
+        transcript=template,
+        lip_layer=layer or "full",
+    )
     write_file(args.output, animation, fmt, mapping)
+    transcript = animation.metadata.get("transcript")
     if not args.quiet:
         print(
-            f"{args.output}: {animation.n_frames} frames ({animation.duration_s:.2f} s)",
+            f"{args.output}: {animation.n_frames} frames ({animation.duration_s:.2f} s)"
+            + (f"; {transcript_summary(transcript)}" if transcript else ""),
             file=sys.stderr,
         )
     if args.json:
@@ -243,10 +269,24 @@ def _run_single(args: argparse.Namespace) -> int:
                     "frames": animation.n_frames,
                     "duration_s": round(animation.duration_s, 6),
                     "engine": animation.metadata.get("engine", {}).get("name"),
+                    **({"transcript": transcript} if transcript else {}),
                 }
             )
         )
     return 0
+
+
+def transcript_summary(facts: dict) -> str:
+    """One phrase on how the text was used: aligned share, fallbacks, or why not."""
+    if not facts.get("used"):
+        return f"text not used: {facts.get('reason', 'no alignment')}"
+    share = 100.0 * float(facts.get("aligned_share", 0.0))
+    spans = facts.get("fallback_s") or []
+    fallback = sum(b - a for a, b in spans)
+    text = f"text aligned on {share:.0f}% of its phonemes"
+    if spans:
+        text += f", audio-only lips for {fallback:.2f} s where the audio did not match"
+    return text
 
 
 def _load_mapping(name: str) -> Mapping:
@@ -281,7 +321,15 @@ def _run_batch(args: argparse.Namespace) -> int:
         raw=args.raw,
         mapping=_load_mapping(args.mapping) if args.mapping else None,
         allow_truncated=args.allow_truncated,
+        language=args.language,
+        text_mode=args.text_mode,
+        network_lips=args.network_lips,
     )
+    if args.text is not None or args.text_file is not None:
+        raise ValueError(
+            "--text and --text-file are for one audio file; a batch takes each line's text "
+            "from a manifest's text column"
+        )
     lines = collect_lines(args.inputs, emotion=args.emotion, seed=args.seed)
     progress = _Progress(enabled=not (args.no_progress or args.quiet))
     try:

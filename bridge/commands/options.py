@@ -383,6 +383,61 @@ def head_scale(text: str) -> float:
     return value
 
 
+def add_transcript_arguments(p: argparse.ArgumentParser, *, single_text: bool) -> None:
+    """``--text/--text-file``, ``--language``, ``--text-mode``, ``--network-lips``."""
+    g = p.add_argument_group(
+        "transcript (lips from the line's text: needs espeak-ng, loaded as a separate library)"
+    )
+    if single_text:
+        g.add_argument(
+            "--text",
+            default=None,
+            help="what the line says: its phonemes, aligned to the audio, close the lips on "
+            "p/b/m, shape f/v and round u/o/ü (a manifest's text column does this per line)",
+        )
+        g.add_argument("--text-file", default=None, metavar="FILE", help="--text read from a file")
+    g.add_argument(
+        "--language",
+        default="en",
+        metavar="CODE",
+        help="espeak-ng language of the text: en, en-us, es, de, fr, ja, cmn, ... (default en)",
+    )
+    g.add_argument(
+        "--text-mode",
+        choices=("require", "prefer", "off"),
+        default="require",
+        help="require: fail without espeak-ng; prefer: warn and use audio-only lips; off: "
+        "ignore texts (default require)",
+    )
+    g.add_argument(
+        "--network-lips",
+        action="store_true",
+        help="with --engine emoface: enforce the text's closures and f/v on the network's "
+        "output (off by default; the procedural engine always uses a text)",
+    )
+
+
+def read_text_argument(args: argparse.Namespace) -> str:
+    """The single bake's text from ``--text`` or ``--text-file`` ("" when neither)."""
+    from bridge.transcript.prepare import check_text
+
+    if args.text is not None and args.text_file is not None:
+        raise ValueError("give --text or --text-file, not both")
+    if args.text_file is not None:
+        path = Path(args.text_file)
+        try:
+            size = path.stat().st_size
+            if size > 64 * 1024:
+                raise ValueError(f"{path}: {size} bytes; a line's text is at most 64 KiB")
+            raw = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text") from None
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+        return check_text(raw, str(path))
+    return check_text(args.text or "", "--text")
+
+
 def add_head_argument(p: argparse.ArgumentParser) -> None:
     """``--head``: the head motion layer's scale (``emoface_core.head``)."""
     p.add_argument(

@@ -136,6 +136,8 @@ class ServiceClient:
         blend_ms: float | None = None,
         sample_rate: int = 16_000,
         info: dict[str, Any] | None = None,
+        text: str | None = None,
+        language: str | None = None,
     ) -> dict[str, Any]:
         """Make ``subject`` say a line; returns at once with the line ``id`` and frame count.
 
@@ -150,6 +152,9 @@ class ServiceClient:
             blend_ms: cross-fade when interrupting this subject's current line.
             sample_rate: rate of ``audio`` when it is an array of samples.
             info: extra JSON fields passed to receivers in the START message.
+            text: what the line says: its phonemes drive the lips (the service needs
+                espeak-ng).
+            language: the text's espeak-ng code (default en).
         """
         fields: dict[str, Any] = {"subject": subject, "raw": raw}
         fields.update(_audio_fields(audio, sample_rate))
@@ -160,6 +165,8 @@ class ServiceClient:
             "start_at": start_at,
             "blend_ms": blend_ms,
             "info": info,
+            "text": text,
+            "language": language,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         return self.request("speak", **fields)
@@ -175,10 +182,14 @@ class ServiceClient:
         output: str | Path | None = None,
         mapping: str | None = None,
         sample_rate: int = 16_000,
+        text: str | None = None,
+        language: str | None = None,
     ) -> dict[str, Any]:
         """Bake with the service's warm engine: the document in the reply, or a file written.
 
         With ``output`` the service writes the file (atomically) and replies with its path.
+        With ``text`` the line's phonemes drive the lips and the reply says how they aligned
+        (``transcript``).
         """
         fields: dict[str, Any] = {"raw": raw, "format": format}
         if emotion is not None:
@@ -190,6 +201,10 @@ class ServiceClient:
             fields["output"] = str(Path(output).resolve())
         if mapping is not None:
             fields["mapping"] = mapping
+        if text is not None:
+            fields["text"] = text
+        if language is not None:
+            fields["language"] = language
         return self.request("bake", **fields)
 
     def bake_animation(self, audio: AudioInput, **kwargs: Any) -> Any:

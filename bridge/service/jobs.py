@@ -41,6 +41,9 @@ class LineJob:
     start_at: float | None  # Unix time at which the line's audio starts; None: when ready
     blend_frames: int
     info: dict[str, Any]
+    text: str = ""  # the line's transcript ("" none), spoken in ``language``
+    language: str = "en"
+    network_lips: bool = False
 
 
 @dataclass
@@ -54,6 +57,26 @@ class BakeJob:
     fmt: str
     output: str | None  # None: the animation goes back in the reply
     mapping: Any  # a bridge.mapping.Mapping for mapped CSV, or None
+    text: str = ""
+    language: str = "en"
+    network_lips: bool = False
+
+
+def _animate(job: LineJob | BakeJob, engine: Engine, audio: Any) -> Any:
+    """The animation of a job's audio, with its transcript's lips when it has one."""
+    from bridge.transcript.prepare import lip_layer_for, prepare_template
+
+    layer = lip_layer_for(engine.name, job.network_lips)
+    template = prepare_template(job.text, job.language, "require") if layer else None
+    return animate_audio(
+        engine,
+        audio,
+        job.timeline,
+        raw=job.raw,
+        seed=job.seed,
+        transcript=template,
+        lip_layer=layer or "full",
+    )
 
 
 def run_line(
@@ -69,7 +92,7 @@ def run_line(
             return
         record.state = "computing"
         audio = job.audio.load()
-        animation = animate_audio(engine, audio, job.timeline, raw=job.raw, seed=job.seed)
+        animation = _animate(job, engine, audio)
         if record.final:  # cancelled or superseded while computing
             return
         if animation.n_frames == 0:
@@ -96,7 +119,7 @@ def run_bake(job: BakeJob, engine: Engine) -> dict[str, Any]:
     """Bake one clip; returns the reply (an error reply for any failure, never raises)."""
     try:
         audio = job.audio.load()
-        animation = animate_audio(engine, audio, job.timeline, raw=job.raw, seed=job.seed)
+        animation = _animate(job, engine, audio)
         text = render(animation, job.fmt, job.mapping)
         reply: dict[str, Any] = {
             "ok": True,
@@ -105,6 +128,8 @@ def run_bake(job: BakeJob, engine: Engine) -> dict[str, Any]:
             "duration_s": round(animation.duration_s, 4),
             "format": job.fmt,
         }
+        if "transcript" in animation.metadata:
+            reply["transcript"] = animation.metadata["transcript"]
         if job.output is not None:
             try:
                 Path(job.output).parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import binascii
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -45,6 +46,7 @@ OPS = ("speak", "bake", "cancel", "status", "ping")
 BAKE_FORMATS = ("json", "txt", "csv")
 
 MAX_REQUEST_DEPTH = 32  # JSON nesting a request may have (real ones: 3)
+_LANGUAGE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,15}")  # espeak-ng voice codes: en, en-us, cmn
 MAX_INFO_BYTES = 16 * 1024  # a speak's info travels in every START message
 MIN_SAMPLE_RATE = 8_000  # Hz: below telephone quality there is no speech to animate
 MAX_SAMPLE_RATE = 384_000
@@ -67,10 +69,12 @@ FIELDS: dict[str, frozenset[str]] = {
             "start_at",
             "blend_ms",
             "info",
+            *("text", "language", "network_lips"),
         }
     ),
     "bake": frozenset(
         {"audio", "audio_b64", "emotion", "seed", "raw", "format", "output", "mapping"}
+        | {"text", "language", "network_lips"}
     ),
 }
 
@@ -237,6 +241,28 @@ def text_field(request: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise RequestError("bad_request", f"{key} must be a non-empty string")
     return value
+
+
+def parse_transcript(request: dict[str, Any]) -> tuple[str, str, bool]:
+    """The request's ``text``, ``language`` and ``network_lips`` (empty text: none given).
+
+    Raises:
+        RequestError: a field of the wrong type, a text over ``MAX_TEXT_CHARS`` or a language
+            code that is not one (letters, digits and ``-``, at most 16).
+    """
+    from bridge.transcript.prepare import DEFAULT_LANGUAGE, check_text
+
+    text = request.get("text", "")
+    language = request.get("language", DEFAULT_LANGUAGE)
+    if not isinstance(text, str):
+        raise RequestError("bad_request", "text must be a string")
+    if not isinstance(language, str) or not _LANGUAGE.fullmatch(language):
+        raise RequestError("bad_request", "language must be an espeak-ng code such as en, es, cmn")
+    try:
+        text = check_text(text, "text")
+    except ValueError as e:
+        raise RequestError("bad_request", str(e)) from None
+    return text, language, optional_bool(request, "network_lips")
 
 
 def optional_int(request: dict[str, Any], key: str) -> int | None:

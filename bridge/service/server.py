@@ -65,6 +65,7 @@ from bridge.service.requests import (
     parse_request,
     parse_start_at,
     parse_timeline,
+    parse_transcript,
     request_op,
     text_field,
 )
@@ -518,6 +519,7 @@ class Service:
         start_at = parse_start_at(request, time.time(), self.config.max_start_ahead_s)
         blend_ms = parse_blend_ms(request, self.config.blend_ms)
         info = parse_info(request)
+        transcript = parse_transcript(request)
         self._check_player()
         self._check_capacity(subject, start_at)
         audio = self._audio(request)
@@ -560,6 +562,7 @@ class Service:
             start_at,
             int(round(blend_ms / 1000.0 * self.config.fps)),
             line_info,
+            *transcript,
         )
         assert self._pool is not None
         self._pool.submit(self._run_line, job)
@@ -582,6 +585,7 @@ class Service:
             raise RequestError(
                 "bad_request", f"format must be one of {', '.join(BAKE_FORMATS)}, got {fmt!r}"
             )
+        transcript = parse_transcript(request)
         output = parse_output(request, fmt)
         if output is not None:
             output = str(output_in_root(output, Path(str(self.config.output_root))))
@@ -595,7 +599,7 @@ class Service:
             self._reserve_queue_slot()
         self.counters["bakes"] += 1
         assert self._pool is not None
-        job = BakeJob(audio, timeline, seed, raw, fmt, output, mapping)
+        job = BakeJob(audio, timeline, seed, raw, fmt, output, mapping, *transcript)
         self._pool.submit(self._run_bake, envelope, job, request.get("req_id"))
 
     def _reserve_queue_slot(self) -> int:

@@ -37,6 +37,7 @@ _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _RATE, _PITCH = 1, 3
 DEFAULT_RATE_WPM, DEFAULT_PITCH = 175, 50
+_LIBRARY_NAMES = ("libespeak-ng.so.1", "libespeak-ng.dylib", "libespeak-ng.dll")
 INSTALL_HINT = (
     "install espeak-ng (Debian/Ubuntu: apt-get install espeak-ng; macOS: brew install "
     f"espeak-ng; Windows: the espeak-ng installer), or point {LIBRARY_ENV} at libespeak-ng"
@@ -82,7 +83,7 @@ class _Espeak:
     def __init__(self) -> None:
         path = os.environ.get(LIBRARY_ENV) or ctypes.util.find_library("espeak-ng")
         candidates = [path] if path else []
-        candidates += ["libespeak-ng.so.1", "libespeak-ng.dylib", "libespeak-ng.dll"]
+        candidates += list(_LIBRARY_NAMES)
         self.lib = None
         for candidate in candidates:
             try:

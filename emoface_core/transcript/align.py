@@ -7,11 +7,11 @@ cheapest monotonic match, and each template phoneme's start and end move along t
 the recording.
 
 How well the match fits says whether the recording says the text at all: along the path each
-recording frame has a local distance, and the same distance between *unrelated* frames of the two
-signals (the mean over the DTW band) is the scale it is judged on. A ratio of 0.65-0.78 is speech
-matching its text (another voice: festival against espeak-ng, with or without noise); 0.83 and
-above is another text, another language or noise. Stretches whose ratio stays high fall back to
-the audio-only lips (``confidence``).
+recording frame has a local distance, judged against the distance of the best alignment to the
+template played *backwards* (the same voice and sounds, in no order: a text the recording does
+not say). Speech matching its text scores 0.2 (the same voice) to 0.91 (festival against
+espeak-ng); another text scores 0.99-1.05, and so does noise. Stretches that score high fall back
+to the audio-only lips (``confidence``).
 
 The DTW runs over anti-diagonals (every cell of one diagonal at once, numpy), inside a band
 around the two signals' proportional diagonal; long lines use a coarser hop so the matrix stays
@@ -38,11 +38,12 @@ MAX_HOP_FACTOR = 4  # up to 40 ms; longer lines than that allows are not aligned
 BAND_SHARE = 0.2  # the DTW band: 20 % of the longer signal around the diagonal (and >= 0.5 s)
 SPEECH_FLOOR_DB = 45.0  # frames within this of the loudest frame count as speech (trimming)
 NOISE_MARGIN_DB = 12.0  # ... and this far above the background
-# The confidence of a frame: ratio of its path distance to the band's mean distance.
-MATCH_RATIO, MISMATCH_RATIO = 0.74, 0.84  # full confidence below, none above
+# The confidence of a frame: ratio of its path distance to the backwards alignment's mean.
+MATCH_RATIO, MISMATCH_RATIO = 0.88, 1.0  # full confidence below, none above
 CONFIDENCE_WINDOW_S = 0.4  # the ratio is averaged over this much recording
+FALLBACK_CONFIDENCE = 0.3  # below this a phoneme does not act: the audio-only lips stay
 # A whole line this far off its text is not trusted anywhere (another text, another language).
-LINE_MATCH_RATIO, LINE_MISMATCH_RATIO = 0.79, 0.83
+LINE_MATCH_RATIO, LINE_MISMATCH_RATIO = 0.92, 0.95
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Alignment:
     text: str
     language: str
 
-    def fallback_spans_s(self, threshold: float = 0.5) -> list[tuple[float, float]]:
+    def fallback_spans_s(self, threshold: float = FALLBACK_CONFIDENCE) -> list[tuple[float, float]]:
         """Time spans where confidence is below ``threshold`` (merged, in seconds)."""
         spans: list[tuple[float, float]] = []
         for p, c in zip(self.phonemes, self.confidence):
@@ -77,7 +78,7 @@ class Alignment:
     def summary(self) -> dict[str, object]:
         """What a bake records of the alignment (metadata and summaries)."""
         spans = self.fallback_spans_s()
-        aligned = sum(c >= 0.5 for c in self.confidence)
+        aligned = sum(c >= FALLBACK_CONFIDENCE for c in self.confidence)
         return {
             "text": self.text,
             "language": self.language,
@@ -186,8 +187,28 @@ def dtw_path(cost: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(path_i[::-1]), np.array(path_j[::-1])
 
 
+def _path_costs(rec: np.ndarray, tpl: np.ndarray, hop: int) -> tuple[np.ndarray, ...]:
+    """DTW of normalised MFCCs: the path's rows and columns and each recording frame's cost."""
+    a, b = _normalise(rec), _normalise(tpl)
+    cost = np.sqrt(
+        np.maximum(0.0, (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T)
+        / a.shape[1]
+    )
+    band = max(int(0.5 * SAMPLE_RATE / hop), int(BAND_SHARE * max(cost.shape)))
+    band = max(band, abs(cost.shape[0] - cost.shape[1]))
+    path_i, path_j = dtw_path(cost, band)
+    local = np.bincount(path_i, weights=cost[path_i, path_j], minlength=cost.shape[0]) / (
+        np.maximum(np.bincount(path_i, minlength=cost.shape[0]), 1)
+    )
+    return path_i, path_j, local
+
+
 def align(recording: np.ndarray, template: Template) -> Alignment:
     """The template's phonemes on the recording's timeline (16 kHz samples), with confidence.
+
+    Confidence compares the path's cost with the cost of aligning the recording to the
+    template played backwards: the same voice and sounds in no order, a "garbage" text. A
+    recording that says the text aligns far better forwards; one that does not, no better.
 
     Raises:
         ValueError: the line is too long to align (``MAX_CELLS`` at the coarsest hop) or has
@@ -209,20 +230,15 @@ def align(recording: np.ndarray, template: Template) -> Alignment:
     tpl, tpl_db = mfcc(template.samples, hop)
     r0, r1 = _speech_range(rec_db)
     t0, t1 = _speech_range(tpl_db)
-    a, b = _normalise(rec[r0:r1]), _normalise(tpl[t0:t1])
-    cost = np.sqrt(
-        np.maximum(0.0, (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T)
-        / a.shape[1]
-    )
-    band = max(int(0.5 * SAMPLE_RATE / hop), int(BAND_SHARE * max(cost.shape)))
-    band = max(band, abs(cost.shape[0] - cost.shape[1]))
-    path_i, path_j = dtw_path(cost, band)
+    path_i, path_j, local = _path_costs(rec[r0:r1], tpl[t0:t1], hop)
+    _, _, garbage = _path_costs(rec[r0:r1], tpl[t0:t1][::-1], hop)
+    unrelated = max(float(garbage.mean()), 1e-6)
+    ratio = float(local.mean()) / unrelated
 
     # Recording frame of each template frame (mean over the path), then phoneme times.
-    counts = np.bincount(path_j, minlength=cost.shape[1])
-    rec_of_tpl = np.bincount(path_j, weights=path_i, minlength=cost.shape[1]) / np.maximum(
-        counts, 1
-    )
+    n_tpl = t1 - t0
+    counts = np.bincount(path_j, minlength=n_tpl)
+    rec_of_tpl = np.bincount(path_j, weights=path_i, minlength=n_tpl) / np.maximum(counts, 1)
     frame_s = hop / SAMPLE_RATE
     centre = (WINDOW_SAMPLES / 2) / SAMPLE_RATE
 
@@ -231,17 +247,8 @@ def align(recording: np.ndarray, template: Template) -> Alignment:
         i = np.interp(j, np.arange(rec_of_tpl.size), rec_of_tpl)
         return float((i + r0) * frame_s + centre)
 
-    # Confidence: local distance along the path, over the band's mean, averaged over time.
-    centre_line = np.arange(cost.shape[0]) * (cost.shape[1] - 1) / max(1, cost.shape[0] - 1)
-    in_band = np.abs(np.arange(cost.shape[1])[None, :] - centre_line[:, None]) <= band
-    unrelated = float(cost[in_band].mean())
-    local = np.bincount(path_i, weights=cost[path_i, path_j], minlength=cost.shape[0]) / (
-        np.maximum(np.bincount(path_i, minlength=cost.shape[0]), 1)
-    )
     width = max(1, int(CONFIDENCE_WINDOW_S / frame_s))
-    smooth = np.convolve(local, np.ones(width) / width, mode="same") / max(unrelated, 1e-6)
-    ratio = float(local.mean() / max(unrelated, 1e-6))
-
+    smooth = np.convolve(local, np.ones(width) / width, mode="same") / unrelated
     line = float(
         np.clip((LINE_MISMATCH_RATIO - ratio) / (LINE_MISMATCH_RATIO - LINE_MATCH_RATIO), 0, 1)
     )

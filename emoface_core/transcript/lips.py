@@ -22,15 +22,16 @@ import numpy as np
 
 from emoface_core.audio import FPS, SAMPLE_RATE
 from emoface_core.controllers import CONTROLLER_INDEX
-from emoface_core.transcript.align import Alignment
+from emoface_core.transcript.align import FALLBACK_CONFIDENCE, Alignment
 from emoface_core.transcript.phonemes import Lips, base, lips_of, openness
 
+LIP_LAYER_VERSION = "1"  # bump when the same alignment gives other frames (batch re-bakes)
 LAYER_MODES = ("full", "lips")
 # Frames an action starts before its phoneme and relaxes after it.
 LEAD_FRAMES = {"jaw": 2, "closed": 1, "labiodental": 2, "rounded": 4, "spread": 3}
 RELAX_FRAMES = {"jaw": 3, "closed": 2, "labiodental": 2, "rounded": 3, "spread": 3}
 JAW_FULL = 0.55  # jaw-translateY of a loud, open "a"
-TRUST_FROM, TRUST_FULL = 0.15, 0.6
+TRUST_FROM, TRUST_FULL = FALLBACK_CONFIDENCE, 0.7
 MIN_CONTACT_S = 0.075
 JAW_WEIGHT = 0.75  # share of the jaw the transcript takes over from the audio (full mode)
 
@@ -120,6 +121,12 @@ def action_tracks(alignment: Alignment, n: int, samples: np.ndarray) -> dict[str
     return tracks
 
 
+def _raise_to(out: np.ndarray, channels: list[int], target: np.ndarray) -> None:
+    """Channels at least ``target`` where an action asks for it; untouched elsewhere."""
+    acting = target > 0.0
+    out[:, channels] = np.where(acting, np.maximum(out[:, channels], target), out[:, channels])
+
+
 def apply_lip_layer(
     values: np.ndarray, alignment: Alignment, samples: np.ndarray, mode: str = "full"
 ) -> np.ndarray:
@@ -145,21 +152,21 @@ def apply_lip_layer(
         out[:, _TOGETHER] *= 1.0 - apart
         out[:, _PRESS] *= 1.0 - apart
         r, s = t["rounded"][:, None], t["spread"][:, None]
-        out[:, _PURSE] = np.maximum(out[:, _PURSE], 0.45 * r)
-        out[:, _FUNNEL] = np.maximum(out[:, _FUNNEL], 0.35 * r)
-        out[:, _TOWARDS] = np.maximum(out[:, _TOWARDS], 0.3 * r)
+        _raise_to(out, _PURSE, 0.45 * r)
+        _raise_to(out, _FUNNEL, 0.35 * r)
+        _raise_to(out, _TOWARDS, 0.3 * r)
         out[:, _STRETCH] = (1.0 - 0.7 * r) * out[:, _STRETCH]
         out[:, _PULL] = (1.0 - 0.7 * r) * out[:, _PULL]
-        out[:, _STRETCH] = np.maximum(out[:, _STRETCH], 0.3 * s * (1.0 - r))
+        _raise_to(out, _STRETCH, 0.3 * s * (1.0 - r))
     # Closures: lips together, the jaw and the lip raisers give way.
     for group in (_JAW, _DEPRESS, _RAISE):
         out[:, group] *= 1.0 - closed
-    out[:, _TOGETHER] = np.maximum(out[:, _TOGETHER], 0.9 * closed)
-    out[:, _PRESS] = np.maximum(out[:, _PRESS], 0.25 * closed)
+    _raise_to(out, _TOGETHER, 0.9 * closed)
+    _raise_to(out, _PRESS, 0.25 * closed)
     # Labiodentals: lower lip up to the upper teeth, jaw nearly closed.
     out[:, _JAW] = (1.0 - lab) * out[:, _JAW] + lab * np.minimum(out[:, _JAW], 0.05)
     out[:, _DEPRESS] *= 1.0 - lab
-    out[:, _TEETH] = np.maximum(out[:, _TEETH], 0.6 * lab)
-    out[:, _BITE] = np.maximum(out[:, _BITE], 0.15 * lab)
-    out[:, _RAISE] = np.maximum(out[:, _RAISE], 0.15 * lab)
+    _raise_to(out, _TEETH, 0.6 * lab)
+    _raise_to(out, _BITE, 0.15 * lab)
+    _raise_to(out, _RAISE, 0.15 * lab)
     return out.astype(values.dtype)

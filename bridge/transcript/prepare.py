@@ -1,0 +1,60 @@
+"""From a line's text to the core's alignment template, with the user's choice of strictness.
+
+``--text-mode require`` (the default when a text is given) fails the line when espeak-ng is
+missing or refuses the language; ``prefer`` warns once and bakes audio-only lips; ``off``
+ignores texts. The network engine uses a transcript only when asked (``network_lips``): its
+closures and f/v are then enforced, everything else stays the network's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from emoface_core.transcript.phonemes import Template
+
+log = logging.getLogger(__name__)
+
+TEXT_MODES = ("require", "prefer", "off")
+DEFAULT_LANGUAGE = "en"
+MAX_TEXT_CHARS = 4000  # a dialogue line; longer texts are refused (a paragraph is many lines)
+_warned: set[str] = set()
+
+
+def check_text(text: str, origin: str = "text") -> str:
+    """The text stripped, or a ValueError naming ``origin`` when it cannot be a line's text."""
+    clean = " ".join(text.split())
+    if len(clean) > MAX_TEXT_CHARS:
+        raise ValueError(
+            f"{origin}: the text has {len(clean)} characters; at most {MAX_TEXT_CHARS} per line"
+        )
+    return clean
+
+
+def lip_layer_for(engine_name: str, network_lips: bool) -> str | None:
+    """Which lip layer the engine gets from a transcript: full, lips, or None (not used)."""
+    if engine_name == "procedural":
+        return "full"
+    return "lips" if network_lips else None
+
+
+def prepare_template(text: str, language: str, mode: str) -> Template | None:
+    """The text spoken by espeak-ng, or None when there is no text or ``mode`` allows none.
+
+    Raises:
+        EspeakError: ``mode`` is ``require`` and espeak-ng is missing or has no such language.
+    """
+    from bridge.transcript.espeak import EspeakError, template
+
+    if mode not in TEXT_MODES:
+        raise ValueError(f"unknown text mode {mode!r}; use {', '.join(TEXT_MODES)}")
+    if not text.strip() or mode == "off":
+        return None
+    try:
+        return template(text, language or DEFAULT_LANGUAGE)
+    except EspeakError as error:
+        if mode == "require":
+            raise
+        if str(error) not in _warned:
+            _warned.add(str(error))
+            log.warning("%s; baking audio-only lips (--text-mode prefer)", error)
+        return None
