@@ -234,3 +234,40 @@ def test_manifest_text_column_drives_the_lips_and_the_fingerprint(tmp_path):
     )
     again = run_batch(load_manifest(manifest), settings)
     assert again.count("done") == 1 and again.count("skipped") == 1
+
+
+@needs_espeak
+def test_the_service_bakes_and_speaks_with_a_text(tmp_path, monkeypatch):
+    pytest.importorskip("zmq")
+    import soundfile as sf
+
+    from bridge.receiver import MockReceiver
+    from bridge.service.client import ServiceClient, ServiceError
+    from bridge.service.server import Service, ServiceConfig
+
+    monkeypatch.chdir(tmp_path)  # the service's audio and output roots
+    samples, _ = _speech(SENTENCE, rate=170)
+    sf.write(tmp_path / "line.wav", samples, SAMPLE_RATE)
+    config = ServiceConfig(bind="tcp://127.0.0.1:*", zmq="tcp://127.0.0.1:*")
+    with Service(config, ProceduralEngine()) as service:
+        service.serve_in_thread()
+        with (
+            MockReceiver("zmq", service.senders[0].address) as rx,
+            ServiceClient(service.endpoint, timeout_s=20.0) as client,
+        ):
+            reply = client.bake(tmp_path / "line.wav", text=SENTENCE, language="en")
+            facts = reply["transcript"]
+            assert facts["used"] and facts["aligned_share"] > 0.9
+            assert reply["animation"]["metadata"]["transcript"]["text"] == SENTENCE
+            assert "transcript" not in client.bake(tmp_path / "line.wav")
+            for bad, message in (
+                ({"language": "en us"}, "language must be"),
+                ({"text": "x" * 5000}, "at most 4000"),
+                ({"text": 7}, "text must be a string"),
+            ):
+                with pytest.raises(ServiceError, match=message) as failure:
+                    client.request("bake", audio=str(tmp_path / "line.wav"), **bad)
+                assert failure.value.code == "bad_request"
+            line = client.speak("guard", tmp_path / "line.wav", text=SENTENCE)
+            assert client.wait(line["id"], 20.0)["state"] == "finished"
+            assert rx.wait_until(lambda: len(rx.ends) >= 1, 20.0)
