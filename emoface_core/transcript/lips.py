@@ -28,8 +28,8 @@ from emoface_core.transcript.phonemes import Lips, base, lips_of, openness
 LIP_LAYER_VERSION = "1"  # bump when the same alignment gives other frames (batch re-bakes)
 LAYER_MODES = ("full", "lips")
 # Frames an action starts before its phoneme and relaxes after it.
-LEAD_FRAMES = {"jaw": 2, "closed": 1, "labiodental": 2, "rounded": 4, "spread": 3}
-RELAX_FRAMES = {"jaw": 3, "closed": 2, "labiodental": 2, "rounded": 3, "spread": 3}
+LEAD_FRAMES = {"jaw": 3, "closed": 1, "labiodental": 2, "rounded": 4, "spread": 3}
+RELAX_FRAMES = {"jaw": 2, "closed": 2, "labiodental": 2, "rounded": 3, "spread": 3}
 JAW_FULL = 0.55  # jaw-translateY of a loud, open "a"
 TRUST_FROM, TRUST_FULL = FALLBACK_CONFIDENCE, 0.7
 MIN_CONTACT_S = 0.075
