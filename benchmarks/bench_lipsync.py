@@ -45,6 +45,7 @@ SENTENCES = {
     "es": ["Pablo bebe mucho vino en Madrid.", "Mi mamá viene a verme a las nueve."],
     "de": ["Über München fährt ein blauer Bus.", "Mein Vater möchte Bier und Brot."],
     "fr": ["Papa va boire du vin au bord du lac.", "Ma mère porte une belle robe verte."],
+    "cmn": ["爸爸和妈妈飞回北方。", "我们明天不去买菜。"],
 }
 VARIANTS = [  # (rate wpm, pitch, noise SNR dB or None)
     (175, 50, None),
@@ -64,7 +65,7 @@ TONGUE_CONSONANTS = ("t", "d", "n", "l", "s", "z", "k", "g", "ɡ", "r", "ɾ", "�
 
 
 def _is(symbol: str, group: tuple[str, ...]) -> bool:
-    base = symbol.replace("ˈ", "").replace("ˌ", "").replace("ʰ", "")
+    base = "".join(c for c in symbol if c not in "ˈˌʰ0123456789")  # stress, aspiration, tones
     return base in group or (len(base) > 1 and base[0] in group and base[1] in "ːʲ")
 
 
@@ -152,14 +153,15 @@ def festival_corpus(quick: bool) -> list[Clip]:
 
 
 def corpus(quick: bool) -> list[Clip]:
-    from bridge.transcript.espeak import synthesize
+    from bridge.transcript.espeak import TEMPLATE_VOICES, synthesize
 
     rng = np.random.default_rng(0)
     clips = []
     for language, sentences in SENTENCES.items():
         for sentence in sentences[:1] if quick else sentences:
             for rate, pitch, snr in VARIANTS[:2] if quick else VARIANTS:
-                speech = synthesize(sentence, language, rate_wpm=rate, pitch=pitch)
+                voice = TEMPLATE_VOICES.get(language, language)
+                speech = synthesize(sentence, voice, rate_wpm=rate, pitch=pitch)
                 pad = np.zeros(int(0.4 * SAMPLE_RATE), np.float32)
                 x = np.concatenate([pad, speech.samples, pad])
                 x = _add_noise(x, speech.samples, snr, rng)

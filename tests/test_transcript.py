@@ -153,7 +153,7 @@ def test_the_network_layer_enforces_closures_and_f_v_only():
 
 
 def test_espeak_missing_is_one_clear_line(monkeypatch):
-    monkeypatch.setattr(espeak, "_INSTANCE", None)
+    monkeypatch.setattr(espeak, "_LIBRARY", None)
     monkeypatch.setenv(espeak.LIBRARY_ENV, "/nonexistent/libespeak-ng.so")
     monkeypatch.setattr(espeak.ctypes.util, "find_library", lambda name: None)
     monkeypatch.setattr(espeak, "_LIBRARY_NAMES", ())
@@ -167,7 +167,7 @@ def test_cli_text_modes_without_espeak(monkeypatch, tmp_path, capsys, caplog):
     from bridge.cli import main
 
     wav = write_wav(tmp_path / "a.wav", make_sine(1.0, amplitude=0.3))
-    monkeypatch.setattr(espeak, "_INSTANCE", None)
+    monkeypatch.setattr(espeak, "_LIBRARY", None)
     monkeypatch.setenv(espeak.LIBRARY_ENV, "/nonexistent/libespeak-ng.so")
     monkeypatch.setattr(espeak.ctypes.util, "find_library", lambda name: None)
     monkeypatch.setattr(espeak, "_LIBRARY_NAMES", ())
@@ -271,3 +271,22 @@ def test_the_service_bakes_and_speaks_with_a_text(tmp_path, monkeypatch):
             line = client.speak("guard", tmp_path / "line.wav", text=SENTENCE)
             assert client.wait(line["id"], 20.0)["state"] == "finished"
             assert rx.wait_until(lambda: len(rx.ends) >= 1, 20.0)
+
+
+@needs_espeak
+def test_mandarin_hanzi_and_pinyin_give_the_same_mandarin_phonemes():
+    hanzi = espeak.template("你好，我今天很高兴见到你。", "cmn")
+    pinyin = espeak.template("ni3 hao3, wo3 jin1 tian1 hen3 gao1 xing4 jian4 dao4 ni3.", "cmn")
+    symbols = [p.symbol for p in hanzi.phonemes]
+    assert symbols == [p.symbol for p in pinyin.phonemes]
+    assert "θ" not in "".join(symbols)  # not read as English ("ni three")
+    assert any(lips_of(s) is Lips.ROUNDED for s in symbols)  # wo3
+
+
+@needs_espeak
+def test_templates_do_not_depend_on_what_was_spoken_before():
+    first = espeak.template(SENTENCE)
+    espeak.synthesize("Über München fährt ein blauer Bus.", "de", rate_wpm=140, pitch=30)
+    again = espeak.template(SENTENCE)
+    np.testing.assert_array_equal(first.samples, again.samples)
+    assert first.phonemes == again.phonemes
