@@ -20,6 +20,7 @@ from emoface_core.emotion import EmotionTimeline
 from emoface_core.engines.base import Engine, SeededEngine
 from emoface_core.errors import EngineError
 from emoface_core.postprocess import PostprocessConfig, postprocess
+from emoface_core.transcript.align import Alignment
 from emoface_core.transcript.phonemes import Template
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def animate_audio(
     seed: int | None = None,
     postprocess_config: PostprocessConfig | None = None,
     head: float = 1.0,
-    transcript: Template | None = None,
+    transcript: Template | Alignment | None = None,
     lip_layer: str = "full",
 ) -> Animation:
     """Run an engine on one clip and post-process it.
@@ -53,7 +54,9 @@ def animate_audio(
             say); raw output has none.
         transcript: the line's text spoken by a synthesiser (``emoface_core.transcript``):
             aligned to the audio, its phonemes drive the jaw and lips (``lip_layer``); where
-            it does not match the audio, or cannot be aligned, the engine's frames stay.
+            it does not match the audio, or cannot be aligned, the engine's frames stay. An
+            ``Alignment`` (phones already on the audio's timeline, e.g. recognised) is used as
+            it is.
         lip_layer: ``full`` (jaw and every lip action: the procedural engine) or ``lips``
             (closures and f/v only: the network keeps the rest).
 
@@ -102,12 +105,16 @@ def animate_audio(
 
 
 def _apply_transcript(
-    values: np.ndarray, audio: Audio, transcript: Template, lip_layer: str
+    values: np.ndarray, audio: Audio, transcript: Template | Alignment, lip_layer: str
 ) -> tuple[np.ndarray, dict[str, object]]:
     """Align the transcript and apply its lip layer; say what happened for the metadata."""
     from emoface_core.transcript.align import align
     from emoface_core.transcript.lips import apply_lip_layer
 
+    if isinstance(transcript, Alignment):
+        source = "text" if transcript.text else "phones"
+        facts = {**transcript.summary(), "used": True, "source": source, "lip_layer": lip_layer}
+        return apply_lip_layer(values, transcript, audio.samples, lip_layer), facts
     try:
         alignment = align(audio.samples, transcript)
     except ValueError as error:
@@ -118,7 +125,7 @@ def _apply_transcript(
             "used": False,
             "reason": str(error),
         }
-    facts = {**alignment.summary(), "used": True, "lip_layer": lip_layer}
+    facts = {**alignment.summary(), "used": True, "source": "text", "lip_layer": lip_layer}
     if facts["fallback_s"]:
         log.info(
             "%s: the audio does not match its text in %d stretch(es); audio-only lips there",

@@ -290,3 +290,32 @@ def test_templates_do_not_depend_on_what_was_spoken_before():
     again = espeak.template(SENTENCE)
     np.testing.assert_array_equal(first.samples, again.samples)
     assert first.phonemes == again.phonemes
+
+
+@needs_espeak
+def test_recognised_phones_drive_the_lips_without_a_text(tmp_path):
+    pytest.importorskip("pocketsphinx")
+    from bridge.transcript.phones import recognise
+
+    samples, truth = _speech(SENTENCE, rate=150, pitch=40)
+    alignment = recognise(samples)
+    assert alignment.phonemes and all(c == 1.0 for c in alignment.confidence)
+    assert any(lips_of(p.symbol) is Lips.CLOSED for p in alignment.phonemes)
+    engine = ProceduralEngine()
+    timeline = EmotionTimeline.constant("neutral")
+    plain = animate_audio(engine, Audio(samples), timeline, seed=1, head=0.0)
+    heard = animate_audio(engine, Audio(samples), timeline, seed=1, head=0.0, transcript=alignment)
+    assert heard.metadata["transcript"]["language"] == "phones:en-us"
+    assert _closed_share(heard.values, truth) >= _closed_share(plain.values, truth)
+    assert not np.array_equal(heard.values, plain.values)
+
+
+def test_phones_without_pocketsphinx_is_one_clear_line(monkeypatch):
+    import sys
+
+    from bridge.transcript import phones
+
+    monkeypatch.setattr(phones, "_DECODER", None)
+    monkeypatch.setitem(sys.modules, "pocketsphinx", None)  # import fails
+    with pytest.raises(phones.PhonesError, match=r"emoface\[phones\]"):
+        phones.recognise(np.zeros(16000, np.float32))

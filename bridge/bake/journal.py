@@ -89,6 +89,7 @@ def settings_fingerprint(settings: BatchSettings) -> dict[str, Any]:
             "language": settings.language,
             "text_mode": settings.text_mode,
             "network_lips": settings.network_lips,
+            **({"phones": True} if settings.phones else {}),
         },
     }
 

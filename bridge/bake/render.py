@@ -45,6 +45,7 @@ class BatchSettings:
             (audio-only lips then, with a warning) or ``off`` (texts ignored).
         network_lips: the network engine gets the texts' closures and f/v too (off: it
             ignores texts; the procedural engine always uses them).
+        phones: lines without a text get lips from recognised phones (pocketsphinx).
     """
 
     output_dir: Path
@@ -61,6 +62,7 @@ class BatchSettings:
     language: str = "en"
     text_mode: str = "require"
     network_lips: bool = False
+    phones: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
@@ -200,15 +202,17 @@ def bake_line(
     from emoface_core.emotion import parse_emotion_spec
 
     start = time.perf_counter()
-    from bridge.transcript.prepare import lip_layer_for, prepare_template
+    from bridge.transcript.prepare import lip_layer_for, lip_source
 
     timeline = parse_emotion_spec(line.emotion)
     audio = load_audio(audio_file or line.audio, allow_truncated=settings.allow_truncated)
     layer = lip_layer_for(engine.name, settings.network_lips)
-    template = None
-    if layer and line.text:
+    source = None
+    if layer:
         language = line.language or settings.language
-        template = prepare_template(line.text, language, settings.text_mode)
+        source = lip_source(
+            line.text, language, settings.text_mode, phones=settings.phones, samples=audio.samples
+        )
     animation = animate_audio(
         engine,
         audio,
@@ -217,7 +221,7 @@ def bake_line(
         seed=line.seed,
         head=settings.head,
         postprocess_config=settings.postprocess,
-        transcript=template,
+        transcript=source,
         lip_layer=layer or "full",
     )
     # Absolute: the Unreal plugin and `emoface stream` open it from other working directories.

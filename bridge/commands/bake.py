@@ -230,7 +230,7 @@ def _run_single(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.output}: is the input audio file; refusing to overwrite it")
     timeline = parse_emotion_spec(args.emotion)
     mapping = _load_mapping(args.mapping) if args.mapping else None
-    from bridge.transcript.prepare import lip_layer_for, prepare_template
+    from bridge.transcript.prepare import lip_layer_for, lip_source
 
     text = read_text_argument(args)
     audio = load_audio(args.inputs[0], allow_truncated=args.allow_truncated)
@@ -241,7 +241,11 @@ def _run_single(args: argparse.Namespace) -> int:
             "the emoface engine ignores the text unless --network-lips is given "
             "(then it enforces the text's closures and f/v)"
         )
-    template = prepare_template(text, args.language, args.text_mode) if layer and text else None
+    source = None
+    if layer:
+        source = lip_source(
+            text, args.language, args.text_mode, phones=args.phones, samples=audio.samples
+        )
     animation = animate_audio(
         engine,
         audio,
@@ -249,7 +253,7 @@ def _run_single(args: argparse.Namespace) -> int:
         raw=args.raw,
         seed=args.seed,
         head=args.head,
-        transcript=template,
+        transcript=source,
         lip_layer=layer or "full",
     )
     write_file(args.output, animation, fmt, mapping)
@@ -280,6 +284,8 @@ def transcript_summary(facts: dict) -> str:
     """One phrase on how the text was used: aligned share, fallbacks, or why not."""
     if not facts.get("used"):
         return f"text not used: {facts.get('reason', 'no alignment')}"
+    if facts.get("source") == "phones":
+        return f"lips from {facts.get('phonemes', 0)} recognised phones"
     share = 100.0 * float(facts.get("aligned_share", 0.0))
     spans = facts.get("fallback_s") or []
     fallback = sum(b - a for a, b in spans)
@@ -324,6 +330,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         language=args.language,
         text_mode=args.text_mode,
         network_lips=args.network_lips,
+        phones=args.phones,
     )
     if args.text is not None or args.text_file is not None:
         raise ValueError(

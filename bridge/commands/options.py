@@ -410,6 +410,12 @@ def add_transcript_arguments(p: argparse.ArgumentParser, *, single_text: bool) -
         "ignore texts (default require)",
     )
     g.add_argument(
+        "--phones",
+        action="store_true",
+        help="no text: lips from phones recognised in the audio (pocketsphinx's English model; "
+        "helps other languages too; needs emoface[phones])",
+    )
+    g.add_argument(
         "--network-lips",
         action="store_true",
         help="with --engine emoface: enforce the text's closures and f/v on the network's "

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
+from emoface_core.transcript.align import Alignment
 from emoface_core.transcript.phonemes import Template
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,25 @@ def lip_layer_for(engine_name: str, network_lips: bool) -> str | None:
     if engine_name == "procedural":
         return "full"
     return "lips" if network_lips else None
+
+
+def lip_source(
+    text: str, language: str, mode: str, *, phones: bool, samples: np.ndarray
+) -> Template | Alignment | None:
+    """What drives a line's lips: its text's template, else recognised phones, else nothing.
+
+    Raises:
+        EspeakError: as ``prepare_template``.
+        PhonesError: ``phones`` without pocketsphinx installed.
+    """
+    template = prepare_template(text, language, mode)
+    if template is not None:
+        return template
+    if phones:
+        from bridge.transcript.phones import recognise
+
+        return recognise(samples)
+    return None
 
 
 def prepare_template(text: str, language: str, mode: str) -> Template | None:
