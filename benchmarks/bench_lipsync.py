@@ -18,7 +18,9 @@ animated. What any lip sync must meet, measured on the frames:
 * **silence**: lip gap and motion where nobody speaks; **smoothness**: mean |second difference|
   of the jaw.
 
-A baseline (jaw = smoothed loudness, nothing else) is in the same table. Usage:
+Rows: a baseline (jaw = smoothed loudness, nothing else), the audio-only engine, transcript
+mode (the sentence's text, aligned), and recognised phones (``--phones``, when pocketsphinx is
+installed). Usage:
 ``python benchmarks/bench_lipsync.py [--quick]``.
 """
 
@@ -277,6 +279,13 @@ def main() -> int:
     from emoface_core.engines.procedural.engine import ProceduralEngine
 
     print(describe())
+    try:
+        import pocketsphinx  # noqa: F401
+
+        from bridge.transcript.phones import recognise
+    except ImportError:
+        print("pocketsphinx not installed (emoface[phones]): the phones rows are left out")
+        recognise = None  # type: ignore[assignment]
     engine = ProceduralEngine()
     clips = corpus(args.quick) + festival_corpus(args.quick)
     rows: dict[tuple[str, str], list[dict[str, float]]] = {}
@@ -292,6 +301,10 @@ def main() -> int:
         tpl = template(clip.text, clip.language)
         with_text = animate_audio(engine, audio, timeline, seed=0, head=0.0, transcript=tpl)
         rows.setdefault(("transcript", where), []).append(measure(with_text.values, clip))
+        if recognise is not None:
+            heard = recognise(clip.samples)
+            with_phones = animate_audio(engine, audio, timeline, seed=0, head=0.0, transcript=heard)
+            rows.setdefault(("phones", where), []).append(measure(with_phones.values, clip))
     keys = list(next(iter(rows.values()))[0])
     print(f"\n{len(clips)} clips (espeak-ng voices and festival); means per corpus:language")
     print(f"{'engine':<11} {'corpus':<12}" + "".join(f"{k[:11]:>12}" for k in keys))
