@@ -14,8 +14,8 @@ adds what listeners expect from prosody alone (the parameters are data: ``data/h
 
 Then a low-pass (``smoothing_hz``) and soft limits (``limits_deg``, approached smoothly, never
 clipped). Yaw turns the face to the character's left, pitch tilts it up, roll tilts the top of
-the head to the character's left; all relative to the neck's rest. Whole clips only: the live
-path does not produce head motion yet.
+the head to the character's left; all relative to the neck's rest. Whole clips; the live path
+uses the causal version in ``emoface_core.head_stream``.
 """
 
 from __future__ import annotations

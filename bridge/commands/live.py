@@ -14,6 +14,7 @@ from bridge.commands.options import (
     DEFAULT_SUBJECT,
     HelpFormatter,
     add_engine_arguments,
+    add_head_argument,
     add_transport_arguments,
     build_engine,
     build_outputs,
@@ -74,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", required=True, help="where audio comes from (see below)")
     add_engine_arguments(p)
     p.add_argument("--subject", default=DEFAULT_SUBJECT, help="subject (NPC) name")
+    add_head_argument(p)
     add_transport_arguments(p)
     pcm = p.add_argument_group("raw PCM input (stdin, zmq, udp; rate and channels also for mic)")
     pcm.add_argument("--sample-rate", type=positive_int, default=16000, help="Hz")
@@ -209,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         control_port=args.control_port,
         keys=not args.no_keys,
         schema_interval_s=args.schema_interval_s,
+        head=args.head,
     )
     _, outputs = build_outputs(args)
     if args.threads:

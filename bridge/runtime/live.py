@@ -453,6 +453,7 @@ class LiveConfig:
         keys: read keys 0-6 and q from the terminal (when stdin is one and not the source).
         schema_interval_s: how often the schema is repeated.
         max_backlog_s: frames waiting for playout beyond this are dropped, oldest first.
+        head: head motion scale (``emoface_core.head_stream``; 0 = none); raw has none.
     """
 
     source: str
@@ -475,6 +476,7 @@ class LiveConfig:
     keys: bool = True
     schema_interval_s: float = 0.5
     max_backlog_s: float = DEFAULT_MAX_BACKLOG_S
+    head: float = 1.0
 
     def __post_init__(self) -> None:
         check_subject(self.subject)
@@ -520,7 +522,7 @@ class LineSink:
             self.info["audio"] = str(Path(audio).resolve())
 
     def __call__(self, frames: np.ndarray, first: int) -> None:
-        """Send ``frames`` (``[n, 174]``, the first with index ``first``)."""
+        """Send ``frames`` (``[n, 174]``, or ``[n, 177]`` with the head; the first is ``first``)."""
         if not self.stream.line_active:
             self.stream.start_line(n_frames=0, info=self.info, t_audio_start=self.anchor())
         for i, frame in enumerate(frames):
@@ -645,6 +647,12 @@ def run_live(
             raw=config.raw,
             expected_samples=getattr(source, "expected_samples", None),
         )
+        if config.head > 0.0 and not config.raw:
+            from bridge.runtime.head import HeadedStream
+            from emoface_core.head_stream import HeadStream
+
+            head = HeadStream(seed=config.seed, scale=config.head)
+            stream = HeadedStream(stream, head)  # type: ignore[assignment]  # a Stream + head
         delay_s = playout_delay_s(config, stream, step_s) if source.realtime else None
         if delay_s is not None:
             stack.callback(sys.setswitchinterval, sys.getswitchinterval())
