@@ -2,9 +2,10 @@
 
 ``SpeechTracker`` (causal) follows the speaker's level, the noise floor and the pitch baseline
 and turns each frame's features into raw articulation values in 0..1; ``shape_tracks`` smooths
-them with short Hann kernels centred slightly ahead of the frame (anticipation), and finds lip
-closures and presses in the dips of loudness between louder sounds. ``coarticulation`` fits the
-kernels into a lookahead budget for live use. See ``engines.procedural.engine`` for the stages
+them with short Hann kernels (with anticipating ones at onsets: ``_with_onsets``), and finds lip
+closures in dark dips of loudness and in nasal murmurs between louder sounds (bright bursts are
+the tongue's: no closure). ``coarticulation`` fits the kernels into a lookahead budget for live
+use. See ``engines.procedural.engine`` for the stages
 around these, and ``docs/procedural.md`` for every cue.
 """
 

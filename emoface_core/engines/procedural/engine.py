@@ -9,13 +9,14 @@ clip (``infer`` *is* one stream fed in one chunk):
 2. **Speech tracks per frame** (``SpeechTracker``, causal): the level of the speaker's vowels and
    of the background noise are tracked as the audio goes (no look at the whole clip), and turn the
    features into raw articulation values in 0..1: activity, opening (loudness times vowel height
-   from F1), rounding (low F1 and F2), spreading (high F2), frication (unvoiced hiss) and pitch
-   emphasis.
-3. **Coarticulation** (``shape_tracks``): each track is smoothed with a short Hann kernel centred
-   slightly *ahead* of the frame, so the mouth anticipates the sound it is about to make (by
-   ``ANTICIPATION_FRAMES``) and eases between shapes; lips close near speech (before a phrase,
-   shortly after it) and press in dips of loudness between louder sounds (stop closures, nasal
-   murmurs, short pauses). Context: ``HISTORY_FRAMES`` back, ``LOOKAHEAD_FRAMES`` ahead.
+   from F1), rounding (low F1 and F2), spreading (high F2), sibilant and labiodental frication
+   (bright versus weak, moderately bright hiss) and pitch emphasis.
+3. **Coarticulation** (``shape_tracks``): each track is smoothed with a short Hann kernel, and
+   at onsets with one centred *ahead* of the frame (the larger wins), so the mouth moves early
+   into the sound it is about to make (``ANTICIPATION_FRAMES``) without leaving it early; lips
+   close near speech (before a phrase, shortly after it) and close fully in dark dips of
+   loudness and nasal murmurs between louder sounds (p, b, m, short pauses; t/d bursts are
+   bright and do not). Context: ``HISTORY_FRAMES`` back, ``LOOKAHEAD_FRAMES`` ahead.
 4. **Face** (``_render``): the emotion pose (per-frame blend of the seven poses with the emotion
    timeline's weights), plus every track times its shape (per-emotion gains), plus seeded idle
    micro-motion, clipped to each channel's board range.
