@@ -501,6 +501,13 @@ class RawCurveTrackTypes(EnumBase):
 _enum(RawCurveTrackTypes, "RCT_FLOAT", "RCT_TRANSFORM")
 
 
+class SkelSubSysQueryCurvesMetatdataNamesFilter(EnumBase):
+    pass
+
+
+_enum(SkelSubSysQueryCurvesMetatdataNamesFilter, "ALL", "MORPH_TARGET_ONLY", "MATERIAL_ONLY")
+
+
 class MultiBlockType(EnumBase):
     pass
 
@@ -783,7 +790,10 @@ class World(Object):
 
 
 class Skeleton(Object):
-    pass
+    def __init__(self, outer: Any = None, name: str = "None") -> None:
+        super().__init__(outer, name)
+        # Curves with metadata (USkeleton's curve metadata): what ForEachCurveMetaData visits.
+        self._curve_meta: dict[str, dict[str, bool]] = {}
 
 
 class SkeletalMesh(Object):
@@ -845,6 +855,28 @@ class Actor(Object):
 
 class EditorSubsystem(Object):
     pass
+
+
+class SkeletalMeshEditorSubsystem(EditorSubsystem):
+    @classmethod
+    def get_skeleton_curve_meta_data_names(
+        cls, target_skeleton: Skeleton | None, filter: SkelSubSysQueryCurvesMetatdataNamesFilter
+    ) -> list[str]:
+        # SkeletalMeshEditorSubsystem.cpp GetSkeletonCurveMetaDataNames: nothing for a null
+        # skeleton; else every curve with metadata, or those flagged morph target / material.
+        if target_skeleton is None:
+            return []
+        out = []
+        for name, flags in target_skeleton._curve_meta.items():
+            if (
+                filter is SkelSubSysQueryCurvesMetatdataNamesFilter.ALL
+                or (filter is SkelSubSysQueryCurvesMetatdataNamesFilter.MORPH_TARGET_ONLY
+                    and flags.get("morph_target"))
+                or (filter is SkelSubSysQueryCurvesMetatdataNamesFilter.MATERIAL_ONLY
+                    and flags.get("material"))
+            ):  # fmt: skip
+                out.append(name)
+        return out
 
 
 class EditorActorSubsystem(EditorSubsystem):
@@ -2056,11 +2088,18 @@ def fake_add_face_rig(
     return _add_asset(path, ControlRigBlueprint(rig_class), on_disk=True)
 
 
-def fake_add_metahuman(label: str, *, selected: bool = False, animating_rig: Any = None) -> Actor:
+def fake_add_metahuman(
+    label: str,
+    *,
+    selected: bool = False,
+    animating_rig: Any = None,
+    skeleton_curves: tuple[str, ...] = (),
+) -> Actor:
     """Put a MetaHuman in the level: an actor with Body and Face skeletal mesh components.
 
     ``animating_rig``: the face mesh's Default Animating Rig (a rig blueprint), as MetaHuman
-    Creator characters set it.
+    Creator characters set it. ``skeleton_curves``: curves with metadata on its face skeleton
+    (none by default: a test names what a given MetaHuman version's skeleton has).
     """
     actor = Actor(name=label)
     skeleton = _STATE.assets.get("/Game/MetaHumans/Common/Face/Face_Archetype_Skeleton")
@@ -2068,6 +2107,8 @@ def fake_add_metahuman(label: str, *, selected: bool = False, animating_rig: Any
         skeleton = _add_asset(
             "/Game/MetaHumans/Common/Face/Face_Archetype_Skeleton", Skeleton(), on_disk=True
         )
+    for curve in skeleton_curves:
+        skeleton._curve_meta.setdefault(curve, {"morph_target": False, "material": False})
     face_mesh = SkeletalMesh(name="SKM_Face")
     face_mesh.set_editor_property("skeleton", skeleton)
     face_mesh._animating_rig = animating_rig

@@ -342,3 +342,42 @@ def test_bake_menu_uses_the_dialog_folder_and_reports(scene, tmp_path):
     title, text = unreal.fake_state().messages[-1]
     assert title == "EmoFace bake" and "1 file(s), 2 asset(s) created" in text
     assert unreal.EditorAssetLibrary.does_asset_exist(f"{OUT}/AS_line")
+
+
+HEAD_CURVES = ("HeadYaw", "HeadPitch", "HeadRoll", "HeadControlSwitch")
+
+
+def _head(n: int = N_FRAMES) -> np.ndarray:
+    t = np.arange(n) / 60.0
+    return np.stack([5 * np.sin(t), -3 * np.sin(2 * t), 2 * np.cos(t)], axis=1).astype(np.float32)
+
+
+def test_anim_sequence_carries_the_head_as_metahuman_animator_exports_it(fake_unreal, tmp_path):
+    fake_unreal.fake_add_face_rig(CONTROLLER_NAMES)
+    fake_unreal.fake_add_metahuman("BP_Ada", skeleton_curves=HEAD_CURVES)
+    head = _head()
+    JsonWriter().write(Animation(values_of(2), head=head), tmp_path / "line.json")
+    report = bake(input_folder=str(tmp_path), anim_sequence=True)
+    result = report.results[0]
+    assert report.n_failed == 0 and f"{OUT}/AS_line" in result.created
+    anim = fake_unreal.EditorAssetLibrary.load_asset(f"{OUT}/AS_line")
+    for i, name in enumerate(("HeadYaw", "HeadPitch", "HeadRoll")):  # degrees, as written
+        np.testing.assert_allclose(anim._curves[name]["values"], head[:, i], atol=1e-5)
+    assert anim._curves["HeadControlSwitch"]["values"] == [1.0] * N_FRAMES
+    # The Level Sequence keys the face board only, and says so.
+    assert any("AnimSequence only" in w for w in result.warnings)
+
+
+def test_the_head_is_left_out_with_a_reason_when_the_skeleton_lacks_its_curves(
+    fake_unreal, tmp_path
+):
+    fake_unreal.fake_add_face_rig(CONTROLLER_NAMES)
+    fake_unreal.fake_add_metahuman("BP_Ada", skeleton_curves=("HeadYaw",))  # an older skeleton
+    JsonWriter().write(Animation(values_of(3), head=_head()), tmp_path / "line.json")
+    TxtWriter().write(Animation(values_of(4)), tmp_path / "plain.txt")
+    report = bake(input_folder=str(tmp_path), anim_sequence=True, level_sequence=False)
+    by_name = {r.source.rsplit("/", 1)[-1]: r for r in report.results}
+    anim = fake_unreal.EditorAssetLibrary.load_asset(f"{OUT}/AS_line")
+    assert not set(HEAD_CURVES) & set(anim._curves)
+    assert any("HeadPitch/HeadRoll" in w for w in by_name["line.json"].warnings)
+    assert by_name["plain.txt"].warnings == []  # no head, nothing to say

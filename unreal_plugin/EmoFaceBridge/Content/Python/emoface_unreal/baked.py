@@ -23,6 +23,8 @@ JSON_FORMAT = "emoface-animation"
 JSON_FORMAT_VERSION = 1
 TXT_FPS = 60.0  # the authors' files carry no rate; EmoFace animates at 60 fps
 EXTENSIONS = (".json", ".txt")
+# The head's rotations a JSON bake may carry (degrees; emoface_core.head's convention).
+HEAD_CHANNELS = ("head_yaw", "head_pitch", "head_roll")
 
 
 class BakedFileError(ValueError):
@@ -39,6 +41,8 @@ class BakedClip:
         columns: channel name -> ``[T]`` values, for every channel in ``channel_names``.
         channel_names: the 174 channels, in dataset order.
         metadata: the JSON file's metadata (engine, emotion, source audio...); empty for .txt.
+        head: ``head_yaw``, ``head_pitch``, ``head_roll`` -> ``[T]`` degrees when the JSON file
+            carries the head's rotations (``HEAD_CHANNELS``), else empty (and always for .txt).
     """
 
     path: str
@@ -46,6 +50,7 @@ class BakedClip:
     columns: dict[str, list[float]]
     channel_names: tuple[str, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+    head: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def n_frames(self) -> int:
@@ -139,7 +144,16 @@ def _parse_json(text: str, path: str, names: tuple[str, ...]) -> BakedClip:
     if declared != n_frames:
         raise BakedFileError(f"{path}: n_frames says {declared!r} but the channels hold {n_frames}")
     metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-    return BakedClip(path, float(fps), columns, names, dict(metadata))
+    head: dict[str, list[float]] = {}
+    if all(name in channels for name in HEAD_CHANNELS):
+        for name in HEAD_CHANNELS:
+            values = channels[name]
+            if not isinstance(values, list) or len(values) != n_frames:
+                raise BakedFileError(
+                    f"{path}: channel {name} must be a list of {n_frames} numbers (the frames)"
+                )
+            head[name] = _finite(values, f"{path}: channel {name}")
+    return BakedClip(path, float(fps), columns, names, dict(metadata), head)
 
 
 def _parse_txt(text: str, path: str, names: tuple[str, ...], fps: float) -> BakedClip:

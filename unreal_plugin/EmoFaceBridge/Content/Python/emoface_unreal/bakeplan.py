@@ -161,6 +161,39 @@ def curve_keys(clip: BakedClip, mapping: RigMapping) -> CurveKeys:
     return CurveKeys(clip.fps, times, mapping.apply_clip(clip))
 
 
+# The curves MetaHuman Animator writes for head movement on a face AnimSequence
+# (MetaHumanPerformanceExportUtils.cpp, 5.6: HeadYaw/HeadPitch/HeadRoll are the head pose's
+# FRotator in degrees, HeadControlSwitch 1 turns head movement on), each written only when the
+# target skeleton has the curve's metadata, as it does there.
+HEAD_CURVES = {"HeadYaw": "head_yaw", "HeadPitch": "head_pitch", "HeadRoll": "head_roll"}
+HEAD_SWITCH_CURVE = "HeadControlSwitch"
+
+
+def head_curve_keys(
+    clip: BakedClip, skeleton_curves: set[str]
+) -> tuple[dict[str, list[float]], str]:
+    """The head's curves for an AnimSequence, and why none when there are none ("" if some).
+
+    Args:
+        clip: the baked clip (its ``head`` channels, degrees).
+        skeleton_curves: curve names with metadata on the target skeleton.
+    """
+    if not clip.head:
+        return {}, ""
+    missing = [name for name in HEAD_CURVES if name not in skeleton_curves]
+    if missing:
+        return {}, (
+            "the clip's head motion is left out: the face skeleton has no "
+            + "/".join(missing)
+            + " curve (MetaHuman 5.6 face skeletons have them; add them to the skeleton to bake "
+            "the head)"
+        )
+    curves = {curve: list(clip.head[channel]) for curve, channel in HEAD_CURVES.items()}
+    if HEAD_SWITCH_CURVE in skeleton_curves:
+        curves[HEAD_SWITCH_CURVE] = [1.0] * clip.n_frames
+    return curves, ""
+
+
 @dataclass
 class FileResult:
     """What happened to one baked file.

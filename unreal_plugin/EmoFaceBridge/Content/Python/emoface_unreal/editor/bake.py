@@ -15,7 +15,9 @@ For each ``.json``/``.txt`` file:
   keying (0, 0)).
 * AnimSequence ``AS_<name>`` on the face skeleton with ``CTRL_expressions_*`` curves (what
   RigLogic in the face's post-process Anim Blueprint reads), via the curves mapping, inside one
-  controller bracket.
+  controller bracket; plus the head's ``HeadYaw``/``HeadPitch``/``HeadRoll`` (degrees) and
+  ``HeadControlSwitch`` curves when the clip carries head motion and the skeleton has those
+  curves, as MetaHuman Animator exports head movement (``bakeplan.head_curve_keys``).
 
 In the editor a file is one undo transaction (``ScopedEditorTransaction``; inner transactions
 join it); an unattended bake (``undoable=False``) opens none, except the AnimSequence's bracket
@@ -45,6 +47,7 @@ from emoface_unreal.bakeplan import (
     curve_keys,
     find_audio,
     find_baked_files,
+    head_curve_keys,
     unique_asset_names,
 )
 from emoface_unreal.controls import JAW
@@ -226,6 +229,12 @@ def bake_level_sequence(clip: BakedClip, name: str, ctx: _Context, result: FileR
             + ", ".join(keys.unresolved)
         )
     key_controls(binding, keys, settings.key_strategy, result)
+    if clip.head:
+        result.warnings.append(
+            "the head motion is baked into the AnimSequence only (HeadYaw/HeadPitch/HeadRoll "
+            "curves, as MetaHuman Animator exports it); this Level Sequence keys the face board, "
+            "not the body's head"
+        )
     sound_path = find_audio(Path(clip.path), settings.audio_folder, clip.metadata)
     if sound_path is not None:
         sound = audio.import_sound(
@@ -340,6 +349,10 @@ def bake_anim_sequence(clip: BakedClip, name: str, ctx: _Context, result: FileRe
         return None
     assert ctx.curves is not None
     keys = curve_keys(clip, ctx.curves)
+    head, why_not = head_curve_keys(clip, scene.skeleton_curve_names(ctx.skeleton))
+    if why_not:
+        result.warnings.append(why_not)
+    curves = {**keys.curves, **head}
     if anim is None:
         factory = unreal.AnimSequenceFactory()
         factory.set_editor_property("target_skeleton", ctx.skeleton)
@@ -360,7 +373,7 @@ def bake_anim_sequence(clip: BakedClip, name: str, ctx: _Context, result: FileRe
         controller.set_number_of_frames(
             unreal.FrameNumber(max(clip.n_frames - 1, 1)), should_transact=True
         )
-        for curve, values in keys.curves.items():
+        for curve, values in curves.items():
             library.add_curve(anim, curve, unreal.RawCurveTrackTypes.RCT_FLOAT, False)
             library.add_float_curve_keys(anim, curve, keys.times_s, values)
     finally:

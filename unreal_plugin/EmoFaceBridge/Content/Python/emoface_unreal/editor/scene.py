@@ -158,6 +158,17 @@ def face_skeleton(actor: Any) -> Any:
     return mesh.get_editor_property("skeleton")
 
 
+def skeleton_curve_names(skeleton: Any) -> set[str]:
+    """Names of the curves with metadata on a skeleton (what its AnimBP knows of)."""
+    import unreal
+
+    subsystem = unreal.SkeletalMeshEditorSubsystem
+    everything = unreal.SkelSubSysQueryCurvesMetatdataNamesFilter.ALL
+    return {
+        str(name) for name in subsystem.get_skeleton_curve_meta_data_names(skeleton, everything)
+    }
+
+
 def load_skeleton(asset_path: str) -> Any:
     """A skeleton asset by path.
 
