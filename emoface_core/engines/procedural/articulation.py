@@ -55,12 +55,13 @@ ONE_SIDED_PEAK_FADE_DB = 2.0
 ONE_SIDED_PRESS_EXTRA_PAST = 3
 ONE_SIDED_PRESS_GAIN = 0.8
 DIP_MIN_DB, DIP_FULL_DB = 4.0, 10.0  # a dip this deep starts / fully is a closure
-# A dip with a burst brighter than this (share of power above 3.5 kHz, within a frame before and
-# BURST_AHEAD_FRAMES after) is a tongue stop or a sibilant: t/d release ~0.8, p/b ~0.05.
+# A dip with a burst brighter than this (share of power above 3.5 kHz, in the dip or within
+# BURST_AHEAD_FRAMES after it) is a tongue stop or a sibilant: t/d release ~0.8, p/b ~0.05.
 ALVEOLAR_HF_LO, ALVEOLAR_HF_HI = 0.2, 0.45
 BURST_AHEAD_FRAMES = 3
 MURMUR_MIN_DB, MURMUR_FULL_DB = 6.0, 12.0  # drop of the 1-4 kHz band into a nasal murmur
 MURMUR_MIN_DIP_DB, MURMUR_FULL_DIP_DB = 2.5, 6.0  # ... with at least this much less loudness
+MURMUR_DARK_MIN_DB, MURMUR_DARK_FULL_DB = 16.0, 22.0  # the 1-4 kHz band this far below the whole
 PRESS_GAIN = 1.6  # a closure of 2-3 frames still presses fully after the easing kernel
 CUT_PAST_SHARE = 3  # a kernel whose future is cut by c frames gains ceil(c / 3) frames of past
 HISTORY_FRAMES = CLOSE_HOLD_FRAMES + 4  # 24: the past a frame may look at
@@ -361,28 +362,43 @@ def _lip_press(raw: np.ndarray, start: int, n: int, co: Coarticulation) -> np.nd
     m = n + last - first  # the dip is needed over the press kernel's span: start + first ..
     back, ahead, fade_db = PEAK_BACK_FRAMES, co.peak_ahead, co.peak_fade_db
     level = _fir(raw[:, _REL], start + first - back, m + back + ahead, co.taps["level"])
-    walls = _fading_max(level, back, m, range(-1, -back - 1, -1), lambda j, x: x + fade_db * j)
+    before = _fading_max(level, back, m, range(-1, -back - 1, -1), lambda j, x: x + fade_db * j)
+    walls = before
     if ahead:
         after = _fading_max(level, back, m, range(1, ahead + 1), lambda j, x: x - fade_db * j)
         walls = np.minimum(walls, after)
     depth_db = walls - level[back : back + m]
     dip = smoothstep(depth_db, DIP_MIN_DB, DIP_FULL_DB) * smoothstep(walls, -24.0, -10.0)
-    # A murmur: voiced, only a little quieter overall, but dark where the louder sound before it
-    # had its formants (the 1-4 kHz band drops by 12-20 dB and more): m, and the voiced part of b.
-    mid = _fir(raw[:, _MID], start + first - back, m + back, co.taps["level"])
+    # A murmur: voiced, only a little quieter overall than the sound before it, but dark where
+    # that sound had its formants (the 1-4 kHz band drops by 6-12 dB and more): m, and the voiced
+    # part of b. Judged against the sound before only: a nasal may end a phrase.
+    mid = _fir(raw[:, _MID], start + first - back, m + back + ahead, co.taps["level"])
     mid_walls = _fading_max(mid, back, m, range(-1, -back - 1, -1), lambda j, x: x + fade_db * j)
     voiced = raw[start + first : start + first + m, _VO]
     murmur = (
         voiced
         * smoothstep(mid_walls - mid[back : back + m], MURMUR_MIN_DB, MURMUR_FULL_DB)
-        * smoothstep(depth_db, MURMUR_MIN_DIP_DB, MURMUR_FULL_DIP_DB)
+        * smoothstep(before - level[back : back + m], MURMUR_MIN_DIP_DB, MURMUR_FULL_DIP_DB)
         * smoothstep(mid_walls, -30.0, -16.0)
     )
+    if ahead:
+        # A phrase may start with a nasal (my, no): then the murmur shows against the brighter
+        # vowel after it, and by its own darkness (the 1-4 kHz band 16-22 dB and more below the
+        # whole: a vowel's is 5-12 dB below, 15-23 in its first frame or two).
+        mid_after = _fading_max(mid, back, m, range(1, ahead + 1), lambda j, x: x - fade_db * j)
+        here = mid[back : back + m]
+        darkness = level[back : back + m] - here
+        onset_murmur = (
+            voiced
+            * smoothstep(darkness, MURMUR_DARK_MIN_DB, MURMUR_DARK_FULL_DB)
+            * smoothstep(mid_after - here, MURMUR_MIN_DB, MURMUR_FULL_DB)
+        )
+        murmur = np.maximum(murmur, onset_murmur)
     dip = np.maximum(dip, murmur)
     burst_ahead = min(BURST_AHEAD_FRAMES, co.lookahead_frames - last)
     hf = raw[:, _HF]
     o = start + first  # row of dip[0]
-    bright = _fading_max(hf, o, m, range(-1, burst_ahead + 1), lambda j, x: x)
+    bright = _fading_max(hf, o, m, range(0, burst_ahead + 1), lambda j, x: x)  # dip and release
     dip *= 1.0 - smoothstep(bright, ALVEOLAR_HF_LO, ALVEOLAR_HF_HI)
     # Two-sided dips are closures: full strength. One-sided ones (live) may be a phrase's end,
     # where "close" takes over: they press less.
