@@ -319,3 +319,34 @@ def test_phones_without_pocketsphinx_is_one_clear_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "pocketsphinx", None)  # import fails
     with pytest.raises(phones.PhonesError, match=r"emoface\[phones\]"):
         phones.recognise(np.zeros(16000, np.float32))
+
+
+def test_the_service_says_unavailable_without_espeak(monkeypatch):
+    from bridge.service.jobs import BakeJob, run_bake
+    from bridge.service.requests import AudioRef
+
+    monkeypatch.setattr(espeak, "_LIBRARY", None)
+    monkeypatch.setenv(espeak.LIBRARY_ENV, "/nonexistent/libespeak-ng.so")
+    monkeypatch.setattr(espeak.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(espeak, "_LIBRARY_NAMES", ())
+
+    class Ref(AudioRef):
+        def load(self):
+            return Audio(np.zeros(SAMPLE_RATE, np.float32))
+
+        def discard(self):
+            pass
+
+    job = BakeJob(
+        Ref(None, "x.wav", SAMPLE_RATE, SAMPLE_RATE),
+        EmotionTimeline.constant("neutral"),
+        None,
+        False,
+        "json",
+        None,
+        None,
+        text="hello",
+    )
+    reply = run_bake(job, ProceduralEngine())
+    assert reply["ok"] is False and reply["error"]["code"] == "unavailable"
+    assert "apt-get install espeak-ng" in reply["error"]["message"]

@@ -19,6 +19,7 @@ from bridge.bake.render import render
 from bridge.runtime.lines import LineRecord, Playback
 from bridge.runtime.subject import Output, frames_with_head
 from bridge.service.requests import AudioRef, RequestError, error_reply
+from bridge.transcript.espeak import EspeakError
 from emoface_core.animate import animate_audio
 from emoface_core.emotion import EmotionTimeline
 from emoface_core.engines.base import Engine
@@ -144,6 +145,8 @@ def run_bake(job: BakeJob, engine: Engine) -> dict[str, Any]:
         return reply
     except RequestError as e:
         return error_reply(e.code, str(e))
+    except EspeakError as e:  # the machine lacks the synthesiser, not the request a field
+        return error_reply("unavailable", str(e))
     except (EmoFaceError, ValueError, OSError) as e:
         return error_reply("bad_request" if isinstance(e, ValueError) else "internal", str(e))
     except Exception as e:

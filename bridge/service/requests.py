@@ -84,7 +84,8 @@ class RequestError(EmoFaceError, ValueError):
 
     Codes: ``bad_request`` (malformed or invalid fields), ``bad_audio`` (the audio cannot be
     used), ``bad_output`` (a bake's output file cannot be written), ``not_found`` (unknown line id),
-    ``busy`` (the inference queue is full).
+    ``busy`` (the inference queue is full), ``unavailable`` (a tool the request needs is missing
+    here: espeak-ng for a ``text``).
     """
 
     def __init__(self, code: str, message: str) -> None:
