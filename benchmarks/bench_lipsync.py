@@ -7,7 +7,8 @@ animated. What any lip sync must meet, measured on the frames:
 * **bilabial closure recall**: share of p/b/m whose lips close (the drawn lip gap, from
   ``viz.preview.face_shape``, below a quarter of the median gap on open vowels) somewhere in the
   phoneme's span; **false closures**: share of open vowels closed in their middle, and of
-  tongue consonants (t, d, n, l, s, k, g, r: lips apart) in theirs;
+  tongue consonants (t, d, n, l, k, g, r: lips apart) in theirs (gap under a tenth of the open
+  vowels' median);
 * **f/v shape**: share of labiodentals with the lower lip towards the upper teeth
   (``lipsTowardsTeethD`` or ``lipBiteD`` above 0.15) and the jaw nearly closed;
 * **jaw separation**: mean jaw opening on open vowels minus close vowels;
@@ -63,7 +64,8 @@ ROUNDED = ("u", "uː", "o", "oː", "ʊ", "ɔ", "ɔː", "y", "yː", "ø", "øː",
 SPREAD = ("i", "iː", "e", "eː", "ɪ", "ɛ", "eɪ")
 FRONT_ROUNDED = ("y", "yː", "ø", "øː", "œ", "ʏ")
 FRONT_SPREAD = ("i", "iː", "e", "eː")
-TONGUE_CONSONANTS = ("t", "d", "n", "l", "s", "z", "k", "g", "ɡ", "r", "ɾ", "ɹ", "ʁ", "ʃ")
+# Lips apart, jaw a little open; sibilants are left out (teeth close: a small lip gap is right).
+TONGUE_CONSONANTS = ("t", "d", "n", "l", "k", "g", "ɡ", "r", "ɾ", "ɹ", "ʁ")
 
 
 def _is(symbol: str, group: tuple[str, ...]) -> bool:

@@ -61,6 +61,8 @@ OPEN_VOWELS = frozenset("aɑɐæɒ")
 MID_VOWELS = frozenset("eɛəɜoɔøœʌɘɵɤɞ")
 CLOSE_VOWELS = frozenset("iɪuʊyʏɨʉɯ")
 VOWELS = OPEN_VOWELS | MID_VOWELS | CLOSE_VOWELS
+SIBILANTS = frozenset("szʃʒɕʑʂʐ")
+TONGUE_CONSONANT_OPENNESS = 0.25
 
 
 def base(symbol: str) -> str:
@@ -86,9 +88,12 @@ def lips_of(symbol: str) -> Lips:
 
 
 def openness(symbol: str) -> float:
-    """Jaw opening a phoneme asks for, 0..1: open vowels 1, mid 0.6, close 0.3; consonants 0.15.
+    """Jaw opening a phoneme asks for, 0..1: open vowels 1, mid 0.6, close 0.3; consonants less.
 
     A diphthong counts by its first vowel (the jaw opens for ``a`` of ``aɪ``, then closes).
+    Tongue consonants (t, d, n, l, r, k, g...) leave the jaw a little open (0.25: the tongue,
+    not the jaw, makes them); sibilants want the teeth close (0.1); lip consonants 0.15 (the
+    lip actions close the rest).
     """
     b = base(symbol)
     if not b:
@@ -100,7 +105,11 @@ def openness(symbol: str) -> float:
         return 0.6
     if first in CLOSE_VOWELS:
         return 0.3
-    return 0.15
+    if first in SIBILANTS:
+        return 0.1
+    if first in BILABIALS or first in LABIODENTALS:
+        return 0.15
+    return TONGUE_CONSONANT_OPENNESS
 
 
 def is_vowel(symbol: str) -> bool:
