@@ -350,3 +350,18 @@ def test_the_service_says_unavailable_without_espeak(monkeypatch):
     reply = run_bake(job, ProceduralEngine())
     assert reply["ok"] is False and reply["error"]["code"] == "unavailable"
     assert "apt-get install espeak-ng" in reply["error"]["message"]
+
+
+@needs_espeak
+def test_silence_or_steady_noise_with_a_text_is_left_to_the_audio():
+    engine = ProceduralEngine()
+    timeline = EmotionTimeline.constant("neutral")
+    noise = (0.01 * np.random.default_rng(0).standard_normal(2 * SAMPLE_RATE)).astype(np.float32)
+    for samples in (np.zeros(2 * SAMPLE_RATE, np.float32), noise):
+        plain = animate_audio(engine, Audio(samples), timeline, seed=0, head=0.0)
+        texted = animate_audio(
+            engine, Audio(samples), timeline, seed=0, head=0.0, transcript=espeak.template(SENTENCE)
+        )
+        facts = texted.metadata["transcript"]
+        assert facts["used"] is False and "no speech" in facts["reason"]
+        np.testing.assert_array_equal(texted.values, plain.values)

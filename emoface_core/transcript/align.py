@@ -43,6 +43,8 @@ MAX_HOP_FACTOR = 4  # up to 40 ms; longer lines than that allows are not aligned
 BAND_SHARE = 0.2  # the DTW band: 20 % of the longer signal around the diagonal (and >= 0.5 s)
 SPEECH_FLOOR_DB = 45.0  # frames within this of the loudest frame count as speech (trimming)
 NOISE_MARGIN_DB = 12.0  # ... and this far above the background
+MIN_SPEECH_RANGE_DB = 15.0  # a recording whose loudest frame is not this far above its quiet
+# tenth holds no speech (silence, steady noise): nothing to align
 # The confidence of a frame: ratio of its path distance to the backwards alignment's mean.
 MATCH_RATIO, MISMATCH_RATIO = 0.92, 1.04  # full confidence below, none above
 CONFIDENCE_WINDOW_S = 0.4  # the ratio is averaged over this much recording
@@ -239,6 +241,8 @@ def align(recording: np.ndarray, template: Template) -> Alignment:
     tpl, tpl_db = mfcc(template.samples, hop)
     r0, r1 = _speech_range(rec_db)
     t0, t1 = _speech_range(tpl_db)
+    if rec_db.max() - np.percentile(rec_db, 10) < MIN_SPEECH_RANGE_DB or r1 - r0 < 10:
+        raise ValueError("the audio has no speech to align the text with (silence or steady noise)")
     path_i, path_j, local = _path_costs(rec[r0:r1], tpl[t0:t1], hop)
     _, _, garbage = _path_costs(rec[r0:r1], tpl[t0:t1][::-1], hop)
     unrelated = max(float(garbage.mean()), 1e-6)

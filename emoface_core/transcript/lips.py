@@ -141,6 +141,8 @@ def apply_lip_layer(
     if mode not in LAYER_MODES:
         raise ValueError(f"unknown lip layer mode {mode!r}; use {', '.join(LAYER_MODES)}")
     n = values.shape[0]
+    if n == 0:
+        return values
     t = action_tracks(alignment, n, samples)
     out = values.astype(np.float64, copy=True)
     closed, lab = t["closed"][:, None], t["labiodental"][:, None]
