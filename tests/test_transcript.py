@@ -365,3 +365,26 @@ def test_silence_or_steady_noise_with_a_text_is_left_to_the_audio():
         facts = texted.metadata["transcript"]
         assert facts["used"] is False and "no speech" in facts["reason"]
         np.testing.assert_array_equal(texted.values, plain.values)
+
+
+@needs_espeak
+def test_stream_takes_a_text_too(tmp_path):
+    import soundfile as sf
+
+    from bridge.cli import main
+    from bridge.receiver import MockReceiver
+
+    samples, truth = _speech(SENTENCE, rate=160)
+    sf.write(tmp_path / "line.wav", samples, SAMPLE_RATE)
+    with MockReceiver("livelink", "127.0.0.1:0") as rx:
+        args = ["stream", str(tmp_path / "line.wav"), "--engine", "procedural", "--seed", "1"]
+        rc = main([*args, "--text", SENTENCE, "--livelink", f"127.0.0.1:{rx.port}",
+                   "--no-realtime", "--start-delay-s", "0.2"])  # fmt: skip
+        assert rc == 0
+        n = Audio(samples).n_frames
+        assert rx.wait_for(n, 10.0), rx.stats
+    jaw = np.array([f.named()["JawOpen"] for f in rx.frames[:n]])
+    for p in truth:  # the text's closures reach the wire: the jaw shuts on every bilabial
+        if lips_of(p.symbol) is Lips.CLOSED:
+            middle = int((p.start_s + p.end_s) / 2 * FPS)
+            assert jaw[middle] < 0.05, (p.symbol, p.start_s)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -26,6 +25,7 @@ from bridge.commands.options import (
     add_output_arguments,
     add_transcript_arguments,
     build_engine,
+    lips_from_arguments,
     read_text_argument,
 )
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from bridge.bake.run import BatchReport, LineResult
     from bridge.mapping import Mapping
 
-log = logging.getLogger(__name__)
 EPILOG = """\
 weights:
   The 'emoface' engine needs the authors' released checkpoint (SJTU-Lucy/EmoFace, a *_model.pth
@@ -230,31 +229,12 @@ def _run_single(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.output}: is the input audio file; refusing to overwrite it")
     timeline = parse_emotion_spec(args.emotion)
     mapping = _load_mapping(args.mapping) if args.mapping else None
-    from bridge.transcript.prepare import lip_layer_for, lip_source
-
-    text = read_text_argument(args)
+    read_text_argument(args)  # a bad --text-file fails before the audio is decoded
     audio = load_audio(args.inputs[0], allow_truncated=args.allow_truncated)
     engine = build_engine(args)
-    layer = lip_layer_for(engine.name, args.network_lips)
-    if text and layer is None and args.text_mode != "off":
-        log.warning(
-            "the emoface engine ignores the text unless --network-lips is given "
-            "(then it enforces the text's closures and f/v)"
-        )
-    source = None
-    if layer:
-        source = lip_source(
-            text, args.language, args.text_mode, phones=args.phones, samples=audio.samples
-        )
+    lips = lips_from_arguments(args, engine, audio.samples)
     animation = animate_audio(
-        engine,
-        audio,
-        timeline,
-        raw=args.raw,
-        seed=args.seed,
-        head=args.head,
-        transcript=source,
-        lip_layer=layer or "full",
+        engine, audio, timeline, raw=args.raw, seed=args.seed, head=args.head, **lips
     )
     write_file(args.output, animation, fmt, mapping)
     transcript = animation.metadata.get("transcript")

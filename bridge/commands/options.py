@@ -7,16 +7,19 @@ The option groups come with the functions that build what they ask for (``build_
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bridge.runtime.subject import Output
     from bridge.transports.base import Sender
     from bridge.transports.zmq import CurveKeys
     from emoface_core.engines.base import Engine
+
+log = logging.getLogger(__name__)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -442,6 +445,28 @@ def read_text_argument(args: argparse.Namespace) -> str:
             raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
         return check_text(raw, str(path))
     return check_text(args.text or "", "--text")
+
+
+def lips_from_arguments(args: argparse.Namespace, engine: Any, samples: Any) -> dict[str, Any]:
+    """``animate_audio``'s ``transcript`` and ``lip_layer`` for one clip from the CLI's flags.
+
+    Raises:
+        EspeakError: a text with ``--text-mode require`` and no espeak-ng.
+        PhonesError: ``--phones`` without pocketsphinx.
+    """
+    from bridge.transcript.prepare import lip_layer_for, lip_source
+
+    text = read_text_argument(args)
+    layer = lip_layer_for(engine.name, args.network_lips)
+    if text and layer is None and args.text_mode != "off":
+        log.warning(
+            "the emoface engine ignores the text unless --network-lips is given "
+            "(then it enforces the text's closures and f/v)"
+        )
+    if layer is None:
+        return {}
+    source = lip_source(text, args.language, args.text_mode, phones=args.phones, samples=samples)
+    return {"transcript": source, "lip_layer": layer}
 
 
 def add_head_argument(p: argparse.ArgumentParser) -> None:

@@ -15,9 +15,11 @@ from bridge.commands.options import (
     add_engine_arguments,
     add_head_argument,
     add_output_arguments,
+    add_transcript_arguments,
     add_transport_arguments,
     build_engine,
     build_outputs,
+    lips_from_arguments,
     non_negative_float,
     non_negative_int,
 )
@@ -57,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="audio file, or a baked .json/.txt to stream without recomputing")
     add_engine_arguments(p)
     add_head_argument(p)
+    add_transcript_arguments(p, single_text=True)
     p.add_argument(
         "--raw", action="store_true", help="network output only: no smoothing, blinks or gaze"
     )
@@ -165,7 +168,10 @@ def _load_or_animate(args: argparse.Namespace) -> Animation:
     timeline = parse_emotion_spec(args.emotion)
     audio = load_audio(path)
     engine = build_engine(args)
-    return animate_audio(engine, audio, timeline, raw=args.raw, seed=args.seed, head=args.head)
+    lips = lips_from_arguments(args, engine, audio.samples)
+    return animate_audio(
+        engine, audio, timeline, raw=args.raw, seed=args.seed, head=args.head, **lips
+    )
 
 
 def _line_info(path: Path, metadata: dict) -> dict:
