@@ -223,6 +223,13 @@ def test_manifest_text_column_drives_the_lips_and_the_fingerprint(tmp_path):
     settings = BatchSettings(output_dir=tmp_path / "out", engine="procedural")
     report = run_batch(lines, settings)
     assert report.count("failed") == 1
+    from bridge.bake.run import iter_summary_rows
+
+    facts = {r.line.output: r.transcript for r in report.results}
+    assert facts["with_text"]["aligned_share"] > 0.9 and facts["without"] is None
+    rows = {status: (n, note) for status, n, note in iter_summary_rows(report)}
+    assert rows["with text"] == (1, "0 with audio-only stretches, 0 not aligned (see --report)")
+    assert report.to_json()["lines"][0]["transcript"]["text"] == SENTENCE
     doc = json.loads((tmp_path / "out" / "with_text.json").read_text())
     assert doc["metadata"]["transcript"]["aligned_share"] > 0.9
     assert (

@@ -108,12 +108,15 @@ class Rendered:
         n_frames: frames baked.
         audio_s: audio length in seconds.
         elapsed_s: wall time of the bake in its worker.
+        transcript: how the line's text or phones drove its lips (the animation's
+            ``metadata["transcript"]``), or None when neither did.
     """
 
     files: dict[str, str]
     n_frames: int
     audio_s: float
     elapsed_s: float
+    transcript: dict[str, Any] | None = None
 
 
 class MappedCsvWriter(Writer):
@@ -229,7 +232,9 @@ def bake_line(
     animation.metadata["subject"] = line.subject
     animation.metadata["output"] = line.output
     files = render_files(animation, settings.formats, settings.mapping)
-    return Rendered(files, animation.n_frames, audio.duration_s, time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    facts = animation.metadata.get("transcript")
+    return Rendered(files, animation.n_frames, audio.duration_s, elapsed, facts)
 
 
 def load_batch_engine(settings: BatchSettings) -> Any:

@@ -61,6 +61,8 @@ class LineResult:
         outputs: files written (done) or found up to date (skipped).
         audio_s: length of the audio baked (done only).
         elapsed_s: wall time spent baking it, in its worker.
+        transcript: how its text (or phones) drove the lips, from the animation's metadata:
+            ``used``, ``aligned_share``, ``fallback_s``... (None: no text, or not baked now).
     """
 
     line: BakeLine
@@ -69,6 +71,7 @@ class LineResult:
     outputs: tuple[Path, ...] = ()
     audio_s: float = 0.0
     elapsed_s: float = 0.0
+    transcript: dict[str, Any] | None = None
 
 
 @dataclass
@@ -127,6 +130,7 @@ class BatchReport:
                     "outputs": [str(p) for p in r.outputs],
                     "audio_s": round(r.audio_s, 3),
                     "elapsed_s": round(r.elapsed_s, 3),
+                    **({"transcript": r.transcript} if r.transcript else {}),
                 }
                 for r in self.results
             ],
@@ -244,7 +248,12 @@ def _write_outcome(
             outputs=tuple(written),
         )
     return LineResult(
-        line, "done", outputs=tuple(written), audio_s=outcome.audio_s, elapsed_s=outcome.elapsed_s
+        line,
+        "done",
+        outputs=tuple(written),
+        audio_s=outcome.audio_s,
+        elapsed_s=outcome.elapsed_s,
+        transcript=outcome.transcript,
     )
 
 
@@ -255,3 +264,13 @@ def iter_summary_rows(report: BatchReport) -> Iterable[tuple[str, int, str]]:
     yield "failed", report.count("failed"), ""
     if report.n_unfinished:
         yield "unfinished", report.n_unfinished, "interrupted before they were baked"
+    texted = [
+        r.transcript
+        for r in report.results
+        if r.transcript and r.transcript.get("source") != "phones"
+    ]
+    if texted:
+        unused = sum(not t.get("used") for t in texted)
+        partial = sum(bool(t.get("used") and t.get("fallback_s")) for t in texted)
+        note = f"{partial} with audio-only stretches, {unused} not aligned (see --report)"
+        yield "with text", len(texted), note
