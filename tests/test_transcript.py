@@ -149,7 +149,13 @@ def test_the_network_layer_enforces_closures_and_f_v_only():
         assert out[middle, JAW] < 0.05
     rounded = [p for p in alignment.phonemes if lips_of(p.symbol) is Lips.ROUNDED]
     assert rounded and all(out[int(p.start_s * FPS), PURSE] == 0.0 for p in rounded)
-    assert np.isfinite(out).all() and np.median(out[:, JAW]) == pytest.approx(0.4)
+    # Away from the lip phonemes the network's jaw is untouched.
+    from emoface_core.transcript.lips import action_tracks
+
+    tracks = action_tracks(alignment, n, samples)
+    free = (tracks["closed"] == 0) & (tracks["labiodental"] == 0)
+    assert np.isfinite(out).all() and free.mean() > 0.3
+    np.testing.assert_array_equal(out[free, JAW], np.float32(0.4))
 
 
 def test_espeak_missing_is_one_clear_line(monkeypatch):

@@ -59,6 +59,7 @@ DIP_MIN_DB, DIP_FULL_DB = 4.0, 10.0  # a dip this deep starts / fully is a closu
 # BURST_AHEAD_FRAMES after it) is a tongue stop or a sibilant: t/d release ~0.8, p/b ~0.05.
 ALVEOLAR_HF_LO, ALVEOLAR_HF_HI = 0.2, 0.45
 BURST_AHEAD_FRAMES = 3
+LABIODENTAL_NOT_PRESS_LO, LABIODENTAL_NOT_PRESS_HI = 0.2, 0.5  # raw labiodental cue in a dip
 MURMUR_MIN_DB, MURMUR_FULL_DB = 6.0, 12.0  # drop of the 1-4 kHz band into a nasal murmur
 MURMUR_MIN_DIP_DB, MURMUR_FULL_DIP_DB = 2.5, 6.0  # ... with at least this much less loudness
 MURMUR_DARK_MIN_DB, MURMUR_DARK_FULL_DB = 16.0, 22.0  # the 1-4 kHz band this far below the whole
@@ -400,6 +401,9 @@ def _lip_press(raw: np.ndarray, start: int, n: int, co: Coarticulation) -> np.nd
     o = start + first  # row of dip[0]
     bright = _fading_max(hf, o, m, range(0, burst_ahead + 1), lambda j, x: x)  # dip and release
     dip *= 1.0 - smoothstep(bright, ALVEOLAR_HF_LO, ALVEOLAR_HF_HI)
+    # Weak frication in the dip is an f or v (lip to teeth), not a closure: no press there.
+    frication = raw[o : o + m, _LAB]
+    dip *= 1.0 - smoothstep(frication, LABIODENTAL_NOT_PRESS_LO, LABIODENTAL_NOT_PRESS_HI)
     # Two-sided dips are closures: full strength. One-sided ones (live) may be a phrase's end,
     # where "close" takes over: they press less.
     gain = PRESS_GAIN if ahead else ONE_SIDED_PRESS_GAIN
