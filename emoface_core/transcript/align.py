@@ -9,8 +9,8 @@ the recording.
 How well the match fits says whether the recording says the text at all: along the path each
 recording frame has a local distance, judged against the distance of the best alignment to the
 template played *backwards* (the same voice and sounds, in no order: a text the recording does
-not say). Speech matching its text scores 0.2 (the same voice) to 0.76-0.94 (festival against
-espeak-ng, clean and with noise); another text scores 0.93-1.06, and so does noise. Stretches
+not say). Speech matching its text scores 0.2 (the same voice) to 0.78-0.91 (festival against
+espeak-ng, clean and with noise); another text scores 0.93-1.05. Stretches
 that score high fall back to the audio-only lips (``confidence``); silence and steady noise are
 not aligned at all.
 
