@@ -401,3 +401,23 @@ def test_stream_takes_a_text_too(tmp_path):
         if lips_of(p.symbol) is Lips.CLOSED:
             middle = int((p.start_s + p.end_s) / 2 * FPS)
             assert jaw[middle] < 0.05, (p.symbol, p.start_s)
+
+
+@needs_espeak
+def test_bad_text_inputs_are_one_clear_line(tmp_path, capsys):
+    from conftest import make_sine, write_wav
+
+    from bridge.cli import main
+
+    wav = write_wav(tmp_path / "a.wav", make_sine(1.0, amplitude=0.3))
+    out = tmp_path / "a.json"
+    cases = [
+        (["--text-file", str(tmp_path / "missing.txt")], "missing.txt: cannot read"),
+        (["--text", "hola", "--language", "xx-nope"], "no voice 'xx-nope'"),
+        (["--text", "x" * 5000], "at most 4000"),
+    ]
+    for extra, message in cases:
+        assert main(["bake", str(wav), *extra, "-o", str(out)]) != 0
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+        assert not out.exists()
