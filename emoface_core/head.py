@@ -157,22 +157,8 @@ def prosody(samples: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray,
     for start in range(0, n_frames, BLOCK_FRAMES):
         idx = centres[start : start + BLOCK_FRAMES]
         frames = padded[idx[:, None] + np.arange(WINDOW)[None, :]]
-        frames = frames - frames.mean(axis=1, keepdims=True)
-        energy[start : start + len(idx)] = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-        spectrum = np.abs(np.fft.rfft(frames * window, 2 * WINDOW)) ** 2
-        r = np.fft.irfft(spectrum, 2 * WINDOW)[:, : MAX_LAG + 1]
-        r = r / (r[:, :1] + 1e-12)
-        # Only true peaks count: at a window's edge r falls from lag 0, and its largest value
-        # in the range is then the range's first lag (a spurious 400 Hz).
-        inner = r[:, MIN_LAG:MAX_LAG]
-        is_peak = (inner > r[:, MIN_LAG - 1 : MAX_LAG - 1]) & (
-            inner >= r[:, MIN_LAG + 1 : MAX_LAG + 1]
-        )
-        best = np.argmax(np.where(is_peak, inner, -1.0), axis=1) + MIN_LAG
-        peak[start : start + len(idx)] = np.where(
-            is_peak.any(axis=1), r[np.arange(len(idx)), best], 0.0
-        )
-        lag[start : start + len(idx)] = best
+        block = slice(start, start + len(idx))
+        energy[block], peak[block], lag[block] = window_prosody(frames, window)
     loud = energy > max(float(energy.max(initial=-120.0)) - 35.0, -60.0)
     voiced = loud & (peak > 0.45)
     pitch = SAMPLE_RATE / np.maximum(lag, 1)
@@ -184,6 +170,26 @@ def prosody(samples: np.ndarray, n_frames: int) -> tuple[np.ndarray, np.ndarray,
         median = float(np.median(pitch[voiced]))
         voiced = voiced & (pitch < 1.9 * median) & (pitch > 0.5 * median)
     return energy, voiced, np.where(voiced, pitch, np.nan)
+
+
+def window_prosody(
+    frames: np.ndarray, window: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Loudness (dB), autocorrelation peak (0..1) and its lag (samples) of windows ``[n, WINDOW]``.
+
+    Only true peaks count: at a window's edge the autocorrelation falls from lag 0, and its
+    largest value in the range is then the range's first lag (a spurious 400 Hz).
+    """
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    energy = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    spectrum = np.abs(np.fft.rfft(frames * window, 2 * WINDOW)) ** 2
+    r = np.fft.irfft(spectrum, 2 * WINDOW)[:, : MAX_LAG + 1]
+    r = r / (r[:, :1] + 1e-12)
+    inner = r[:, MIN_LAG:MAX_LAG]
+    is_peak = (inner > r[:, MIN_LAG - 1 : MAX_LAG - 1]) & (inner >= r[:, MIN_LAG + 1 : MAX_LAG + 1])
+    best = np.argmax(np.where(is_peak, inner, -1.0), axis=1) + MIN_LAG
+    peak = np.where(is_peak.any(axis=1), r[np.arange(len(frames)), best], 0.0)
+    return energy, peak, best
 
 
 def _smooth(x: np.ndarray, frames: int) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 
 from emoface_core.audio import FPS, SAMPLE_RATE
 from emoface_core.errors import ConfigError
-from emoface_core.head import MAX_LAG, MIN_LAG, WINDOW, HeadParams, load_head_params
+from emoface_core.head import WINDOW, HeadParams, load_head_params, window_prosody
 
 CONFIRM_FRAMES = 4  # an accent is known this many frames after its peak
 MEDIAN_FRAMES = 5  # pitch median (2 frames ahead)
@@ -142,18 +142,7 @@ class HeadStream:
             return
         centres = ((np.array(frames) + 0.5) * _HOP).astype(np.int64)
         index = centres[:, None] - WINDOW // 2 + np.arange(WINDOW)[None, :] - self._audio_start
-        w = self._audio[index]
-        w = w - w.mean(axis=1, keepdims=True)
-        energy = 10 * np.log10(np.mean(w.astype(np.float64) ** 2, axis=1) + 1e-12)
-        spectrum = np.abs(np.fft.rfft(w * self._window, 2 * WINDOW)) ** 2
-        r = np.fft.irfft(spectrum, 2 * WINDOW)[:, : MAX_LAG + 1]
-        r = r / (r[:, :1] + 1e-12)
-        inner = r[:, MIN_LAG:MAX_LAG]
-        is_peak = (inner > r[:, MIN_LAG - 1 : MAX_LAG - 1]) & (
-            inner >= r[:, MIN_LAG + 1 : MAX_LAG + 1]
-        )
-        best = np.argmax(np.where(is_peak, inner, -1.0), axis=1) + MIN_LAG
-        peak = np.where(is_peak.any(axis=1), r[np.arange(len(frames)), best], 0.0)
+        energy, peak, best = window_prosody(self._audio[index], self._window)
         self._energy.extend(energy.tolist())
         self._peak.extend(peak.tolist())
         self._lag.extend(best.astype(float).tolist())
