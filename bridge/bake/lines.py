@@ -10,7 +10,6 @@ import csv
 import glob
 import io
 import os
-import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import BatchError
-from bridge.transcript.prepare import check_text
+from bridge.transcript.prepare import check_text, is_language_code
 from emoface_core.bounded import BoundsError, load_json
 from emoface_core.formats import WRITERS
 
@@ -26,7 +25,6 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", "
 
 MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024  # a million lines of 250 characters
-_LANGUAGE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,15}")  # en, en-us, cmn, pt-br
 MAX_ROW_DEPTH = 8  # a JSONL row is a flat object; a little nesting in ignored columns is fine
 
 # Manifest column names (case-insensitive) and the aliases studios tend to use for them.
@@ -253,7 +251,7 @@ def _line_from_row(path: Path, number: int, row: dict[str, Any] | str, emotion: 
         line = replace(line, text=check_text(str(row.get("text") or ""), origin))
     except ValueError as e:
         return replace(line, problem=str(e).split(": ", 1)[-1])
-    if line.language and not _LANGUAGE.fullmatch(line.language):
+    if line.language and not is_language_code(line.language):
         return replace(line, problem=f"language {line.language!r} is not an espeak-ng code")
     output = str(row.get("output") or "").strip()
     if output:

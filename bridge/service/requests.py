@@ -14,7 +14,6 @@ import binascii
 import json
 import math
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -46,7 +45,6 @@ OPS = ("speak", "bake", "cancel", "status", "ping")
 BAKE_FORMATS = ("json", "txt", "csv")
 
 MAX_REQUEST_DEPTH = 32  # JSON nesting a request may have (real ones: 3)
-_LANGUAGE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,15}")  # espeak-ng voice codes: en, en-us, cmn
 MAX_INFO_BYTES = 16 * 1024  # a speak's info travels in every START message
 MIN_SAMPLE_RATE = 8_000  # Hz: below telephone quality there is no speech to animate
 MAX_SAMPLE_RATE = 384_000
@@ -251,13 +249,13 @@ def parse_transcript(request: dict[str, Any]) -> tuple[str, str, bool]:
         RequestError: a field of the wrong type, a text over ``MAX_TEXT_CHARS`` or a language
             code that is not one (letters, digits and ``-``, at most 16).
     """
-    from bridge.transcript.prepare import DEFAULT_LANGUAGE, check_text
+    from bridge.transcript.prepare import DEFAULT_LANGUAGE, check_text, is_language_code
 
     text = request.get("text", "")
     language = request.get("language", DEFAULT_LANGUAGE)
     if not isinstance(text, str):
         raise RequestError("bad_request", "text must be a string")
-    if not isinstance(language, str) or not _LANGUAGE.fullmatch(language):
+    if not isinstance(language, str) or not is_language_code(language):
         raise RequestError("bad_request", "language must be an espeak-ng code such as en, es, cmn")
     try:
         text = check_text(text, "text")

@@ -9,6 +9,7 @@ closures and f/v are then enforced, everything else stays the network's.
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 
@@ -19,8 +20,14 @@ log = logging.getLogger(__name__)
 
 TEXT_MODES = ("require", "prefer", "off")
 DEFAULT_LANGUAGE = "en"
+_LANGUAGE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,15}")
 MAX_TEXT_CHARS = 4000  # a dialogue line; longer texts are refused (a paragraph is many lines)
 _warned: set[str] = set()
+
+
+def is_language_code(code: str) -> bool:
+    """Whether ``code`` looks like an espeak-ng voice code (en, en-us, cmn, pt-br...)."""
+    return _LANGUAGE_CODE.fullmatch(code) is not None
 
 
 def check_text(text: str, origin: str = "text") -> str:
