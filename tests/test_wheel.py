@@ -123,3 +123,22 @@ def test_the_wheel_runs_from_outside_the_repository(wheel_venv, tmp_path):
         assert rx.wait_for(24, 10.0), rx.stats
     assert rx.starts[0].info["audio"] == str(wav.resolve())
     assert len(rx.frames[0].values) == 171  # the face-board mapping (from the wheel): 171 targets
+
+    # Every room of the core travels: a bake with a text (espeak-ng when the machine has it)
+    # goes through emoface_core.transcript and bridge.transcript from the wheel.
+    baked = run(
+        wheel_venv,
+        "bake",
+        "line.wav",
+        "--text",
+        "hello",
+        "--text-mode",
+        "prefer",
+        "-o",
+        "line.json",
+        cwd=tmp_path,
+    )
+    assert baked.returncode == 0, baked.stderr
+    assert "transcript" in json.loads((tmp_path / "line.json").read_text())["metadata"] or (
+        "audio-only lips" in baked.stderr
+    )

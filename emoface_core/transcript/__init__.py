@@ -1,0 +1,1 @@
+"""Lip sync from a line's text: phonemes and visemes, alignment onto the recording, the lip layer."""
