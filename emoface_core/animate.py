@@ -3,8 +3,8 @@
 Whatever the engine, a bake goes through here: the engine's raw frames, then the shared
 post-processing (Savitzky-Golay smoothing when the engine asks for it, blinks, gaze), then the
 lip layer of a transcript or recognised phones when there is one (``emoface_core.transcript``),
-head motion, and the metadata that says how the animation was made. ``emoface_core.streaming`` is the same pipeline
-for audio that arrives in pieces.
+head motion, and the metadata that says how the animation was made. ``emoface_core.streaming``
+is the same pipeline for audio that arrives in pieces.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Lip sync from a line's text: phonemes and visemes, alignment onto the recording, the lip layer."""
+"""Lip sync from a line's text: phonemes and visemes, alignment, the lip layer."""

@@ -21,6 +21,7 @@ under ``MAX_CELLS``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -171,8 +172,14 @@ def dtw_path(cost: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray]:
     total = np.full((n + 1, m + 1), np.inf, dtype=np.float32)
     total[0, 0] = 0.0
     step = np.zeros((n, m), dtype=np.int8)  # 0 diagonal, 1 from above, 2 from the left
+    slope = (m - 1) / max(1, n - 1)
     for d in range(2, n + m + 1):  # anti-diagonal i + j = d in the padded matrix
-        i = np.arange(max(1, d - m), min(n, d - 1) + 1)
+        # Only the band's cells: |(j - 1) - (i - 1) * slope| <= band with j = d - i.
+        lo = max(1, d - m, math.floor((d - 2 + slope - band) / (1 + slope)))
+        hi = min(n, d - 1, math.ceil((d - 2 + slope + band) / (1 + slope)))
+        if hi < lo:
+            continue
+        i = np.arange(lo, hi + 1)
         j = d - i
         here = c[i - 1, j - 1]
         options = np.stack(
