@@ -59,11 +59,13 @@ class HeadedStream:
         n = len(faces)
         out = np.empty((n, faces.shape[1] + 3), np.float32)
         out[:, : faces.shape[1]] = faces
-        for i in range(n):
-            k = self._n_out + i - self._first_rotation
-            if 0 <= k < len(self._rotations):
-                self._last = self._rotations[k]
-            out[i, faces.shape[1] :] = self._last
+        # Each face frame takes its own head frame where that is final, else the newest one.
+        k = self._n_out - self._first_rotation + np.arange(n)
+        ready = k < len(self._rotations)
+        out[ready, faces.shape[1] :] = self._rotations[k[ready]]
+        if ready.any():
+            self._last = self._rotations[k[ready][-1]]
+        out[~ready, faces.shape[1] :] = self._last
         self._n_out += n
         used = min(max(0, self._n_out - self._first_rotation), len(self._rotations))
         self._rotations = self._rotations[used:]
