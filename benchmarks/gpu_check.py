@@ -42,19 +42,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from machine import describe  # noqa: E402
 
+from emoface_core.testing.signals import TINY_WAV2VEC2, speech_like  # noqa: E402
+
 SAMPLE_RATE = 16_000
 CHUNK = SAMPLE_RATE // 50  # 20 ms
-TINY_WAV2VEC2 = {  # the tests' tiny wav2vec2 (tests/conftest.py)
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 1,
-    "intermediate_size": 96,
-    "conv_dim": [32, 32, 32],
-    "conv_kernel": [10, 3, 3],
-    "conv_stride": [5, 2, 2],
-    "num_conv_pos_embeddings": 16,
-    "num_conv_pos_embedding_groups": 4,
-}
 
 
 class Sizes:
@@ -69,15 +60,6 @@ class Sizes:
         self.repeats = 1 if tiny else 3
         self.batch_lines = 4
         self.batch_line_s = 1.0 if tiny else 10.0
-
-
-def speech_like(duration_s: float, seed: int = 0) -> np.ndarray:
-    """Noise and a voiced buzz in 4 Hz syllables: every layer gets something to do."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(duration_s * SAMPLE_RATE)) / SAMPLE_RATE
-    envelope = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 2
-    voiced = np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t)
-    return (0.3 * envelope * (voiced + 0.3 * rng.standard_normal(t.size))).astype(np.float32)
 
 
 def make_checkpoint(folder: Path, tiny: bool) -> Path:

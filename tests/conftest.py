@@ -7,22 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emoface_core.testing.signals import TINY_WAV2VEC2
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_SAMPLE = REPO_ROOT.parent / "shared" / "emoface_sample"
-
-# A wav2vec2 small enough to run in milliseconds: 64 wide (one 64-wide head, as the release
-# loader infers heads from width), 2 layers, a 3-layer conv stack of stride 20 (800 Hz frames).
-TINY_WAV2VEC2 = {
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 1,
-    "intermediate_size": 96,
-    "conv_dim": [32, 32, 32],
-    "conv_kernel": [10, 3, 3],
-    "conv_stride": [5, 2, 2],
-    "num_conv_pos_embeddings": 16,
-    "num_conv_pos_embedding_groups": 4,
-}
 
 
 def make_sine(

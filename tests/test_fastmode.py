@@ -11,16 +11,9 @@ from conftest import tiny_model
 from emoface_core.audio import SAMPLE_RATE, Audio
 from emoface_core.emotion import EmotionTimeline
 from emoface_core.errors import ConfigError
+from emoface_core.testing.signals import speech_like
 
 pytest.importorskip("transformers")
-
-
-def speechlike(duration_s: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(duration_s * SAMPLE_RATE)) / SAMPLE_RATE
-    envelope = np.clip(np.sin(2 * np.pi * 3.5 * t), 0, None) ** 2
-    voiced = np.sin(2 * np.pi * 130 * t) + 0.4 * np.sin(2 * np.pi * 390 * t)
-    return (0.3 * envelope * (voiced + 0.3 * rng.standard_normal(t.size))).astype(np.float32)
 
 
 def engine(model, precision: str = "exact"):
@@ -49,7 +42,7 @@ def test_bf16_fast_mode_stays_within_the_bound_of_exact(bf16_cpu, decoder_mode):
         assert value.dtype == before[key].dtype and bool((value == before[key]).all()), key
     timeline = EmotionTimeline.constant("happy")
     for duration, seed in ((0.7, 0), (3.0, 1), (12.0, 2)):  # one window; several windows
-        audio = Audio(speechlike(duration, seed))
+        audio = Audio(speech_like(duration, seed))
         exact = engine(model).infer(audio, timeline)
         low = engine(fast).infer(audio, timeline)
         diff = np.abs(low - exact)
@@ -68,7 +61,7 @@ def test_bf16_fast_mode_streams_within_the_bound_of_exact_streaming(bf16_cpu):
     model = tiny_model()
     fast_engine = engine(tiny_model(), "fast")
     assert fast_engine.describe()["precision_path"].startswith("bf16 weights on")
-    audio = Audio(speechlike(2.0))
+    audio = Audio(speech_like(2.0))
     timeline = EmotionTimeline.constant("sad")
     streamed = {}
     for name, e in (("exact", engine(model)), ("fast", fast_engine)):
@@ -143,7 +136,7 @@ def test_streaming_runs_under_the_engines_autocast():
     from emoface_core.streaming import Streamer, stream_clip
 
     model = tiny_model()
-    audio = Audio(speechlike(1.5))
+    audio = Audio(speech_like(1.5))
     timeline = EmotionTimeline.constant("happy")
     out = {}
     for precision in ("exact", "bf16"):
