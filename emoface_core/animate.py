@@ -79,6 +79,7 @@ def animate_audio(
     transcript_facts: dict[str, object] | None = None
     if transcript is not None and not raw:
         values, transcript_facts = _apply_transcript(values, audio, transcript, lip_layer)
+        check_finite_output(values, engine)  # the lip layer's frames leave here too
     head_rotations = None
     if not raw and head > 0.0:
         from emoface_core.head import HEAD_CONVENTION, HEAD_UNITS, head_motion
